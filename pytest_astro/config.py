@@ -1,0 +1,158 @@
+"""One ``Settings`` object: ``[tool.pytest-astro]`` in pyproject.toml, then pytest ini, then CLI flags.
+
+Later sources win. Nothing here imports Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+DEFAULT_TIMEOUT = 30.0  # Airflow's [core] dagbag_import_timeout
+DEFAULT_MEMORY_LIMIT = 4 * 1024**3
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+          "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4,
+          "tib": 1024**4}
+
+
+class ConfigError(Exception):
+    """A setting has a value we cannot use; the message names where it came from and what to do."""
+
+
+def parse_size(value: Any, source: str = "memory_limit") -> int:
+    """Parse ``4GiB``, ``512MB``, ``2g`` or a number of bytes; 0 means no limit."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ConfigError(f"{source}: cannot read {value!r} as a size; write e.g. '4GiB', '512MiB' or 0 for no limit")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def parse_seconds(value: Any, source: str = "timeout") -> float:
+    try:
+        seconds = float(str(value).rstrip("s"))
+    except ValueError:
+        raise ConfigError(f"{source}: cannot read {value!r} as seconds; write e.g. 30 or 2.5") from None
+    if seconds <= 0:
+        raise ConfigError(f"{source}: must be more than 0 seconds, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides how a project is parsed. Plain data; hashed into the cache key."""
+
+    root: Path
+    dags_folder: str = "dags"
+    plugins_folder: str = "plugins"
+    timeout: float = DEFAULT_TIMEOUT
+    memory_limit: int = DEFAULT_MEMORY_LIMIT
+    workers: int = 0  # 0: one per core
+    cache: bool = True
+    safe_mode: bool = True  # Airflow's "might contain a DAG" heuristic
+    ignore_file_syntax: str = ""  # "" -> Airflow's default for the installed version (or the env var)
+    preload: bool = True  # import the third-party modules DAG files use once, before forking
+    table: dict = field(default_factory=dict, compare=False, hash=False)  # the whole [tool.pytest-astro]
+
+    @property
+    def dags_path(self) -> Path:
+        return (self.root / self.dags_folder).resolve()
+
+    @property
+    def plugins_path(self) -> Path:
+        return (self.root / self.plugins_folder).resolve()
+
+    def worker_count(self) -> int:
+        if self.workers > 0:
+            return self.workers
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # pragma: no cover - not Linux
+            return max(1, os.cpu_count() or 1)
+
+    def parse_key(self) -> dict:
+        """The settings that can change a parse verdict (part of the cache key)."""
+        return {"dags_folder": self.dags_folder, "plugins_folder": self.plugins_folder,
+                "timeout": self.timeout, "memory_limit": self.memory_limit}
+
+    def with_overrides(self, **values: Any) -> Settings:
+        """Apply overrides given as raw values (ini strings, CLI flags); None means 'not given'."""
+        clean = {k: v for k, v in values.items() if v is not None and v != ""}
+        return replace(self, **_coerce(clean, "command line or ini"))
+
+
+_KEYS = {f.name for f in fields(Settings)} - {"root", "table"}
+
+
+def _coerce(values: dict, source: str) -> dict:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key not in _KEYS:
+            continue
+        where = f"{source}: {key}"
+        if key == "timeout":
+            out[key] = parse_seconds(value, where)
+        elif key == "memory_limit":
+            out[key] = parse_size(value, where)
+        elif key == "workers":
+            try:
+                out[key] = int(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a whole number, got {value!r}") from None
+        elif key in ("cache", "safe_mode", "preload"):
+            out[key] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+        elif key == "ignore_file_syntax":
+            if value not in ("glob", "regexp"):
+                raise ConfigError(f"{where}: expected 'glob' or 'regexp', got {value!r}")
+            out[key] = value
+        else:
+            out[key] = str(value)
+    return out
+
+
+def read_pyproject_table(root: Path) -> dict:
+    """``[tool.pytest-astro]`` of ``root/pyproject.toml`` ({} when absent)."""
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}; fix the TOML syntax") from None
+    table = data.get("tool", {}).get("pytest-astro", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.pytest-astro] must be a table")
+    return table
+
+
+def find_project_root(start: Path) -> Path:
+    """The Astro project containing ``start``: the nearest directory with ``.astro/``, a
+    ``[tool.pytest-astro]`` table or a ``dags/`` folder; ``start`` itself when none is found."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / ".astro").is_dir() or (candidate / "dags").is_dir():
+            return candidate
+        if read_pyproject_table(candidate):
+            return candidate
+    return start
+
+
+def load_settings(root: Path, **overrides: Any) -> Settings:
+    """Settings for the project at ``root``: pyproject first, then ``overrides`` (ini, CLI)."""
+    root = root.resolve()
+    table = read_pyproject_table(root)
+    settings = Settings(root=root, table=table, **_coerce(table, f"{root / 'pyproject.toml'} [tool.pytest-astro]"))
+    return settings.with_overrides(**overrides)

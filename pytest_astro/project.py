@@ -1,0 +1,207 @@
+"""The Astro project on disk: its folders and which files Airflow would parse as DAG files.
+
+Discovery follows Airflow's own rules (``airflow.utils.file.find_dag_file_paths``): walk the dags
+folder, honour ``.airflowignore`` files (glob or regexp syntax, patterns inherited by
+subfolders), keep ``.py`` files and zip archives, and in safe mode keep only files whose bytes
+mention ``airflow`` and ``dag`` (Airflow 3 also accepts ``asset``). No Airflow import needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+
+from pathspec.patterns import GitWildMatchPattern
+
+from pytest_astro.config import Settings
+
+IGNORE_FILE = ".airflowignore"
+
+
+def airflow_version() -> str | None:
+    """The installed Airflow's version, read from package metadata (Airflow is not imported)."""
+    for dist in ("apache-airflow", "apache-airflow-core"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def airflow_major() -> int:
+    version = airflow_version() or "3"
+    try:
+        return int(version.split(".")[0])
+    except ValueError:  # pragma: no cover
+        return 3
+
+
+def might_contain_dag(path: Path, major: int) -> bool:
+    """Airflow's default "might contain a DAG" heuristic (safe mode)."""
+    if zipfile.is_zipfile(path):
+        return True
+    try:
+        content = path.read_bytes().lower()
+    except OSError:
+        return False
+    if b"airflow" not in content:
+        return False
+    return b"dag" in content or (major >= 3 and b"asset" in content)
+
+
+class _Rule:
+    """One line of an .airflowignore file."""
+
+    def __init__(self, pattern: str, syntax: str, base_dir: Path, ignore_file: Path):
+        self.syntax = syntax
+        self.base_dir = base_dir
+        if syntax == "regexp":
+            self.regex = re.compile(pattern)
+        else:
+            anchored = pattern.startswith("/") or "/" in pattern.rstrip("/")
+            self.relative_to = ignore_file.parent if anchored else None
+            raw = pattern.lstrip("!").rstrip()
+            self.dir_only = raw != raw.rstrip("/")
+            self.glob = GitWildMatchPattern(pattern)
+
+    def verdict(self, path: Path, is_dir: bool) -> bool | None:
+        """True: ignore; False: re-include (a ``!`` glob); None: the rule does not apply."""
+        if self.syntax == "regexp":
+            return True if self.regex.search(str(path.relative_to(self.base_dir))) else None
+        if self.dir_only and not is_dir:
+            return None
+        rel = path.relative_to(self.relative_to).as_posix() if self.relative_to else path.name
+        if is_dir:
+            rel += "/"
+        if self.glob.include is not None and self.glob.match_file(rel) is not None:
+            return self.glob.include
+        return None
+
+
+def _ignored(path: Path, rules: list[_Rule], is_dir: bool) -> bool:
+    matched = False
+    for rule in rules:
+        verdict = rule.verdict(path, is_dir)
+        if verdict is not None:
+            matched = verdict
+            if rule.syntax == "regexp":
+                return True
+    return matched
+
+
+def _read_rules(ignore_file: Path, syntax: str, base_dir: Path) -> list[_Rule]:
+    rules = []
+    for lineno, line in enumerate(ignore_file.read_text(encoding="utf-8").split("\n"), 1):
+        pattern = re.sub(r"\s*#.*", "", line)
+        if not pattern or (syntax == "glob" and pattern.strip() == "/"):
+            continue
+        try:
+            rules.append(_Rule(pattern, syntax, base_dir, ignore_file))
+        except re.error as exc:
+            # Airflow logs a warning and skips the line; we do the same, but say where.
+            import warnings
+
+            warnings.warn(f"{ignore_file}:{lineno}: invalid regexp {pattern!r} ignored ({exc})", stacklevel=2)
+    return rules
+
+
+@dataclass
+class Project:
+    """An Astro project (the layout ``astro dev init`` creates)."""
+
+    settings: Settings
+
+    @property
+    def root(self) -> Path:
+        return self.settings.root
+
+    @property
+    def dags_path(self) -> Path:
+        return self.settings.dags_path
+
+    @cached_property
+    def ignore_file_syntax(self) -> str:
+        syntax = (self.settings.ignore_file_syntax
+                  or os.environ.get("AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX", "").strip().lower())
+        if syntax:
+            return syntax
+        return "glob" if airflow_major() >= 3 else "regexp"
+
+    def relative(self, path: Path | str) -> str:
+        """``path`` relative to the project root, with POSIX separators (absolute when outside)."""
+        path = Path(path).resolve()
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    def _walk(self) -> Iterable[Path]:
+        """Every file in the dags folder that no .airflowignore excludes (Airflow's walk)."""
+        base = self.dags_path
+        syntax = self.ignore_file_syntax
+        rules_by_dir: dict[Path, list[_Rule]] = {}
+        for root, dirs, files in os.walk(base, followlinks=True):
+            root_path = Path(root)
+            rules = list(rules_by_dir.get(root_path.resolve(), []))
+            if (root_path / IGNORE_FILE).is_file():
+                rules += _read_rules(root_path / IGNORE_FILE, syntax, base)
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not _ignored(root_path / d, rules, True))
+            for d in dirs:
+                resolved = (root_path / d).resolve()
+                if resolved in rules_by_dir:
+                    raise RuntimeError(f"{root_path / d}: symlink loop in the dags folder; remove the link")
+                rules_by_dir[resolved] = list(rules)
+            for name in sorted(files):
+                if name != IGNORE_FILE and not _ignored(root_path / name, rules, False):
+                    yield root_path / name
+
+    def is_dag_candidate(self, path: Path) -> bool:
+        if not (path.suffix == ".py" or zipfile.is_zipfile(path)):
+            return False
+        return not self.settings.safe_mode or might_contain_dag(path, airflow_major())
+
+    @cached_property
+    def all_dag_files(self) -> list[Path]:
+        """The files Airflow's DAG processor would parse, sorted."""
+        if not self.dags_path.is_dir():
+            return []
+        return [p for p in self._walk() if p.is_file() and self.is_dag_candidate(p)]
+
+    def dag_files(self, paths: Iterable[Path | str] | None = None) -> list[Path]:
+        """DAG files under ``paths`` (files or folders; all of them when None)."""
+        every = self.all_dag_files
+        if paths is None:
+            return list(every)
+        wanted: list[Path] = []
+        for raw in paths:
+            p = Path(raw).resolve()
+            if p.is_dir():
+                wanted += [f for f in every if f == p or p in f.parents]
+            elif p in every:
+                wanted.append(p)
+        return sorted(set(wanted))
+
+    def is_dag_file(self, path: Path) -> bool:
+        return path.resolve() in set(self.all_dag_files)
+
+    def importable_roots(self) -> list[Path]:
+        """What the Astro runtime puts on sys.path: the project root (AIRFLOW_HOME), dags/, plugins/."""
+        return [self.root, self.dags_path, self.settings.plugins_path]
+
+    @cached_property
+    def runtime_image(self) -> str | None:
+        """The ``FROM`` image of the project's Dockerfile (e.g. astrocrpublic.azurecr.io/runtime:3.1-1)."""
+        dockerfile = self.root / "Dockerfile"
+        if not dockerfile.is_file():
+            return None
+        for line in dockerfile.read_text(encoding="utf-8", errors="replace").splitlines():
+            m = re.match(r"\s*FROM\s+(?:--\S+\s+)*(\S+)", line, re.IGNORECASE)
+            if m:
+                return m.group(1)
+        return None

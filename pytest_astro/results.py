@@ -1,0 +1,104 @@
+"""Plain data passed between the sandbox, the cache, pytest and the CLI (all JSON-serializable).
+
+No Airflow object ever crosses a process boundary: the sandbox turns DAGs into ``DagSummary``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Frame:
+    """One frame of a traceback, in the user's project (``file`` relative to the project root)."""
+
+    file: str
+    line: int
+    function: str
+    source: str = ""
+
+
+@dataclass
+class ParseError:
+    """Why a DAG file did not import.
+
+    ``kind`` is one of: ``exception`` (raised while importing), ``syntax``, ``missing_module``,
+    ``exit`` (sys.exit / os._exit), ``timeout``, ``memory``, ``crash`` (killed by a signal),
+    ``duplicate_dag_id``, ``dag`` (a DAG that Airflow refused: cycle, cluster policy...).
+    """
+
+    kind: str
+    type: str
+    message: str
+    file: str  # where it happened (relative), the DAG file itself when unknown
+    line: int | None = None
+    column: int | None = None
+    source_line: str = ""
+    hint: str = ""
+    frames: list[Frame] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ParseError:
+        data = dict(data)
+        data["frames"] = [Frame(**f) for f in data.get("frames", [])]
+        return cls(**data)
+
+
+@dataclass
+class DagSummary:
+    """What policies and reports need to know about one DAG, without Airflow."""
+
+    dag_id: str
+    file: str
+    line: int | None
+    task_ids: list[str] = field(default_factory=list)
+    edges: list[list[str]] = field(default_factory=list)  # [upstream, downstream]
+    tags: list[str] = field(default_factory=list)
+    owner: str = ""
+    task_owners: dict[str, str] = field(default_factory=dict)
+    retries: int | None = None  # default_args["retries"], None when not set
+    task_retries: dict[str, int] = field(default_factory=dict)
+    schedule: str | None = None  # as written: a cron string, "@daily", a timedelta, "assets", None
+    timetable: str = ""  # Airflow's timetable summary
+    catchup: bool | None = None
+    start_date: str | None = None  # ISO 8601
+    start_date_tz: str | None = None
+    description: str | None = None
+    has_doc_md: bool = False
+    max_active_runs: int | None = None
+    dagrun_timeout: float | None = None  # seconds
+    has_failure_callback: bool = False
+    params: list[str] = field(default_factory=list)
+    pools: list[str] = field(default_factory=list)
+    operators: dict[str, str] = field(default_factory=dict)  # task_id -> operator class name
+    task_lines: dict[str, int] = field(default_factory=dict)  # task_id -> line in ``file`` when known
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DagSummary:
+        return cls(**data)
+
+
+@dataclass
+class FileResult:
+    """The verdict on one DAG file."""
+
+    file: str  # relative to the project root, POSIX separators
+    ok: bool
+    dags: list[DagSummary] = field(default_factory=list)
+    errors: list[ParseError] = field(default_factory=list)
+    seconds: float = 0.0
+    peak_memory: int = 0  # bytes (max RSS of the process that parsed the file)
+    imported: list[str] = field(default_factory=list)  # project modules the file imported (relative)
+    stdout: str = ""  # what the file printed while being imported (cut to a few KB)
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FileResult:
+        data = dict(data)
+        data["dags"] = [DagSummary.from_dict(d) for d in data.get("dags", [])]
+        data["errors"] = [ParseError.from_dict(e) for e in data.get("errors", [])]
+        return cls(**data)
