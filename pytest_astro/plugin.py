@@ -1,10 +1,49 @@
-"""pytest hooks of pytest-astro (placeholder until the engine lands in this session)."""
+"""pytest hooks of pytest-astro: options, and switching the DAG checks on.
+
+Deliberately thin and import-light: without ``--astro-dags`` (or ``astro_dags = true``) nothing
+else of pytest-astro is imported, and Airflow never is in the pytest process.
+"""
 
 from __future__ import annotations
 
+import pytest
 
-def pytest_addoption(parser):
+_OPTIONS = [
+    # (option, ini name, help)
+    ("--astro-project", "astro_project", "root of the Astro project (default: the rootdir, or the "
+                                          "nearest folder upwards with .astro/ or dags/)"),
+    ("--astro-dags-folder", "astro_dags_folder", "the DAG folder, relative to the project (default: dags)"),
+    ("--astro-timeout", "astro_timeout", "seconds one DAG file may take to import (default: 30, "
+                                          "like Airflow's dagbag_import_timeout)"),
+    ("--astro-memory-limit", "astro_memory_limit", "memory one DAG file may allocate while importing "
+                                                    "(default: 4GiB; 0 for no limit)"),
+    ("--astro-workers", "astro_workers", "DAG files parsed at once (default: one per core)"),
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("astro", "Astro / Airflow DAG checks (pytest-astro)")
     group.addoption("--astro-dags", action="store_true", default=None,
-                    help="parse every DAG file of the Astro project (isolated, no metadata database)")
-    parser.addini("astro_dags", type="bool", default=False, help="same as --astro-dags")
+                    help="parse every DAG file of the Astro project, isolated and without a metadata "
+                         "database: one test item per file")
+    parser.addini("astro_dags", type="bool", default=False, help="run the DAG checks as if --astro-dags was given")
+    for option, ini, help_text in _OPTIONS:
+        group.addoption(option, dest=ini, default=None, help=help_text)
+        parser.addini(ini, help=help_text, default=None)
+    group.addoption("--astro-no-cache", action="store_true", default=False,
+                    help="parse every DAG file again instead of reusing unchanged results")
+    group.addoption("--astro-report", metavar="PATH", default=None,
+                    help="write the parse results and test counts as JSON to PATH (used by `pytest-astro deploy`)")
+
+
+def _enabled(config: pytest.Config) -> bool:
+    return bool(config.getoption("--astro-dags") or config.getini("astro_dags"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if not _enabled(config):
+        return
+    from pytest_astro.session import AstroSession  # only now: keeps `pytest --help` fast
+
+    config.pluginmanager.register(AstroSession(config), "astro-session")

@@ -141,8 +141,10 @@ class Project:
         except ValueError:
             return path.as_posix()
 
-    def _walk(self) -> Iterable[Path]:
+    def dag_folder_files(self) -> Iterable[Path]:
         """Every file in the dags folder that no .airflowignore excludes (Airflow's walk)."""
+        if not self.dags_path.is_dir():
+            return
         base = self.dags_path
         syntax = self.ignore_file_syntax
         rules_by_dir: dict[Path, list[_Rule]] = {}
@@ -171,7 +173,7 @@ class Project:
         """The files Airflow's DAG processor would parse, sorted."""
         if not self.dags_path.is_dir():
             return []
-        return [p for p in self._walk() if p.is_file() and self.is_dag_candidate(p)]
+        return [p for p in self.dag_folder_files() if p.is_file() and self.is_dag_candidate(p)]
 
     def dag_files(self, paths: Iterable[Path | str] | None = None) -> list[Path]:
         """DAG files under ``paths`` (files or folders; all of them when None)."""

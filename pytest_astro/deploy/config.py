@@ -1,0 +1,211 @@
+"""``[tool.pytest-astro.deploy]``: where each branch deploys, and how the gate runs.
+
+.. code-block:: toml
+
+    [tool.pytest-astro.deploy]
+    type = "auto"                  # auto | dags | image | image-only
+    suite-args = ["tests"]         # appended to: python -m pytest --astro-dags
+    unmapped-branch = "skip"       # or "fail": a branch with no target is an error
+    scrub-env = ["SNOWFLAKE_*"]    # more variables to keep away from the suite (and mask)
+
+    [tool.pytest-astro.deploy.branches]   # branch -> target
+    main = "clmain0000000000000000000"    # a Deployment id: the Astro CLI deploys it
+    dev = { deployment = "cldev00000000000000000000" }
+    "release/*" = { deployment = "clrelease000000000000000" }  # shell-style patterns, after exact names
+    dags-bucket = { bucket = "s3://my-bucket/dags" }           # or gs://...: a bucket sync
+    other = { command = "./deploy.sh" }                        # or any command
+
+A single environment is a ``branches`` table with one entry. Each branch table may also set
+``type``. Unknown keys are errors (a typo must not silently deploy elsewhere).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_astro.config import ConfigError
+
+TYPES = ("auto", "dags", "image", "image-only")
+_TOP_KEYS = {"type", "suite", "suite-args", "unmapped-branch", "scrub-env", "branches", "record",
+             "astro-args", "retries"}
+_TARGET_KEYS = {"deployment", "bucket", "command", "type"}
+
+
+@dataclass
+class Target:
+    """Where a deploy goes: exactly one of ``deployment``, ``bucket``, ``command``."""
+
+    deployment: str | None = None
+    bucket: str | None = None
+    command: str | list[str] | None = None
+    type: str | None = None  # overrides the gate-wide type for this target
+    source: str = ""  # where it came from, for messages
+
+    @property
+    def kind(self) -> str:
+        return "astro" if self.deployment else "bucket" if self.bucket else "command"
+
+    def describe(self) -> str:
+        if self.deployment:
+            return f"Astro Deployment {self.deployment}"
+        if self.bucket:
+            return f"bucket {self.bucket}"
+        cmd = self.command if isinstance(self.command, str) else shlex.join(self.command or [])
+        return f"command `{cmd}`"
+
+    def to_dict(self) -> dict:
+        out = {"kind": self.kind}
+        if self.deployment:
+            out["deployment_id"] = self.deployment
+        if self.bucket:
+            out["bucket"] = self.bucket
+        if self.command:
+            out["command"] = self.command
+        return out
+
+
+@dataclass
+class DeployConfig:
+    path: Path  # pyproject.toml (for messages)
+    type: str = "auto"
+    suite: list[str] | None = None  # None: python -m pytest --astro-dags
+    suite_args: list[str] = field(default_factory=list)
+    unmapped_branch: str = "skip"
+    scrub_env: list[str] = field(default_factory=list)
+    branches: dict[str, Target] = field(default_factory=dict)
+    record: str | None = None
+    astro_args: list[str] = field(default_factory=list)
+    retries: int = 5
+
+    def target_for(self, branch: str | None) -> Target | None:
+        """The target of ``branch``: an exact name first, then patterns in file order; None if unmapped."""
+        if branch is not None:
+            if branch in self.branches:
+                return self.branches[branch]
+            for pattern, target in self.branches.items():
+                if any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(branch, pattern):
+                    return target
+        return None
+
+
+def _where(path: Path, key: str) -> str:
+    """``pyproject.toml:LINE [tool.pytest-astro.deploy] key`` (the line when it can be found)."""
+    line = None
+    try:
+        text = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        text = []
+    last = key.split(".")[-1]
+    in_deploy = False
+    for lineno, raw in enumerate(text, 1):
+        stripped = raw.strip()
+        if stripped.startswith("["):
+            in_deploy = stripped.startswith("[tool.pytest-astro.deploy")
+            if in_deploy and stripped.rstrip("]").endswith("." + last):
+                line = lineno
+                break
+            continue
+        if in_deploy and re.match(rf"""["']?{re.escape(last)}["']?\s*=""", stripped):
+            line = lineno
+            break
+    loc = f"{path}:{line}" if line else str(path)
+    return f"{loc}: [tool.pytest-astro.deploy] {key}"
+
+
+def _str_list(value, path: Path, key: str) -> list[str]:
+    if isinstance(value, str):
+        return shlex.split(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(f"{_where(path, key)}: expected a list of strings (or one string), got {value!r}")
+
+
+def _type(value, path: Path, key: str) -> str:
+    if value not in TYPES:
+        raise ConfigError(f"{_where(path, key)}: expected one of {', '.join(TYPES)}, got {value!r}")
+    return value
+
+
+def _target(value, path: Path, key: str) -> Target:
+    if isinstance(value, str):
+        if not value.strip():
+            raise ConfigError(f"{_where(path, key)}: empty Deployment id; write the id shown by `astro deployment list`")
+        return Target(deployment=value.strip(), source=key)
+    if not isinstance(value, dict):
+        raise ConfigError(f"{_where(path, key)}: expected a Deployment id or a table with one of "
+                          f"deployment, bucket, command; got {value!r}")
+    unknown = set(value) - _TARGET_KEYS
+    if unknown:
+        raise ConfigError(f"{_where(path, key)}: unknown key(s) {', '.join(sorted(unknown))}; "
+                          f"a target takes {', '.join(sorted(_TARGET_KEYS))}")
+    chosen = [k for k in ("deployment", "bucket", "command") if value.get(k)]
+    if len(chosen) != 1:
+        raise ConfigError(f"{_where(path, key)}: set exactly one of deployment, bucket, command "
+                          f"(found {', '.join(chosen) or 'none'})")
+    target = Target(source=key, type=_type(value["type"], path, f"{key}.type") if "type" in value else None)
+    if "deployment" in value:
+        if not isinstance(value["deployment"], str):
+            raise ConfigError(f"{_where(path, key + '.deployment')}: expected a string")
+        target.deployment = value["deployment"].strip()
+    elif "bucket" in value:
+        target.bucket = check_bucket_url(value["bucket"], _where(path, key + ".bucket"))
+    else:
+        command = value["command"]
+        target.command = command if isinstance(command, str) else _str_list(command, path, key + ".command")
+    return target
+
+
+def check_bucket_url(url, where: str) -> str:
+    if not isinstance(url, str) or not re.fullmatch(r"(s3|gs)://[a-z0-9][a-z0-9._-]{1,220}(/.*)?", url):
+        raise ConfigError(f"{where}: expected s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX], got {url!r}")
+    return url
+
+
+def load(table: dict, pyproject: Path) -> DeployConfig:
+    """Read ``[tool.pytest-astro.deploy]`` (``table`` is the whole ``[tool.pytest-astro]``)."""
+    raw = table.get("deploy", {})
+    cfg = DeployConfig(path=pyproject)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{_where(pyproject, 'deploy')}: must be a table")
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        name = sorted(unknown)[0]
+        hint = (f"; to map the branch {name!r} to a Deployment write it under "
+                f"[tool.pytest-astro.deploy.branches]: {name} = {raw[name]!r}"
+                if isinstance(raw[name], (str, dict)) else "")
+        raise ConfigError(f"{_where(pyproject, name)}: unknown key (known: {', '.join(sorted(_TOP_KEYS))}){hint}")
+    if "type" in raw:
+        cfg.type = _type(raw["type"], pyproject, "type")
+    if "suite" in raw:
+        cfg.suite = _str_list(raw["suite"], pyproject, "suite")
+        if not cfg.suite:
+            raise ConfigError(f"{_where(pyproject, 'suite')}: the suite command is empty")
+    if "suite-args" in raw:
+        cfg.suite_args = _str_list(raw["suite-args"], pyproject, "suite-args")
+    if "unmapped-branch" in raw:
+        if raw["unmapped-branch"] not in ("skip", "fail"):
+            raise ConfigError(f"{_where(pyproject, 'unmapped-branch')}: expected 'skip' or 'fail', "
+                              f"got {raw['unmapped-branch']!r}")
+        cfg.unmapped_branch = raw["unmapped-branch"]
+    if "scrub-env" in raw:
+        cfg.scrub_env = _str_list(raw["scrub-env"], pyproject, "scrub-env")
+    if "astro-args" in raw:
+        cfg.astro_args = _str_list(raw["astro-args"], pyproject, "astro-args")
+    if "record" in raw:
+        if not isinstance(raw["record"], str):
+            raise ConfigError(f"{_where(pyproject, 'record')}: expected a file path")
+        cfg.record = raw["record"]
+    if "retries" in raw:
+        if not isinstance(raw["retries"], int) or isinstance(raw["retries"], bool) or raw["retries"] < 0:
+            raise ConfigError(f"{_where(pyproject, 'retries')}: expected a whole number >= 0")
+        cfg.retries = raw["retries"]
+    branches = raw.get("branches", {})
+    if not isinstance(branches, dict):
+        raise ConfigError(f"{_where(pyproject, 'branches')}: must be a table of branch = Deployment id")
+    for name, value in branches.items():
+        cfg.branches[name] = _target(value, pyproject, f"branches.{name}")
+    return cfg

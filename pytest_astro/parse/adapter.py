@@ -1,0 +1,134 @@
+"""Every difference between Airflow versions lives here, and only here.
+
+Runs inside the parse sandbox (never in the pytest process): importing this module imports
+Airflow. The rest of the engine talks to Airflow only through ``adapter()``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+import airflow
+
+AIRFLOW_VERSION: str = airflow.__version__
+MAJOR = int(AIRFLOW_VERSION.split(".")[0])
+
+
+class _Silent:
+    """A logger that drops everything (LoggingMixin's ``_log`` slot)."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+class _Adapter:
+    """What the engine needs from Airflow: a DagBag for one file, the DAG classes, summaries."""
+
+    version = AIRFLOW_VERSION
+
+    def __init__(self) -> None:
+        if MAJOR >= 3:
+            from airflow.dag_processing.dagbag import DagBag
+            from airflow.sdk.bases.operator import BaseOperator
+            from airflow.sdk.definitions.dag import DAG
+        else:  # Airflow 2.10 / 2.11
+            from airflow.models.baseoperator import BaseOperator
+            from airflow.models.dag import DAG
+            from airflow.models.dagbag import DagBag
+        self.DagBag = DagBag
+        self.DAG = DAG
+        self.BaseOperator = BaseOperator
+
+    def new_dagbag(self, dag_folder: str):
+        """An empty DagBag that never reads the metadata database."""
+        wanted = {"dag_folder": dag_folder, "include_examples": False, "safe_mode": False,
+                  "read_dags_from_db": False, "load_op_links": False, "collect_dags": False}
+        accepted = inspect.signature(self.DagBag.__init__).parameters
+        bag = self.DagBag(**{k: v for k, v in wanted.items() if k in accepted})
+        # The DagBag logs each import failure with a traceback; the sandbox reports it better, and
+        # a file's captured output should hold only what the file printed.
+        bag._log = _Silent()
+        return bag
+
+    def parse_file(self, bag, path: str) -> tuple[list, list[str]]:
+        """Import ``path`` the way Airflow's DAG processor does; (DAGs, import error texts)."""
+        dags = bag.process_file(path, only_if_updated=False, safe_mode=False)
+        return dags, [str(v) for v in bag.import_errors.values()]
+
+    def schedule_of(self, dag) -> str | None:
+        raw = getattr(dag, "schedule", None) if MAJOR >= 3 else getattr(dag, "schedule_interval", None)
+        if raw is None:
+            return None
+        if isinstance(raw, str):
+            return raw
+        if isinstance(raw, timedelta):
+            return f"timedelta({raw.total_seconds():g}s)"
+        name = type(raw).__name__
+        if "Asset" in name or "Dataset" in name or isinstance(raw, (list, tuple)):
+            return "assets"
+        return name
+
+    def timetable_of(self, dag) -> str:
+        tt = getattr(dag, "timetable", None)
+        if tt is None:
+            return ""
+        return str(getattr(tt, "summary", None) or getattr(tt, "description", None) or type(tt).__name__)
+
+    def failure_callback_of(self, dag) -> bool:
+        cb = getattr(dag, "on_failure_callback", None)
+        default = (getattr(dag, "default_args", None) or {}).get("on_failure_callback")
+        return bool(cb or default)
+
+    def summarize(self, dag, file: str, line: int | None, task_lines: dict[str, int]) -> dict[str, Any]:
+        default_args = dict(getattr(dag, "default_args", None) or {})
+        start = getattr(dag, "start_date", None) or default_args.get("start_date")
+        timeout = getattr(dag, "dagrun_timeout", None)
+        tasks = list(dag.tasks)
+        retries = default_args.get("retries")
+        return {
+            "dag_id": dag.dag_id,
+            "file": file,
+            "line": line,
+            "task_ids": [t.task_id for t in tasks],
+            "edges": sorted([t.task_id, d] for t in tasks for d in t.downstream_task_ids),
+            "tags": sorted(str(t) for t in (getattr(dag, "tags", None) or [])),
+            "owner": str(getattr(dag, "owner", "") or ""),
+            "task_owners": {t.task_id: str(t.owner) for t in tasks},
+            "retries": int(retries) if isinstance(retries, (int, float)) else None,
+            "task_retries": {t.task_id: int(t.retries or 0) for t in tasks},
+            "schedule": self.schedule_of(dag),
+            "timetable": self.timetable_of(dag),
+            "catchup": getattr(dag, "catchup", None),
+            "start_date": start.isoformat() if start is not None else None,
+            "start_date_tz": str(start.tzinfo) if start is not None and start.tzinfo else None,
+            "description": getattr(dag, "description", None),
+            "has_doc_md": bool(getattr(dag, "doc_md", None)),
+            "max_active_runs": getattr(dag, "max_active_runs", None),
+            "dagrun_timeout": timeout.total_seconds() if isinstance(timeout, timedelta) else None,
+            "has_failure_callback": self.failure_callback_of(dag),
+            "params": sorted(str(k) for k in (getattr(dag, "params", None) or {}).keys()),
+            "pools": sorted({str(t.pool) for t in tasks if getattr(t, "pool", None)}),
+            "operators": {t.task_id: type(t).__name__ for t in tasks},
+            "task_lines": {k: v for k, v in task_lines.items() if k in {t.task_id for t in tasks}},
+        }
+
+    # A tiny DAG parsed once in the warm parent before forking, so that Airflow's lazy
+    # first-DAG work (imports, caches) is done once instead of once per file.
+    WARMUP_SOURCE = '''
+from datetime import datetime
+from airflow{sdk} import DAG
+from airflow.providers.standard.operators.empty import EmptyOperator
+with DAG("pytest_astro_warmup", start_date=datetime(2024, 1, 1), schedule=None, tags=["warmup"]):
+    EmptyOperator(task_id="a") >> EmptyOperator(task_id="b")
+'''
+
+    def warmup_source(self) -> str:
+        return self.WARMUP_SOURCE.format(sdk=".sdk" if MAJOR >= 3 else "")
+
+
+@lru_cache(maxsize=None)
+def adapter() -> _Adapter:
+    return _Adapter()

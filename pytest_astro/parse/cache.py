@@ -1,0 +1,104 @@
+"""Parse results cached by content: an unchanged project re-checks without starting Airflow.
+
+A result is reused only when all of these are unchanged: the DAG file's bytes, the bytes of
+every project module it imported when it was parsed (so a change to ``include/helpers.py``
+re-parses exactly the DAG files that import it), pytest-astro's, Airflow's and Python's
+versions, the installed packages (site-packages folders' modification times), the settings
+that affect parsing, and the AIRFLOW_* environment. Verdicts that depend on timing (timeouts,
+crashes, memory) are never cached, nor are other failures: they are re-checked every run.
+"Imported" includes every project file the DAG file read while being parsed (a YAML config of a
+dynamic DAG, for example), recorded by an audit hook in the sandbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import site
+import sys
+from pathlib import Path
+
+from pytest_astro import __version__
+from pytest_astro.project import Project, airflow_version
+from pytest_astro.results import FileResult
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_digest(path: Path) -> str | None:
+    try:
+        return _digest(path.read_bytes())
+    except OSError:
+        return None
+
+
+def environment_key(project: Project) -> str:
+    """What, besides the files themselves, can change a verdict."""
+    site_dirs = [*site.getsitepackages(), site.getusersitepackages()] if hasattr(site, "getsitepackages") else []
+    mtimes = {}
+    for d in [*site_dirs, *sys.path]:
+        try:
+            if "site-packages" in d or "dist-packages" in d:
+                mtimes[d] = os.stat(d).st_mtime_ns
+        except OSError:
+            continue
+    env = {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_") and k != "AIRFLOW_HOME"}
+    payload = {
+        "pytest-astro": __version__, "airflow": airflow_version(), "python": sys.version,
+        "executable": sys.executable, "settings": project.settings.parse_key(), "site": mtimes,
+        "env": env, "syntax": project.ignore_file_syntax,
+    }
+    return _digest(json.dumps(payload, sort_keys=True).encode())
+
+
+class ParseCache:
+    """One JSON file per DAG file under ``<project>/.pytest_cache/pytest-astro/parse/``."""
+
+    def __init__(self, project: Project):
+        self.project = project
+        self.dir = project.root / ".pytest_cache" / "pytest-astro" / "parse"
+        self.env_key = environment_key(project)
+
+    def _entry(self, path: Path) -> Path:
+        return self.dir / (_digest(self.project.relative(path).encode())[:32] + ".json")
+
+    def get(self, path: Path) -> FileResult | None:
+        entry = self._entry(path)
+        try:
+            data = json.loads(entry.read_text())
+        except (OSError, ValueError):
+            return None
+        if data.get("env") != self.env_key or data.get("digest") != _file_digest(path):
+            return None
+        for rel, digest in data.get("imported", {}).items():
+            if _file_digest(self.project.root / rel) != digest:
+                return None
+        try:
+            result = FileResult.from_dict(data["result"])
+        except (KeyError, TypeError):
+            return None
+        result.cached = True
+        return result
+
+    def put(self, path: Path, result: FileResult) -> None:
+        # Failures are re-checked every run (a missing module may have been installed, a missing
+        # project file created since); only syntax errors in the file itself are final.
+        if not result.ok and any(e.kind != "syntax" or e.file != result.file for e in result.errors):
+            return
+        digest = _file_digest(path)
+        if digest is None:
+            return
+        imported = {rel: _file_digest(self.project.root / rel) for rel in result.imported}
+        data = {"env": self.env_key, "digest": digest, "imported": imported, "result": result.to_dict()}
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            gitignore = self.project.root / ".pytest_cache" / ".gitignore"
+            if not gitignore.exists():
+                gitignore.write_text("# Created by pytest-astro automatically.\n*\n")
+            tmp = self._entry(path).with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, self._entry(path))
+        except OSError:
+            pass  # a read-only checkout still works, just without a cache

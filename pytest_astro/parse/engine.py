@@ -1,0 +1,170 @@
+"""The parse engine as seen from pytest and the CLI: cache, sandbox process, duplicate dag_ids.
+
+This module never imports Airflow or the user's DAG files: it starts the sandbox
+(``server.py``) in a separate Python process with a throwaway AIRFLOW_HOME and a
+metadata-database URL that cannot be opened, and reads plain JSON results back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_astro.imports import ImportGraph
+from pytest_astro.parse.cache import ParseCache
+from pytest_astro.project import Project
+from pytest_astro.results import FileResult, ParseError
+
+
+class EngineError(Exception):
+    """The sandbox could not run at all (e.g. Airflow is not installed); the message says what to do."""
+
+
+@dataclass
+class RunStats:
+    files: int = 0
+    cached: int = 0
+    parsed: int = 0
+    failed: int = 0
+    dags: int = 0
+    seconds: float = 0.0
+    airflow: str = ""
+
+
+def sandbox_env(project: Project, home: str) -> dict[str, str]:
+    """The environment of the sandbox: the user's, with Airflow pointed away from anything real."""
+    env = dict(os.environ)
+    env.update({
+        "AIRFLOW_HOME": home,
+        # A URL that cannot be opened: nothing is ever created, any access fails (and is reported).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/no-such-dir/airflow.db",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(project.dags_path),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(project.settings.plugins_path),
+        "AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX": project.ignore_file_syntax,
+        # the sandbox enforces its own timeout (and reports where the file was stuck)
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "0",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    return env
+
+
+@dataclass
+class ParseEngine:
+    """Parse DAG files of ``project``: cached results first, the rest in the sandbox."""
+
+    project: Project
+    python: str = sys.executable
+    stats: RunStats = field(default_factory=RunStats)
+
+    def parse(self, files: Iterable[Path], on_result: Callable[[FileResult], None] | None = None
+              ) -> dict[str, FileResult]:
+        """Verdicts for ``files`` (absolute DAG file paths), keyed by path relative to the project."""
+        started = time.perf_counter()
+        files = sorted({Path(f).resolve() for f in files})
+        cache = ParseCache(self.project) if self.project.settings.cache else None
+        results: dict[str, FileResult] = {}
+        todo: list[Path] = []
+        for path in files:
+            hit = cache.get(path) if cache else None
+            if hit is not None:
+                results[hit.file] = hit
+            else:
+                todo.append(path)
+        self.stats.cached = len(results)
+        if todo:
+            for result in self._run_sandbox(todo):
+                results[result.file] = result
+                if cache:
+                    cache.put(self.project.root / result.file, result)
+        _mark_duplicates(results)
+        for result in results.values():
+            if on_result:
+                on_result(result)
+        self.stats.files = len(files)
+        self.stats.parsed = len(todo)
+        self.stats.failed = sum(not r.ok for r in results.values())
+        self.stats.dags = sum(len(r.dags) for r in results.values())
+        self.stats.seconds = time.perf_counter() - started
+        return results
+
+    def _run_sandbox(self, files: list[Path]) -> Iterable[FileResult]:
+        project = self.project
+        graph = ImportGraph(project)
+        preload = sorted(graph.third_party(files)) if project.settings.preload else []
+        request = {
+            "root": str(project.root),
+            "files": [str(f) for f in files],
+            "timeout": project.settings.timeout,
+            "memory_limit": project.settings.memory_limit,
+            "workers": min(project.settings.worker_count(), len(files)),
+            "sys_path": [str(p) for p in project.importable_roots()],
+            "preload": preload,
+        }
+        with tempfile.TemporaryDirectory(prefix="pytest-astro-home-") as home, \
+                tempfile.TemporaryFile(mode="w+") as stderr:
+            proc = subprocess.Popen(
+                [self.python, "-m", "pytest_astro.parse.server"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                env=sandbox_env(project, home), cwd=str(project.root),
+            )
+            assert proc.stdin and proc.stdout
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.close()
+            seen: set[str] = set()
+            try:
+                for line in proc.stdout:
+                    message = json.loads(line)
+                    if "fatal" in message:
+                        raise EngineError(message["fatal"])
+                    if "ready" in message:
+                        self.stats.airflow = message["airflow"]
+                        continue
+                    result = FileResult.from_dict(message["result"])
+                    seen.add(result.file)
+                    yield result
+            finally:
+                proc.stdout.close()
+                code = proc.wait()
+            missing = [f for f in files if project.relative(f) not in seen]
+            if missing:
+                stderr.seek(0)
+                tail = stderr.read()[-3000:]
+                if not seen and code != 0:
+                    raise EngineError(
+                        f"the parse sandbox ({self.python} -m pytest_astro.parse.server) exited with "
+                        f"status {code} before parsing any file:\n{tail}")
+                for f in missing:  # the sandbox itself died midway: say so per file, never drop one
+                    yield FileResult(file=project.relative(f), ok=False, errors=[ParseError(
+                        kind="crash", type="SandboxError", file=project.relative(f),
+                        message=f"the parse sandbox stopped (status {code}) before this file was parsed",
+                        hint="re-run; if it persists, report it with this output:\n" + tail)])
+
+
+def _mark_duplicates(results: dict[str, FileResult]) -> None:
+    """A dag_id defined in two files fails both, each naming the other (Airflow keeps only one)."""
+    where: dict[str, list[tuple[str, int | None]]] = defaultdict(list)
+    for result in results.values():
+        for dag in result.dags:
+            where[dag.dag_id].append((dag.file, dag.line))
+    for dag_id, places in where.items():
+        files = {f for f, _ in places}
+        if len(files) < 2:
+            continue
+        for file, line in places:
+            others = ", ".join(f"{f}:{ln}" if ln else f for f, ln in places if f != file)
+            result = results[file]
+            result.ok = False
+            result.errors.append(ParseError(
+                kind="duplicate_dag_id", type="DuplicateDagId", file=file, line=line,
+                message=f"dag_id '{dag_id}' is also defined in {others}",
+                hint="dag_ids must be unique across the project: Airflow keeps only one of them"))

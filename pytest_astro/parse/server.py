@@ -1,0 +1,503 @@
+"""The parse sandbox: a warm process that imports Airflow once and forks one child per DAG file.
+
+Started by ``engine.py`` as ``python -m pytest_astro.parse.server`` with a sandbox environment
+(a temporary AIRFLOW_HOME, a metadata-database URL that cannot be opened). It reads one JSON
+request on stdin and writes one JSON line per file on stdout, as files finish.
+
+Why a fork per file: user DAG code may call ``os._exit``, loop forever, segfault, allocate
+without bound, or monkeypatch Airflow and ``sys.path``. In a forked child all of that stays in
+the child; the parent kills it at the deadline and reports the cause. Forking from a parent
+that has already imported Airflow (and the third-party modules the DAG files import, and parsed
+a warm-up DAG, then ``gc.freeze()``) makes a child cost a few milliseconds instead of the
+seconds ``import airflow`` takes.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import importlib.machinery
+import json
+import os
+import re
+import resource
+import select
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The protocol channel is a private copy of stdout; fd 1 is pointed at stderr so that
+# anything Airflow or user code prints can never corrupt it.
+_PROTO = os.fdopen(os.dup(1), "w", buffering=1)
+os.dup2(2, 1)
+
+_OUTPUT_LIMIT = 4000  # characters of a file's captured output kept in its result
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
+
+
+class ParseTimeout(BaseException):
+    """Raised inside a child by SIGALRM when a file takes longer than the timeout."""
+
+
+def _send(message: dict) -> None:
+    _PROTO.write(json.dumps(message) + "\n")
+    _PROTO.flush()
+
+
+# --------------------------------------------------------------------------------------------
+# Paths and frames
+
+
+class _Paths:
+    def __init__(self, root: str):
+        self.root = os.path.realpath(root)
+        self.prefix = self.root + os.sep
+
+    def in_project(self, filename: str) -> bool:
+        if not filename or filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
+            return False
+        real = os.path.realpath(filename)
+        if not real.startswith(self.prefix):
+            return False
+        rel = real[len(self.prefix):]
+        # a virtualenv inside the project is not the user's code
+        return "site-packages" not in rel and not rel.startswith((".venv", "venv"))
+
+    def rel(self, filename: str) -> str:
+        real = os.path.realpath(filename)
+        return real[len(self.prefix):].replace(os.sep, "/") if real.startswith(self.prefix) else real
+
+
+def _user_frames(paths: _Paths, tb) -> list[dict]:
+    frames = []
+    for fs in traceback.extract_tb(tb):
+        if paths.in_project(fs.filename):
+            frames.append({"file": paths.rel(fs.filename), "line": fs.lineno or 0,
+                           "function": fs.name, "source": (fs.line or "").strip()})
+    return frames
+
+
+def _stack_line_in(path: str, start_frame) -> int | None:
+    """Line of the innermost frame, from ``start_frame`` outwards, that runs code of ``path``."""
+    frame = start_frame
+    while frame is not None:
+        if frame.f_code.co_filename == path:
+            return frame.f_lineno
+        frame = frame.f_back
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Turning what went wrong into a ParseError dict
+
+
+def _missing_module_hint(paths: _Paths, name: str | None) -> str:
+    if not name:
+        return ""
+    top = name.split(".")[0]
+    for base in (paths.root, os.path.join(paths.root, "dags"), os.path.join(paths.root, "plugins")):
+        if os.path.isdir(os.path.join(base, top)) or os.path.isfile(os.path.join(base, top + ".py")):
+            return (f"'{top}' is part of the project, but '{name}' was not found in it: "
+                    "check the module path and that the file exists")
+    return (f"is the package that provides '{top}' missing from requirements.txt? "
+            "Add it there (and install it where these tests run)")
+
+
+def _error_from_exception(paths: _Paths, target: str, exc: BaseException, timeout: float,
+                          memory_limit: int) -> dict:
+    frames = _user_frames(paths, exc.__traceback__)
+    where = frames[-1] if frames else {"file": paths.rel(target), "line": None, "source": ""}
+    error: dict[str, Any] = {
+        "kind": "exception", "type": type(exc).__name__, "message": str(exc),
+        "file": where["file"], "line": where["line"], "column": None,
+        "source_line": where.get("source", ""), "hint": "", "frames": frames,
+    }
+    if isinstance(exc, SyntaxError):
+        error.update(kind="syntax", message=exc.msg or str(exc),
+                     file=paths.rel(exc.filename) if exc.filename else error["file"],
+                     line=exc.lineno, column=exc.offset, source_line=(exc.text or "").rstrip("\n"))
+    elif isinstance(exc, ModuleNotFoundError):
+        error.update(kind="missing_module", hint=_missing_module_hint(paths, exc.name))
+    elif isinstance(exc, SystemExit):
+        error.update(kind="exit", message=f"the file called sys.exit({exc.code!r}) while being imported",
+                     hint="DAG files must not exit: remove the call, or move it into a task")
+    elif isinstance(exc, ParseTimeout):
+        error.update(kind="timeout", type="Timeout",
+                     message=f"importing the file took longer than {timeout:g} s (stopped here)",
+                     hint="find what blocks at import (a loop, a network call, a sleep) and move it "
+                          "into a task; or raise the limit with --astro-timeout / astro_timeout")
+    elif isinstance(exc, MemoryError):
+        error.update(kind="memory", message=f"importing the file used more than the memory limit "
+                     f"of {_size(memory_limit)}",
+                     hint="move the allocation into a task; or raise the limit with "
+                          "--astro-memory-limit / astro_memory_limit")
+    return error
+
+
+def _error_from_text(paths: _Paths, target: str, text: str) -> dict:
+    """An import error Airflow recorded without us seeing the exception (e.g. a DAG cycle)."""
+    last = text.strip().splitlines()[-1] if text.strip() else text
+    m = re.match(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Violation|Warning)?):\s*(.*)$", last)
+    type_, message = (m.group(1).rsplit(".", 1)[-1], m.group(2)) if m else ("ImportError", last)
+    return {"kind": "dag", "type": type_, "message": message, "file": paths.rel(target),
+            "line": None, "column": None, "source_line": "", "hint": "", "frames": []}
+
+
+# --------------------------------------------------------------------------------------------
+# The child: parse one file, write one result, exit
+
+
+@dataclass
+class Job:
+    file: str  # absolute
+    pid: int
+    fd: int  # read end of the result pipe
+    fault_path: str
+    out_path: str
+    started: float
+    deadline: float
+    buffer: bytearray
+    killed: bool = False
+
+
+def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path: str,
+           timeout: float, memory_limit: int, modules_before: set[str]) -> None:
+    """Runs in the forked child; never returns."""
+    real_exit = os._exit
+    try:
+        os.setpgid(0, 0)  # so that a timeout kill also reaches anything the file started
+    except OSError:
+        pass
+    out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
+    fault_file = open(fault_path, "w")
+    import faulthandler
+
+    # Airflow's warm-up parse left a Python-level SIGSEGV handler in the parent, which would turn
+    # a segfault into an endless loop: restore the default so faulthandler can dump and re-raise.
+    signal.signal(signal.SIGSEGV, signal.SIG_DFL)
+    faulthandler.enable(file=fault_file, all_threads=False)
+    if memory_limit > 0:
+        try:
+            with open("/proc/self/statm") as fh:
+                current = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            current = 0
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (current + memory_limit, current + memory_limit))
+        except (ValueError, OSError):
+            pass
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError):
+        pass
+
+    started = time.perf_counter()
+    captured: list[BaseException] = []
+    files_read: set[str] = set()
+
+    def audit(event, args):
+        # project files read while parsing (a YAML config of a dynamic DAG): cache dependencies
+        if event == "open" and args and isinstance(args[0], str) and (len(args) < 2 or not args[1]
+                                                                       or "r" in str(args[1])):
+            files_read.add(args[0])
+
+    def write_result(result: dict) -> None:
+        data = json.dumps(result).encode()
+        view = memoryview(data)
+        while view:
+            written = os.write(result_fd, view)
+            view = view[written:]
+
+    def finish(errors: list[dict], dags: list[dict]) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        deps = {m.__file__ for name, m in list(sys.modules.items())
+                if name not in modules_before and getattr(m, "__file__", None)}
+        deps |= {f for f in files_read if not f.endswith(".pyc")}
+        imported = sorted({paths.rel(f) for f in deps if os.path.isfile(f) and paths.in_project(f)
+                           and os.path.realpath(f) != os.path.realpath(target)})
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        write_result({"file": paths.rel(target), "ok": not errors, "dags": dags, "errors": errors,
+                      "seconds": time.perf_counter() - started,
+                      "peak_memory": usage.ru_maxrss * 1024, "imported": imported})
+
+    def on_alarm(signum, frame):
+        raise ParseTimeout()
+
+    def exit_hook(code=0):
+        line = _stack_line_in(target, sys._getframe(1))
+        frames = [{"file": paths.rel(target), "line": line, "function": "<module>", "source": ""}] if line else []
+        finish([{"kind": "exit", "type": "os._exit", "file": paths.rel(target), "line": line, "column": None,
+                 "message": f"the file called os._exit({code!r}) while being imported, which ends the "
+                            "process that imports it (Airflow's DAG processor included)",
+                 "source_line": "", "hint": "DAG files must not exit: remove the call", "frames": frames}], [])
+        real_exit(0)
+
+    # Airflow installs a Python-level SIGSEGV handler, which cannot recover from a real
+    # segfault (the faulting instruction re-runs forever); keep faulthandler's instead.
+    real_signal = signal.signal
+
+    def guarded_signal(signum, handler):
+        if signum == signal.SIGSEGV:
+            return signal.getsignal(signum)
+        return real_signal(signum, handler)
+
+    real_exec_module = importlib.machinery.SourceFileLoader.exec_module
+
+    def exec_module(loader, module):
+        try:
+            return real_exec_module(loader, module)
+        except BaseException as exc:
+            if os.path.realpath(getattr(loader, "path", "")) == os.path.realpath(target):
+                captured.append(exc)
+            raise
+
+    from pytest_astro.parse.adapter import adapter
+
+    ad = adapter()
+    dag_lines: dict[int, int] = {}
+    task_lines: dict[tuple[int, str], int] = {}
+    real_dag_init = ad.DAG.__init__
+    real_op_init = ad.BaseOperator.__init__
+
+    def dag_init(self, *args, **kwargs):
+        line = _stack_line_in(target, sys._getframe(1))
+        if line:
+            dag_lines.setdefault(id(self), line)
+        return real_dag_init(self, *args, **kwargs)
+
+    def op_init(self, *args, **kwargs):
+        line = _stack_line_in(target, sys._getframe(1))
+        result = real_op_init(self, *args, **kwargs)
+        if line and getattr(self, "task_id", None):
+            task_lines.setdefault((id(getattr(self, "dag", None)), self.task_id), line)
+        return result
+
+    sys.addaudithook(audit)
+    signal.signal = guarded_signal
+    os._exit = exit_hook
+    importlib.machinery.SourceFileLoader.exec_module = exec_module
+    ad.DAG.__init__ = dag_init
+    ad.BaseOperator.__init__ = op_init
+    real_signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        bag = ad.new_dagbag(target)
+        dags, error_texts = ad.parse_file(bag, target)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        errors = [_error_from_exception(paths, target, exc, timeout, memory_limit) for exc in captured[:1]]
+        if not errors:
+            errors = [_error_from_text(paths, target, text) for text in error_texts]
+        summaries = []
+        for dag in dags:
+            lines = {tid: ln for (dag_key, tid), ln in task_lines.items() if dag_key == id(dag)}
+            summaries.append(ad.summarize(dag, paths.rel(target), dag_lines.get(id(dag)), lines))
+        finish(errors, summaries)
+    except BaseException as exc:  # our own failure, or a timeout outside the import itself
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        finish([_error_from_exception(paths, target, exc, timeout, memory_limit)], [])
+    real_exit(0)
+
+
+# --------------------------------------------------------------------------------------------
+# The parent: warm up, fork, watch deadlines, report
+
+
+def _describe_death(status: int, job: Job, paths: _Paths, timeout: float, memory_limit: int) -> dict:
+    """A ParseError for a child that ended without writing its result."""
+    rel = paths.rel(job.file)
+    base = {"file": rel, "line": None, "column": None, "source_line": "", "hint": "", "frames": []}
+    fault = ""
+    try:
+        fault = Path(job.fault_path).read_text(errors="replace")
+    except OSError:
+        pass
+    frames = [{"file": paths.rel(f), "line": int(n), "function": fn, "source": ""}
+              for f, n, fn in re.findall(r'File "([^"]+)", line (\d+) in (\S+)', fault) if paths.in_project(f)]
+    if frames:
+        base.update(frames=list(reversed(frames)), file=frames[0]["file"], line=frames[0]["line"])
+    if job.killed:
+        return {**base, "kind": "timeout", "type": "Timeout",
+                "message": f"importing the file did not finish within {timeout:g} s and was killed",
+                "hint": "find what blocks at import (a loop, a network call) and move it into a task; "
+                        "or raise the limit with --astro-timeout / astro_timeout"}
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        what = {"SIGSEGV": "a segmentation fault", "SIGABRT": "an abort", "SIGBUS": "a bus error",
+                "SIGKILL": "SIGKILL (out of memory?)"}.get(name, name)
+        return {**base, "kind": "crash", "type": name,
+                "message": f"the process importing the file died of {what}",
+                "hint": "usually a C extension misbehaving at import time; import it inside a task"}
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
+    return {**base, "kind": "exit", "type": "exit",
+            "message": f"the process importing the file exited with status {code} before reporting",
+            "hint": "DAG files must not end the process (os._exit, os.abort, a C library exit)"}
+
+
+def _preload(modules: list[str]) -> list[str]:
+    loaded = []
+    for name in modules:
+        if name in sys.modules:
+            continue
+        try:
+            if importlib.util.find_spec(name.split(".")[0]) is None:
+                continue
+            importlib.import_module(name)
+            loaded.append(name)
+        except BaseException:  # a module that fails here will fail (and be reported) in the child
+            continue
+    return loaded
+
+
+def _warm_up(paths: _Paths) -> None:
+    from pytest_astro.parse.adapter import adapter
+
+    ad = adapter()
+    with tempfile.TemporaryDirectory(prefix="pytest-astro-warmup-") as tmp:
+        path = os.path.join(tmp, "pytest_astro_warmup.py")
+        with open(path, "w") as fh:
+            fh.write(ad.warmup_source())
+        try:
+            ad.parse_file(ad.new_dagbag(path), path)
+        except Exception:
+            pass
+
+
+def serve(request: dict) -> int:
+    root = request["root"]
+    paths = _Paths(root)
+    files: list[str] = request["files"]
+    timeout = float(request["timeout"])
+    memory_limit = int(request["memory_limit"])
+    workers = max(1, int(request["workers"]))
+    hard_grace = min(5.0, max(1.0, timeout / 2))
+
+    os.chdir(root)
+    for p in reversed(request["sys_path"]):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    try:
+        from pytest_astro.parse.adapter import AIRFLOW_VERSION
+    except ImportError as exc:
+        _send({"fatal": f"cannot import Airflow in {sys.executable}: {exc}. Install Airflow in the "
+                        "environment that runs pytest-astro (pip install 'pytest-astro[airflow]' or the "
+                        "apache-airflow version your Astro Runtime uses)"})
+        return 1
+
+    # Airflow logs every import failure with a full traceback; we report it better ourselves, and
+    # the captured output of a file should be what the file printed.
+    import logging
+
+    for name in ("airflow.dag_processing", "airflow.dag_processing.dagbag.DagBag", "airflow.models.dagbag",
+                 "airflow.models.dagbag.DagBag"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+    t0 = time.perf_counter()
+    preloaded = _preload(request.get("preload", []))
+    _warm_up(paths)
+    gc.collect()
+    gc.freeze()
+    modules_before = set(sys.modules)
+    _send({"ready": True, "airflow": AIRFLOW_VERSION, "python": sys.version.split()[0],
+           "warmup_seconds": time.perf_counter() - t0, "preloaded": len(preloaded)})
+
+    tmp = tempfile.mkdtemp(prefix="pytest-astro-parse-")
+    pending = list(reversed(files))
+    running: dict[int, Job] = {}  # fd -> job
+    sys.stdout.flush()
+    sys.stderr.flush()
+    while pending or running:
+        while pending and len(running) < workers:
+            target = pending.pop()
+            index = len(files) - len(pending)
+            fault_path = os.path.join(tmp, f"{index}.fault")
+            out_path = os.path.join(tmp, f"{index}.out")
+            read_fd, write_fd = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.close(read_fd)
+                    for job in running.values():
+                        os.close(job.fd)
+                    _child(paths, target, write_fd, fault_path, out_path, timeout, memory_limit, modules_before)
+                finally:
+                    os._exit(70)
+            os.close(write_fd)
+            now = time.monotonic()
+            running[read_fd] = Job(target, pid, read_fd, fault_path, out_path, now, now + timeout + hard_grace,
+                                   bytearray())
+        now = time.monotonic()
+        wait = max(0.0, min(job.deadline for job in running.values()) - now)
+        ready, _, _ = select.select(list(running), [], [], wait)
+        for fd in ready:
+            job = running[fd]
+            chunk = os.read(fd, 1 << 16)
+            if chunk:
+                job.buffer += chunk
+                continue
+            # EOF: the child wrote its result (or died)
+            os.close(fd)
+            del running[fd]
+            _, status, usage = os.wait4(job.pid, 0)
+            _report(job, status, usage, paths, timeout, memory_limit)
+        now = time.monotonic()
+        for fd, job in list(running.items()):
+            if now >= job.deadline and not job.killed:
+                job.killed = True
+                try:
+                    os.killpg(job.pid, signal.SIGKILL)
+                except OSError:
+                    try:
+                        os.kill(job.pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                job.deadline = now + 3600  # EOF follows the kill
+    return 0
+
+
+def _report(job: Job, status: int, usage, paths: _Paths, timeout: float, memory_limit: int) -> None:
+    result = None
+    if job.buffer and not job.killed:
+        try:
+            result = json.loads(job.buffer.decode())
+        except ValueError:
+            result = None
+    if result is None:
+        result = {"file": paths.rel(job.file), "ok": False, "dags": [],
+                  "errors": [_describe_death(status, job, paths, timeout, memory_limit)],
+                  "seconds": time.monotonic() - job.started, "peak_memory": usage.ru_maxrss * 1024,
+                  "imported": []}
+    try:
+        out = Path(job.out_path).read_text(errors="replace")
+    except OSError:
+        out = ""
+    result["stdout"] = out[-_OUTPUT_LIMIT:]
+    for path in (job.out_path, job.fault_path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    _send({"result": result})
+
+
+def main() -> int:
+    request = json.loads(sys.stdin.readline())
+    return serve(request)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""What ``pytest --astro-dags`` does: collect DAG files, parse them in the sandbox, report.
+
+Registered by ``plugin.py`` only when the DAG checks are on. The parse runs once, as a batch, when
+the first DAG file is collected (so per-DAG items can be made from the results); results are
+plain data and the user's DAG files are never imported in the pytest process.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_astro.config import ConfigError, Settings, find_project_root, load_settings
+from pytest_astro.parse.engine import EngineError, ParseEngine
+from pytest_astro.parse.report import location, long_text
+from pytest_astro.project import Project
+from pytest_astro.results import FileResult
+
+
+class ParseFailed(Exception):
+    """Raised by a parse item whose file did not import; carries the result for the report."""
+
+    def __init__(self, result: FileResult):
+        super().__init__(result.file)
+        self.result = result
+
+
+def _ini_or_option(config: pytest.Config, name: str):
+    value = config.getoption(name, default=None)
+    if value is None:
+        value = config.getini(name)
+    return value or None
+
+
+def settings_from_config(config: pytest.Config) -> Settings:
+    """Project settings: pyproject's [tool.pytest-astro], then ini, then command-line options."""
+    explicit = _ini_or_option(config, "astro_project")
+    if explicit:
+        root = (config.rootpath / explicit) if not Path(explicit).is_absolute() else Path(explicit)
+        if not root.is_dir():
+            raise pytest.UsageError(f"astro_project: {root} is not a folder; point it at the Astro project root")
+    else:
+        folder = _ini_or_option(config, "astro_dags_folder") or "dags"
+        root = config.rootpath if (config.rootpath / folder).is_dir() else find_project_root(config.invocation_params.dir)
+    try:
+        settings = load_settings(
+            root,
+            dags_folder=_ini_or_option(config, "astro_dags_folder"),
+            timeout=_ini_or_option(config, "astro_timeout"),
+            memory_limit=_ini_or_option(config, "astro_memory_limit"),
+            workers=_ini_or_option(config, "astro_workers"),
+        )
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if config.getoption("astro_no_cache", default=False):
+        settings = settings.with_overrides(cache=False)
+    return settings
+
+
+class AstroSession:
+    """The pytest plugin object that exists for one ``pytest --astro-dags`` run."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.settings = settings_from_config(config)
+        self.project = Project(self.settings)
+        self.engine = ParseEngine(self.project)
+        self.results: dict[str, FileResult] | None = None
+        self.counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+        self._dag_files = set(self.project.all_dag_files)
+        self._add_dags_folder_to_args()
+
+    # ---------------------------------------------------------------------------------- collection
+
+    def _add_dags_folder_to_args(self) -> None:
+        """Collect the DAG folder even when testpaths (or the invocation dir) does not include it.
+
+        Explicit command-line paths are respected: ``pytest --astro-dags dags/etl.py`` checks one file.
+        """
+        if self.config.args_source == pytest.Config.ArgsSource.ARGS or not self.project.dags_path.is_dir():
+            return
+        dags = self.project.dags_path
+        for arg in self.config.args:
+            path = Path(self.config.invocation_params.dir, arg.split("::")[0]).resolve()
+            if path == dags or path in dags.parents:
+                return
+        self.config.args.append(str(dags))
+
+    def _requested_paths(self) -> list[Path]:
+        paths = []
+        for arg in self.config.args:
+            p = Path(self.config.invocation_params.dir, arg.split("::")[0]).resolve()
+            paths.append(p)
+        return paths
+
+    def results_for(self, path: Path) -> FileResult | None:
+        if self.results is None:
+            targets = self.project.dag_files(self._requested_paths())
+            try:
+                self.results = self.engine.parse(targets)
+            except EngineError as exc:
+                raise pytest.UsageError(f"pytest-astro: {exc}") from None
+        rel = self.project.relative(path)
+        if rel not in self.results:  # collected but outside the batch (e.g. a path given twice)
+            self.results.update(self.engine.parse([path]))
+        return self.results.get(rel)
+
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
+        if file_path.resolve() in self._dag_files:
+            return DagFile.from_parent(parent, path=file_path, astro=self)
+        return None
+
+    # ---------------------------------------------------------------------------------- reporting
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            self.counts["passed" if report.passed else "failed" if report.failed else "skipped"] += 1
+        elif report.failed:
+            self.counts["errors"] += 1
+        elif report.skipped:
+            self.counts["skipped"] += 1
+
+    def pytest_report_header(self, config: pytest.Config) -> str:
+        return (f"astro: project {self.project.root}, dags folder {self.settings.dags_folder}/, "
+                f"{len(self._dag_files)} DAG files")
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.results is None:
+            return
+        s = self.engine.stats
+        failed = sum(not r.ok for r in self.results.values())
+        terminalreporter.write_sep("-", "pytest-astro")
+        terminalreporter.write_line(
+            f"{len(self.results)} DAG files ({s.cached} unchanged, from cache), {failed} failed to parse, "
+            f"{sum(len(r.dags) for r in self.results.values())} DAGs; "
+            f"parse {s.seconds:.2f} s on {self.settings.worker_count()} workers"
+            + (f", Airflow {s.airflow}" if s.airflow else ""))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        path = self.config.getoption("astro_report", default=None)
+        if not path:
+            return
+        results = list((self.results or {}).values())
+        data = {
+            "version": 1,
+            "project": str(self.project.root),
+            "files": [r.to_dict() for r in results],
+            "parsed": len(results),
+            "failed": sum(not r.ok for r in results),
+            "tests": {**self.counts, "total": sum(self.counts.values())},
+        }
+        out = Path(self.config.invocation_params.dir, path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(data, indent=2))
+
+
+class DagFile(pytest.File):
+    """A DAG file: one ``parse`` item (policy items per DAG are added by the policies)."""
+
+    def __init__(self, *, astro: AstroSession, **kwargs):
+        super().__init__(**kwargs)
+        self.astro = astro
+
+    def collect(self):
+        result = self.astro.results_for(self.path)
+        yield ParseItem.from_parent(self, name="parse", result=result)
+
+
+class ParseItem(pytest.Item):
+    """Passes when the DAG file imports cleanly in the sandbox."""
+
+    def __init__(self, *, result: FileResult | None, **kwargs):
+        super().__init__(**kwargs)
+        self.result = result
+        if result is not None:
+            self.user_properties.append(("dag_ids", ",".join(d.dag_id for d in result.dags)))
+
+    def runtest(self) -> None:
+        if self.result is None:
+            raise ParseFailed(FileResult(file=str(self.path), ok=False))
+        if not self.result.ok:
+            raise ParseFailed(self.result)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, ParseFailed):
+            return long_text(excinfo.value.result)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        line = None
+        if self.result is not None and self.result.errors:
+            line = location(self.result, self.result.errors[0])[1]
+        return self.path, (line - 1) if line else None, f"{self.name} {self.result.file if self.result else ''}"
