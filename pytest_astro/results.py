@@ -72,7 +72,6 @@ class DagSummary:
     params: list[str] = field(default_factory=list)
     pools: list[str] = field(default_factory=list)
     operators: dict[str, str] = field(default_factory=dict)  # task_id -> operator class name
-    task_lines: dict[str, int] = field(default_factory=dict)  # task_id -> line in ``file`` when known
 
     @classmethod
     def from_dict(cls, data: dict) -> DagSummary:

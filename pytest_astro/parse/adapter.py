@@ -32,15 +32,12 @@ class _Adapter:
     def __init__(self) -> None:
         if MAJOR >= 3:
             from airflow.dag_processing.dagbag import DagBag
-            from airflow.sdk.bases.operator import BaseOperator
             from airflow.sdk.definitions.dag import DAG
         else:  # Airflow 2.10 / 2.11
-            from airflow.models.baseoperator import BaseOperator
             from airflow.models.dag import DAG
             from airflow.models.dagbag import DagBag
         self.DagBag = DagBag
         self.DAG = DAG
-        self.BaseOperator = BaseOperator
 
     def new_dagbag(self, dag_folder: str):
         """An empty DagBag that never reads the metadata database."""
@@ -82,7 +79,7 @@ class _Adapter:
         default = (getattr(dag, "default_args", None) or {}).get("on_failure_callback")
         return bool(cb or default)
 
-    def summarize(self, dag, file: str, line: int | None, task_lines: dict[str, int]) -> dict[str, Any]:
+    def summarize(self, dag, file: str, line: int | None) -> dict[str, Any]:
         default_args = dict(getattr(dag, "default_args", None) or {})
         start = getattr(dag, "start_date", None) or default_args.get("start_date")
         timeout = getattr(dag, "dagrun_timeout", None)
@@ -112,7 +109,6 @@ class _Adapter:
             "params": sorted(str(k) for k in (getattr(dag, "params", None) or {}).keys()),
             "pools": sorted({str(t.pool) for t in tasks if getattr(t, "pool", None)}),
             "operators": {t.task_id: type(t).__name__ for t in tasks},
-            "task_lines": {k: v for k, v in task_lines.items() if k in {t.task_id for t in tasks}},
         }
 
     # A tiny DAG parsed once in the warm parent before forking, so that Airflow's lazy

@@ -111,7 +111,7 @@ def _missing_module_hint(paths: _Paths, name: str | None) -> str:
             return (f"'{top}' is part of the project, but '{name}' was not found in it: "
                     "check the module path and that the file exists")
     return (f"is the package that provides '{top}' missing from requirements.txt? "
-            "Add it there (and install it where these tests run)")
+            "Add it there and install it where these tests run")
 
 
 def _error_from_exception(paths: _Paths, target: str, exc: BaseException, timeout: float,
@@ -145,13 +145,16 @@ def _error_from_exception(paths: _Paths, target: str, exc: BaseException, timeou
     return error
 
 
-def _error_from_text(paths: _Paths, target: str, text: str) -> dict:
-    """An import error Airflow recorded without us seeing the exception (e.g. a DAG cycle)."""
+def _error_from_text(paths: _Paths, target: str, text: str, dag_id_lines: dict[str, int]) -> dict:
+    """An error Airflow recorded about a DAG it refused (a cycle, a cluster policy), placed at the
+    line where that DAG was created when the message names its dag_id."""
     last = text.strip().splitlines()[-1] if text.strip() else text
     m = re.match(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Violation|Warning)?):\s*(.*)$", last)
     type_, message = (m.group(1).rsplit(".", 1)[-1], m.group(2)) if m else ("ImportError", last)
+    named = [dag_id for dag_id in dag_id_lines if re.search(rf"\b{re.escape(dag_id)}\b", message)]
+    line = dag_id_lines[max(named, key=len)] if named else None
     return {"kind": "dag", "type": type_, "message": message, "file": paths.rel(target),
-            "line": None, "column": None, "source_line": "", "hint": "", "frames": []}
+            "line": line, "column": None, "source_line": "", "hint": "", "frames": []}
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,29 +272,23 @@ def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path
 
     ad = adapter()
     dag_lines: dict[int, int] = {}
-    task_lines: dict[tuple[int, str], int] = {}
+    dag_id_lines: dict[str, int] = {}  # to place errors Airflow reports by dag_id (a cycle, a policy)
     real_dag_init = ad.DAG.__init__
-    real_op_init = ad.BaseOperator.__init__
 
     def dag_init(self, *args, **kwargs):
         line = _stack_line_in(target, sys._getframe(1))
         if line:
             dag_lines.setdefault(id(self), line)
+            dag_id = kwargs.get("dag_id", args[0] if args else None)
+            if isinstance(dag_id, str):
+                dag_id_lines.setdefault(dag_id, line)
         return real_dag_init(self, *args, **kwargs)
-
-    def op_init(self, *args, **kwargs):
-        line = _stack_line_in(target, sys._getframe(1))
-        result = real_op_init(self, *args, **kwargs)
-        if line and getattr(self, "task_id", None):
-            task_lines.setdefault((id(getattr(self, "dag", None)), self.task_id), line)
-        return result
 
     sys.addaudithook(audit)
     signal.signal = guarded_signal
     os._exit = exit_hook
     importlib.machinery.SourceFileLoader.exec_module = exec_module
     ad.DAG.__init__ = dag_init
-    ad.BaseOperator.__init__ = op_init
     real_signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
@@ -300,11 +297,10 @@ def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path
         signal.setitimer(signal.ITIMER_REAL, 0)
         errors = [_error_from_exception(paths, target, exc, timeout, memory_limit) for exc in captured[:1]]
         if not errors:
-            errors = [_error_from_text(paths, target, text) for text in error_texts]
+            errors = [_error_from_text(paths, target, text, dag_id_lines) for text in error_texts]
         summaries = []
         for dag in dags:
-            lines = {tid: ln for (dag_key, tid), ln in task_lines.items() if dag_key == id(dag)}
-            summaries.append(ad.summarize(dag, paths.rel(target), dag_lines.get(id(dag)), lines))
+            summaries.append(ad.summarize(dag, paths.rel(target), dag_lines.get(id(dag))))
         finish(errors, summaries)
     except BaseException as exc:  # our own failure, or a timeout outside the import itself
         signal.setitimer(signal.ITIMER_REAL, 0)

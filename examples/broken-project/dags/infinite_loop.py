@@ -1,0 +1,5 @@
+from airflow.sdk import DAG  # noqa: F401
+
+counter = 0
+while True:
+    counter += 1

@@ -1,0 +1,5 @@
+from airflow.sdk import DAG  # noqa: F401
+
+chunks = []
+while True:
+    chunks.append(bytearray(64 * 1024 * 1024))

@@ -1,0 +1,92 @@
+"""Parse DAG files in an isolated sandbox without a metadata database (what `pytest --astro-dags` does).
+
+FILES may be DAG files, folders, or other project modules (e.g. include/helpers.py): a module
+that is not a DAG file selects the DAG files that import it. Without FILES, every DAG file of the
+project is parsed. Prints `path:line: message` per failing file; exit status 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pytest_astro.config import ConfigError, find_project_root, load_settings
+from pytest_astro.imports import ImportGraph
+from pytest_astro.parse.engine import EngineError, ParseEngine
+from pytest_astro.parse.report import long_text, one_line
+from pytest_astro.project import Project
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="*", metavar="FILES", help="files or folders (default: the DAG folder)")
+    parser.add_argument("--project", metavar="DIR", help="the Astro project root (default: found from the "
+                                                           "current folder upwards)")
+    parser.add_argument("--dags-folder", metavar="DIR", help="DAG folder relative to the project (default: dags)")
+    parser.add_argument("--timeout", metavar="SECONDS", help="per-file import timeout (default: 30)")
+    parser.add_argument("--memory-limit", metavar="SIZE", help="per-file memory limit (default: 4GiB)")
+    parser.add_argument("--workers", metavar="N", help="files parsed at once (default: one per core)")
+    parser.add_argument("--no-cache", action="store_true", help="parse again even files that did not change")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print the full report of each failure")
+
+
+def select_files(project: Project, files: list[str]) -> list[Path]:
+    """The DAG files to parse for ``files``: DAG files, folders, and the DAG files importing a module."""
+    if not files:
+        return project.dag_files()
+    dag_files: set[Path] = set()
+    modules: list[Path] = []
+    for raw in files:
+        path = Path(raw).resolve()
+        if path.is_dir() or project.is_dag_file(path):
+            dag_files.update(project.dag_files([path]))
+        elif path.suffix == ".py" and path.is_file():
+            modules.append(path)
+    if modules:
+        dag_files.update(ImportGraph(project).affected(modules, project.all_dag_files))
+    return sorted(dag_files)
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path(args.project) if args.project else find_project_root(Path.cwd())
+    try:
+        settings = load_settings(root, dags_folder=args.dags_folder, timeout=args.timeout,
+                                 memory_limit=args.memory_limit, workers=args.workers)
+    except ConfigError as exc:
+        print(f"pytest-astro: {exc}", file=sys.stderr)
+        return 2
+    if args.no_cache:
+        settings = settings.with_overrides(cache=False)
+    project = Project(settings)
+    if not project.dags_path.is_dir():
+        print(f"pytest-astro: {project.dags_path} does not exist; run from an Astro project, or pass "
+              "--project DIR / --dags-folder DIR", file=sys.stderr)
+        return 2
+    files = select_files(project, args.files)
+    if not files:
+        print("pytest-astro: no DAG files to parse" + (" among the given files" if args.files else ""))
+        return 0
+    engine = ParseEngine(project)
+    try:
+        results = engine.parse(files)
+    except EngineError as exc:
+        print(f"pytest-astro: {exc}", file=sys.stderr)
+        return 2
+    failed = [r for r in sorted(results.values(), key=lambda r: r.file) if not r.ok]
+    if args.format == "json":
+        json.dump({"files": [r.to_dict() for r in results.values()], "failed": len(failed)}, sys.stdout, indent=2)
+        print()
+    else:
+        for result in failed:
+            if args.verbose:
+                print(long_text(result) + "\n")
+            else:
+                for error in result.errors:
+                    print(one_line(result, error))
+        s = engine.stats
+        sys.stdout.flush()
+        print(f"{len(results)} DAG files parsed ({s.cached} from cache), {len(failed)} failed, "
+              f"{s.dags} DAGs, {s.seconds:.2f} s", file=sys.stderr)
+    return 1 if failed else 0
