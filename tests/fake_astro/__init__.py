@@ -1,0 +1,1 @@
+"""Test support for the deploy gate: a fake `astro` executable, project builders, servers."""

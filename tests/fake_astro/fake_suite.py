@@ -1,0 +1,32 @@
+"""A stand-in for `python -m pytest --astro-dags` that writes the report the plugin writes.
+
+argv: REPORT SPEC. SPEC is a JSON file: {"exit": 0, "passed": 2, "failed": 0, "skipped": 0,
+"broken": ["dags/x.py"], "crash": false, "omit": ["dags/y.py"]}. The suite's environment is dumped
+beside SPEC (env.json), so tests can prove it holds no credential.
+"""
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+report, spec_path = Path(sys.argv[1]), Path(sys.argv[2])
+spec = json.loads(spec_path.read_text())
+(spec_path.parent / "env.json").write_text(json.dumps(dict(os.environ)))
+print("fake suite: collected tests in", os.getcwd())
+print("fake suite: extra args", sys.argv[3:])
+if spec.get("crash"):
+    os.kill(os.getpid(), signal.SIGKILL)
+files = []
+for path in sorted(Path(spec.get("dags_folder", "dags")).rglob("*.py")):
+    rel = path.as_posix()
+    if rel in spec.get("omit", []):
+        continue
+    ok = rel not in spec.get("broken", [])
+    files.append({"file": rel, "ok": ok, "errors": [] if ok else [{"kind": "exception", "message": "boom"}]})
+tests = {k: spec.get(k, 0) for k in ("passed", "failed", "errors", "skipped")}
+tests["total"] = sum(tests.values())
+report.write_text(json.dumps({"version": 1, "files": files, "parsed": len(files),
+                              "failed": sum(not f["ok"] for f in files), "tests": tests}))
+print(f"fake suite: {tests['passed']} passed, {tests['failed']} failed")
+sys.exit(spec.get("exit", 0))
