@@ -7,7 +7,10 @@ import json
 
 import pytest
 
-from fake_astro.support import AWS_SECRET, TOKEN, Scenario, git
+try:  # tests/ is a package in this repository; the fallback keeps the module runnable on its own
+    from tests.fake_astro.support import AWS_SECRET, TOKEN, Scenario, git
+except ImportError:  # pragma: no cover
+    from fake_astro.support import AWS_SECRET, TOKEN, Scenario, git
 
 NULL_SHA = "0" * 40
 
