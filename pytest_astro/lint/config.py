@@ -35,7 +35,8 @@ def split_codes(values: Iterable[str] | str | None, source: str) -> tuple[str, .
         values = [values]
     out: list[str] = []
     for value in values:
-        for code in re.split(r"[\s,]+", str(value).strip()):
+        for code in str(value).split(","):
+            code = code.strip()
             if not code:
                 continue
             code = code.upper()

@@ -384,12 +384,20 @@ class LintResult:
     fixes_applied: int = 0
 
 
-def _syntax_error(ctx: FileContext, exc: Exception) -> Finding:
-    line = getattr(exc, "raw_line", None) or getattr(exc, "lineno", None) or 1
+def _syntax_error(ctx: FileContext, source: str, exc: Exception) -> Finding:
+    # Python's own parser gives the messages users know ("'(' was never closed") and exact lines.
+    try:
+        compile(source, ctx.path, "exec", dont_inherit=True, flags=0x400)  # PyCF_ONLY_AST
+    except SyntaxError as err:
+        return Finding(ctx.path, err.lineno or 1, err.offset or 1, SYNTAX_ERROR,
+                       f"syntax error: {err.msg}; fix it (no other rule ran on this file)")
+    except (ValueError, RecursionError, MemoryError) as err:
+        return Finding(ctx.path, 1, 1, SYNTAX_ERROR, f"cannot parse the file: {err}")
+    line = getattr(exc, "raw_line", None) or 1
     col = (getattr(exc, "raw_column", None) or 0) + 1
-    message = str(getattr(exc, "message", "") or exc).strip().splitlines()[0]
+    message = (str(getattr(exc, "message", "") or exc).strip().splitlines() or ["?"])[0]
     return Finding(ctx.path, line, col, SYNTAX_ERROR,
-                   f"syntax error: {message}; fix the syntax (no other rule ran on this file)")
+                   f"libcst cannot parse this file ({message}); no rule ran on it")
 
 
 def _run_rules(module: cst.Module, source_lines: list[str], ctx: FileContext,
@@ -456,7 +464,7 @@ def lint_source(source: str, ctx: FileContext, rule_classes: Sequence[type[Rule]
         try:
             module = cst.parse_module(result.source)
         except (cst.ParserSyntaxError, SyntaxError, ValueError, RecursionError) as exc:
-            result.findings = [_syntax_error(ctx, exc)]
+            result.findings = [_syntax_error(ctx, result.source, exc)]
             return result
         findings, fixes = _run_rules(module, result.source.splitlines(), ctx, rule_classes)
         result.findings = findings

@@ -1,0 +1,57 @@
+"""Every lint rule's own VALID/INVALID examples (the rules document and test themselves)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from pytest_astro.lint.core import FileContext, Invalid, Rule, Valid, lint_source
+from pytest_astro.lint.rules import ALL_RULES
+
+
+def _ctx(path: str) -> FileContext:
+    return FileContext(path=path, relpath=path, in_dags_folder=path.startswith("dags/"), target_airflow=3)
+
+
+def _cases(kind: str):
+    for rule in ALL_RULES:
+        for i, example in enumerate(getattr(rule, kind)):
+            yield pytest.param(rule, example, id=f"{rule.CODE}-{kind.lower()}-{i}")
+
+
+@pytest.mark.parametrize(("rule", "example"), list(_cases("VALID")))
+def test_valid(rule: type[Rule], example: Valid) -> None:
+    result = lint_source(example.code, _ctx(example.path), [rule])
+    assert [f.text() for f in result.findings] == []
+
+
+@pytest.mark.parametrize(("rule", "example"), list(_cases("INVALID")))
+def test_invalid(rule: type[Rule], example: Invalid) -> None:
+    ctx = _ctx(example.path)
+    result = lint_source(example.code, ctx, [rule])
+    assert result.findings, f"{rule.CODE} did not report:\n{example.code}"
+    assert {f.code for f in result.findings} == {rule.CODE}
+    if example.line is not None:
+        assert result.findings[0].line == example.line
+    fixed = lint_source(example.code, ctx, [rule], fix=True)
+    if example.expected_fix is None:
+        assert not any(f.fixable for f in result.findings), "an unexpected fix is offered"
+        assert fixed.source == example.code
+    else:
+        assert fixed.source == example.expected_fix
+        # The fix is complete: nothing fixable of this rule is left.
+        assert not any(f.fixable for f in fixed.findings)
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=lambda r: r.CODE)
+def test_rule_is_documented(rule: type[Rule]) -> None:
+    assert re.fullmatch(r"AST\d{3}", rule.CODE)
+    assert re.fullmatch(r"[a-z0-9-]+", rule.NAME)
+    assert rule.MESSAGE and rule.__doc__ and len(rule.__doc__.strip()) > 80
+    assert rule.VALID and rule.INVALID
+
+
+def test_codes_are_unique_and_names_too() -> None:
+    assert len({r.CODE for r in ALL_RULES}) == len(ALL_RULES)
+    assert len({r.NAME for r in ALL_RULES}) == len(ALL_RULES)
