@@ -21,8 +21,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+
+class _LazyLibcst:
+    """``libcst`` imported on first use: a fully cached run never pays its ~0.3 s import."""
+
+    def __getattr__(self, name: str) -> Any:
+        import libcst
+
+        self.__dict__.update(vars(libcst))  # later lookups are plain attribute hits
+        return getattr(libcst, name)
+
+
+cst: Any = _LazyLibcst()
 
 SYNTAX_ERROR = "AST000"
 
@@ -400,6 +410,18 @@ def _syntax_error(ctx: FileContext, source: str, exc: Exception) -> Finding:
                    f"libcst cannot parse this file ({message}); no rule ran on it")
 
 
+def _positions(module: cst.Module) -> Any:
+    """node -> CodeRange. One code-generation pass; MetadataWrapper would add a full extra visit."""
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    provider = PositionProvider()
+    try:
+        provider._gen_impl(module)
+        return provider._computed
+    except AttributeError:  # pragma: no cover - libcst internals changed: take the public road
+        return MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+
+
 def _run_rules(module: cst.Module, source_lines: list[str], ctx: FileContext,
                rule_classes: Sequence[type[Rule]]) -> tuple[list[Finding], dict[int, cst.CSTNode]]:
     """Findings plus the fixes (id(node) -> replacement) of the unsuppressed findings."""
@@ -416,7 +438,7 @@ def _run_rules(module: cst.Module, source_lines: list[str], ctx: FileContext,
         return [], {}
     positions = None
     if any(r.node is not None for r in reports):
-        positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+        positions = _positions(module)
     findings: list[Finding] = []
     fixes: dict[int, tuple[cst.CSTNode, cst.CSTNode]] = {}
     for r in reports:
@@ -437,23 +459,24 @@ def _run_rules(module: cst.Module, source_lines: list[str], ctx: FileContext,
     return findings, fixes
 
 
-class _Replace(cst.CSTTransformer):
-    def __init__(self, fixes: dict[int, tuple[cst.CSTNode, cst.CSTNode]]):
-        self.fixes = fixes
-        self.applied = 0
-        self._depth = 0  # inside a replaced node: leave nested fixes for the next pass
+def _replacer(fixes: dict[int, tuple[cst.CSTNode, cst.CSTNode]]) -> Any:
+    """A transformer that swaps each fixed node (by identity) for its replacement."""
 
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if id(node) in self.fixes and self.fixes[id(node)][0] is node:
-            return False  # replaced whole in on_leave
-        return True
+    class Replace(cst.CSTTransformer):
+        applied = 0
 
-    def on_leave(self, original: cst.CSTNode, updated: cst.CSTNode) -> Any:
-        fix = self.fixes.get(id(original))
-        if fix is not None and fix[0] is original:
-            self.applied += 1
-            return fix[1]
-        return updated
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            fix = fixes.get(id(node))
+            return not (fix is not None and fix[0] is node)  # replaced whole in on_leave
+
+        def on_leave(self, original: cst.CSTNode, updated: cst.CSTNode) -> Any:
+            fix = fixes.get(id(original))
+            if fix is not None and fix[0] is original:
+                self.applied += 1
+                return fix[1]
+            return updated
+
+    return Replace()
 
 
 def lint_source(source: str, ctx: FileContext, rule_classes: Sequence[type[Rule]],
@@ -470,7 +493,7 @@ def lint_source(source: str, ctx: FileContext, rule_classes: Sequence[type[Rule]
         result.findings = findings
         if not fix or not fixes:
             return result
-        transformer = _Replace(fixes)
+        transformer = _replacer(fixes)
         new_source = module.visit(transformer).code
         if new_source == result.source or not transformer.applied:
             return result

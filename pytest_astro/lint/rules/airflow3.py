@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import re
 
-import libcst as cst
-
-from pytest_astro.lint.core import Invalid, Rule, Valid, dotted, is_dag_call, is_decorator, keyword, string_value
+from pytest_astro.lint.core import Invalid, Rule, Valid, cst, dotted, is_dag_call, is_decorator, keyword, string_value
 
 _STD = "airflow.providers.standard"
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import posixpath
 
-import libcst as cst
-
-from pytest_astro.lint.core import (FileContext, Invalid, Rule, Valid, call_name, dotted, has_star_kwargs,
+from pytest_astro.lint.core import (FileContext, Invalid, Rule, Valid, call_name, cst, dotted, has_star_kwargs,
                                     is_dag_call, is_decorator, keyword, string_value)
 
 #: Modules that take hundreds of milliseconds (or seconds) to import.
