@@ -153,6 +153,8 @@ class FaultyProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # answers `Expect: 100-continue` at once (boto3 waits 1 s otherwise)
+
             def log_message(self, *args):  # quiet
                 pass
 
@@ -185,7 +187,7 @@ class FaultyProxy:
                         self.end_headers()
                         self.wfile.write(payload)
                         return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "connection")}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "connection", "expect")}
                 if body or self.command in ("PUT", "POST"):
                     headers["Content-Length"] = str(len(body))
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
