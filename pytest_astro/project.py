@@ -17,7 +17,10 @@ from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 
-from pathspec.patterns import GitWildMatchPattern
+try:  # pathspec >= 1.0 (GitWildMatchPattern, which Airflow uses, is this class under its old name)
+    from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern as _GlobPattern
+except ImportError:  # pragma: no cover - pathspec < 1.0
+    from pathspec.patterns import GitWildMatchPattern as _GlobPattern
 
 from pytest_astro.config import Settings
 
@@ -68,7 +71,7 @@ class _Rule:
             self.relative_to = ignore_file.parent if anchored else None
             raw = pattern.lstrip("!").rstrip()
             self.dir_only = raw != raw.rstrip("/")
-            self.glob = GitWildMatchPattern(pattern)
+            self.glob = _GlobPattern(pattern)
 
     def verdict(self, path: Path, is_dir: bool) -> bool | None:
         """True: ignore; False: re-include (a ``!`` glob); None: the rule does not apply."""

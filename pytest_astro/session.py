@@ -112,6 +112,14 @@ class AstroSession:
             return DagFile.from_parent(parent, path=file_path, astro=self)
         return None
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pycollect_makemodule(self, module_path: Path, parent: pytest.Collector):
+        """A DAG file named on the command line (or named ``test_*.py``) is not a test module:
+        pytest must not import it in its own process. The DagFile above checks it."""
+        if module_path.resolve() in self._dag_files:
+            return _NotATestModule.from_parent(parent, path=module_path)
+        return None
+
     # ---------------------------------------------------------------------------------- reporting
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -154,6 +162,11 @@ class AstroSession:
         out = Path(self.config.invocation_params.dir, path)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(data, indent=2))
+
+
+class _NotATestModule(pytest.File):
+    def collect(self):
+        return []
 
 
 class DagFile(pytest.File):

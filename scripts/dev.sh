@@ -23,23 +23,31 @@ esac
 key_input="$("$python" -c 'import sys; print(sys.version)')
 ${airflow_reqs[*]}
 $(sed -n '/^dependencies = \[/,/^\]/p;/^test = \[/,/^\]/p' "$here/pyproject.toml")
-$(sha256sum "$here/scripts/dev.sh" | cut -c1-16)"
+venv-layout-1"
 key="$(printf '%s' "$key_input" | sha256sum | cut -c1-16)"
 venvs="${PYTEST_ASTRO_VENVS:-${XDG_CACHE_HOME:-$HOME/.cache}/pytest-astro/venvs}"
 venv="$venvs/$key"
 
+mkdir -p "$venvs"
+exec 9>"$venv.lock"
+flock 9  # two runs on one machine never build (or re-point) the same venv at once
 if [ ! -f "$venv/.complete" ]; then
   echo "pytest-astro: building $venv (Airflow $airflow_version; once per machine, a few minutes)" >&2
   rm -rf "$venv"
-  mkdir -p "$venvs"
   "$python" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --upgrade pip uv
   "$venv/bin/python" -m uv pip install --quiet --python "$venv/bin/python" \
     "${airflow_reqs[@]}" -e "$here[test]"
   touch "$venv/.complete"
 fi
-# The cached venv may have been built from another clone: point the editable install here (~1 s).
-"$venv/bin/python" -m uv pip install --quiet --python "$venv/bin/python" --no-deps -e "$here"
+# The cached venv may have been built from another clone: point the editable install here (~1 s),
+# again whenever pyproject.toml (entry points, scripts) changes.
+stamp="$here $(sha256sum "$here/pyproject.toml" | cut -c1-16)"
+if [ "$(cat "$venv/.editable" 2>/dev/null)" != "$stamp" ]; then
+  "$venv/bin/python" -m uv pip install --quiet --python "$venv/bin/python" --no-deps -e "$here"
+  echo "$stamp" > "$venv/.editable"
+fi
+flock -u 9
 
 export PATH="$venv/bin:$PATH"
 case "$cmd" in

@@ -172,6 +172,7 @@ class Job:
     deadline: float
     buffer: bytearray
     killed: bool = False
+    dumped: bool = False
 
 
 def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path: str,
@@ -192,6 +193,8 @@ def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path
     # a segfault into an endless loop: restore the default so faulthandler can dump and re-raise.
     signal.signal(signal.SIGSEGV, signal.SIG_DFL)
     faulthandler.enable(file=fault_file, all_threads=False)
+    # the parent sends SIGUSR1 before killing a file that ignored the soft timeout: dump where it is
+    faulthandler.register(signal.SIGUSR1, file=fault_file, all_threads=False)
     if memory_limit > 0:
         try:
             with open("/proc/self/statm") as fh:
@@ -452,7 +455,14 @@ def serve(request: dict) -> int:
             _report(job, status, usage, paths, timeout, memory_limit)
         now = time.monotonic()
         for fd, job in list(running.items()):
-            if now >= job.deadline and not job.killed:
+            if now >= job.deadline and not job.dumped:
+                job.dumped = True  # ask faulthandler for the stack, then kill
+                try:
+                    os.kill(job.pid, signal.SIGUSR1)
+                except OSError:
+                    pass
+                job.deadline = now + 0.3
+            elif now >= job.deadline and not job.killed:
                 job.killed = True
                 try:
                     os.killpg(job.pid, signal.SIGKILL)

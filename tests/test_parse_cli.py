@@ -1,0 +1,50 @@
+"""`pytest-astro parse [FILES]`: the same verdicts from the command line (used by the pre-commit hook)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from tests.conftest import EXAMPLES, run_cli
+
+
+def test_broken_project_prints_one_line_per_failure(tmp_path):
+    shutil.copytree(EXAMPLES / "broken-project", tmp_path, dirs_exist_ok=True)
+    proc = run_cli("parse", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "dags/syntax_error.py:5: SyntaxError: invalid syntax. Perhaps you forgot a comma?" in lines
+    assert "dags/sys_exit.py:7: SystemExit: the file called sys.exit(1) while being imported" in lines
+    assert "dags/raises_in_helper.py:5: KeyError: 'warehouse' (at include/config_loader.py:6)" in lines
+    assert sum(line.startswith("dags/") for line in lines) == 11  # every failing file, nothing else
+    assert not any("good_neighbour" in line for line in lines)
+    assert "12 DAG files parsed (0 from cache), 11 failed" in proc.stderr
+
+
+def test_example_project_passes_and_module_selects_its_dags(tmp_path):
+    shutil.copytree(EXAMPLES / "astro-project", tmp_path, dirs_exist_ok=True)
+    (tmp_path / "dags/standalone.py").write_text(
+        "from airflow.sdk import DAG\nwith DAG('standalone', schedule=None):\n    pass\n")
+    proc = run_cli("parse", "--format", "json", "plugins/my_operators.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # a change to a plugin module re-checks exactly the DAG files that import it
+    assert [f["file"] for f in json.loads(proc.stdout)["files"]] == ["dags/classic_etl.py"]
+    proc = run_cli("parse", cwd=tmp_path / "include")  # the project is found from a subfolder
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "5 DAG files parsed" in proc.stderr and "0 failed" in proc.stderr
+
+
+def test_not_a_project(tmp_path):
+    proc = run_cli("parse", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "dags does not exist" in proc.stderr and "--project DIR" in proc.stderr
+
+
+def test_airflow_missing_gives_an_install_hint(tmp_path):
+    shutil.copytree(EXAMPLES / "astro-project", tmp_path, dirs_exist_ok=True)
+    # hide Airflow from the sandbox: a sitecustomize that makes `import airflow` fail
+    (tmp_path / "hide").mkdir()
+    (tmp_path / "hide/airflow.py").write_text("raise ImportError('No module named airflow (hidden by the test)')\n")
+    proc = run_cli("parse", "--no-cache", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "hide")})
+    assert proc.returncode == 2
+    assert "cannot import Airflow" in proc.stderr and "pip install" in proc.stderr

@@ -1,0 +1,239 @@
+"""`pytest --astro-dags` as a user runs it: real pytest sessions (pytester) over real project trees."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DAG
+
+pytestmark = pytest.mark.usefixtures("isolated_airflow_home")
+
+
+@pytest.fixture
+def isolated_airflow_home(tmp_path_factory, monkeypatch):
+    """The user's AIRFLOW_HOME: pytest-astro must never write into it."""
+    home = tmp_path_factory.mktemp("users-airflow-home")
+    (home / "airflow.cfg").write_text("[core]\nload_examples = False\n")
+    monkeypatch.setenv("AIRFLOW_HOME", str(home))
+    return home
+
+
+def _snapshot(root: Path) -> dict[str, int]:
+    return {p.relative_to(root).as_posix(): p.stat().st_mtime_ns for p in root.rglob("*")}
+
+
+def test_example_project_passes(copy_example, pytester, isolated_airflow_home):
+    root = copy_example("astro-project")
+    before = _snapshot(isolated_airflow_home)
+    result = pytester.runpytest("--astro-dags", "-v", "--astro-report", "report.json")
+    result.assert_outcomes(passed=6)
+    # testpaths = ["tests"] in the example's pyproject: the dags folder is collected all the same
+    result.stdout.fnmatch_lines([
+        "*tests/test_helpers.py::test_table_name PASSED*",
+        "dags/assets.py::parse PASSED*",
+        "dags/classic_etl.py::parse PASSED*",
+        "dags/example_taskflow.py::parse PASSED*",
+        "dags/reports/regional_reports.py::parse PASSED*",
+        "*4 DAG files (0 unchanged, from cache), 0 failed to parse, 7 DAGs*",
+    ])
+    assert "scratch" not in result.stdout.str()  # excluded by dags/.airflowignore
+    report = json.loads((root / "report.json").read_text())
+    dag_ids = sorted(d["dag_id"] for f in report["files"] for d in f["dags"])
+    # DAGs made by an @dag function, in a loop, and two in one file
+    assert dag_ids == ["classic_etl", "example_taskflow", "orders_consumer", "orders_producer",
+                       "report_amer", "report_apac", "report_emea"]
+    assert report["tests"] == {"passed": 6, "failed": 0, "errors": 0, "skipped": 0, "total": 6}
+    etl = next(d for f in report["files"] for d in f["dags"] if d["dag_id"] == "classic_etl")
+    assert etl["file"] == "dags/classic_etl.py" and etl["line"] == 16
+    assert etl["edges"] == [["count_rows", "greet"], ["extract", "count_rows"], ["start", "extract"]]
+    assert etl["retries"] == 2 and etl["owner"] == "data-platform" and etl["schedule"] == "0 3 * * *"
+    assert etl["tags"] == ["etl", "example"] and etl["pools"] == ["default_pool", "warehouse_pool"]
+    consumer = next(d for f in report["files"] for d in f["dags"] if d["dag_id"] == "orders_consumer")
+    assert consumer["schedule"] == "assets"
+    # nothing written into the user's AIRFLOW_HOME, no metadata database anywhere
+    assert _snapshot(isolated_airflow_home) == before
+    assert not list(root.rglob("*.db"))
+
+
+BROKEN_EXPECTED = {
+    "dag_cycle.py": ["dags/dag_cycle.py:6: AirflowDagCycleException: Cycle detected in Dag: dag_cycle*"],
+    "duplicate_a.py": ["dags/duplicate_a.py:5: DuplicateDagId: dag_id 'shared_id' is also defined in dags/duplicate_b.py:5"],
+    "duplicate_b.py": ["dags/duplicate_b.py:5: DuplicateDagId: dag_id 'shared_id' is also defined in dags/duplicate_a.py:5"],
+    "infinite_loop.py": ["dags/infinite_loop.py:*: Timeout: importing the file took longer than 5 s*",
+                         '  File "dags/infinite_loop.py", line *, in <module>'],
+    "memory_hog.py": ["dags/memory_hog.py:5: MemoryError: importing the file used more than the memory limit of 1 GiB"],
+    "missing_module.py": ["dags/missing_module.py:3: ModuleNotFoundError: No module named "
+                          "'snowflake_toolkit_not_installed' (is the package that provides "
+                          "'snowflake_toolkit_not_installed' missing from requirements.txt?*"],
+    "os_exit.py": ["dags/os_exit.py:5: the file called os._exit(3) while being imported*"],
+    "raises_in_helper.py": ["dags/raises_in_helper.py:5: KeyError: 'warehouse' (at include/config_loader.py:6)",
+                            "Traceback (your code only):",
+                            '  File "dags/raises_in_helper.py", line 5, in <module>',
+                            "    from include.config_loader import WAREHOUSE",
+                            '  File "include/config_loader.py", line 6, in <module>'],
+    "segfault.py": ["dags/segfault.py:5: SIGSEGV: the process importing the file died of a segmentation fault",
+                    '  File "dags/segfault.py", line 5, in <module>'],
+    "syntax_error.py": ["dags/syntax_error.py:5: SyntaxError: invalid syntax. Perhaps you forgot a comma?",
+                        '    with DAG("syntax_error", start_date=datetime(2024, 1, 1) schedule=None):',
+                        "                                        ^"],
+    "sys_exit.py": ["dags/sys_exit.py:7: SystemExit: the file called sys.exit(1) while being imported",
+                    "    sys.exit(1)"],
+}
+
+
+def test_broken_project_fails_file_by_file(copy_example, pytester):
+    root = copy_example("broken-project")
+    result = pytester.runpytest("--astro-dags", "-rf")
+    result.assert_outcomes(passed=1, failed=len(BROKEN_EXPECTED))
+    out = result.stdout.str()
+    for name, lines in BROKEN_EXPECTED.items():
+        section = out.split(f" parse dags/{name} ")[1].split("\n____")[0].split("\n----")[0]
+        pytester_lines = pytest.LineMatcher(section.splitlines())
+        pytester_lines.fnmatch_lines(lines)
+        assert "site-packages" not in section, f"{name}: the report shows library frames"
+    assert f"FAILED dags/{'sys_exit.py'}::parse" in out
+    assert "good_neighbour.py::parse PASSED" in pytester.runpytest("--astro-dags", "-v").stdout.str()
+    assert not list(root.rglob("*.db"))
+
+
+def test_single_file_argument(copy_example, pytester):
+    copy_example("broken-project")
+    result = pytester.runpytest("--astro-dags", "dags/good_neighbour.py", "dags/sys_exit.py", "-v")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*2 DAG files*"])
+
+
+def test_off_without_the_switch_and_on_with_the_ini(copy_example, pytester):
+    copy_example("astro-project")
+    # No --astro-dags: only the project's own tests; neither Airflow nor the engine is imported.
+    pytester.makeconftest("""
+        import sys
+        def pytest_sessionfinish(session):
+            loaded = sorted(m for m in sys.modules if m.split(".")[0] == "airflow" or m == "pytest_astro.session")
+            print("LOADED:", loaded)
+    """)
+    result = pytester.runpytest_subprocess("-s")
+    result.assert_outcomes(passed=2)
+    assert "LOADED: []" in result.stdout.str()
+    # The ini switch turns the checks on like the option does
+    pytester.path.joinpath("pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\ntestpaths = ["tests"]\nastro_dags = true\n')
+    result = pytester.runpytest_subprocess("-s")
+    result.assert_outcomes(passed=6)
+    # and even then the pytest process never imports Airflow or a DAG file
+    assert "LOADED: ['pytest_astro.session']" in result.stdout.str()
+
+
+def test_help_does_not_import_airflow(pytester):
+    result = pytester.run(
+        "python", "-c",
+        "import sys, pytest; pytest.main(['--help']); "
+        "print('AIRFLOW LOADED' if any(m.startswith('airflow') for m in sys.modules) else 'CLEAN')")
+    result.stdout.fnmatch_lines(["*--astro-dags*", "CLEAN"])
+
+
+def test_isolation_between_files(pytester, write_files):
+    """One file's side effects never change another file's verdict (one worker: same process lineage)."""
+    write_files(pytester.path, {
+        "dags/a_vandal.py": """
+            # airflow dag: breaks everything it can reach, then defines no DAG
+            import os, sys
+            import airflow.sdk
+            from airflow.sdk.definitions import dag as dag_module
+            def broken(*args, **kwargs):
+                raise RuntimeError("patched by a_vandal")
+            dag_module.DAG.__init__ = broken
+            sys.path[:] = ["/nonexistent"]
+            sys.modules.pop("include", None)
+            os.environ["VANDAL"] = "1"
+            os.chdir("/")
+        """,
+        "dags/b_victim.py": """
+            import os
+            from datetime import datetime
+            from airflow.sdk import DAG
+            from include.values import NAME
+            assert os.environ.get("VANDAL") is None
+            # read relative to the project root, as the Astro image's working directory is
+            TEXT = open("include/name.txt").read().strip()
+            with DAG(NAME + TEXT, start_date=datetime(2024, 1, 1), schedule=None):
+                pass
+        """,
+        "include/__init__.py": "",
+        "include/values.py": "NAME = 'victim'\n",
+        "include/name.txt": "_ok\n",
+    })
+    result = pytester.runpytest("--astro-dags", "--astro-workers", "1", "-v", "--astro-report", "r.json")
+    result.assert_outcomes(passed=2)
+    report = json.loads(pytester.path.joinpath("r.json").read_text())
+    victim = next(f for f in report["files"] if f["file"] == "dags/b_victim.py")
+    assert [d["dag_id"] for d in victim["dags"]] == ["victim_ok"]
+    # the project files it imported or read are recorded (they key the cache)
+    assert victim["imported"] == ["include/__init__.py", "include/name.txt", "include/values.py"]
+
+
+def test_hard_timeout_when_the_alarm_is_blocked(pytester, write_files):
+    write_files(pytester.path, {"dags/stuck.py": """
+        # airflow dag
+        import signal, time
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
+        while True:
+            time.sleep(0.05)
+    """, "dags/fine.py": DAG.format(dag_id="fine")})
+    result = pytester.runpytest("--astro-dags", "--astro-timeout", "1")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["dags/stuck.py:5: Timeout: importing the file did not finish within 1 s and was killed",
+                                 '  File "dags/stuck.py", line 5, in <module>'])
+
+
+def test_metadata_database_is_never_created(pytester, write_files, isolated_airflow_home):
+    write_files(pytester.path, {"dags/reads_db.py": """
+        from datetime import datetime
+        from airflow.sdk import DAG
+        from airflow.models import DagRun
+        runs = DagRun.find(dag_id="anything")
+        with DAG("reads_db", start_date=datetime(2024, 1, 1), schedule=None):
+            pass
+    """})
+    result = pytester.runpytest("--astro-dags")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["dags/reads_db.py:4: *"])
+    assert not list(pytester.path.rglob("*.db"))
+    assert sorted(os.listdir(isolated_airflow_home)) == ["airflow.cfg"]
+
+
+def test_cache_reparses_exactly_what_changed(pytester, write_files):
+    write_files(pytester.path, {
+        "dags/uses_helper.py": "from include.helper import DAG_ID\n" + DAG.replace('"{dag_id}"', "DAG_ID"),
+        "dags/uses_config.py": "import json\nDAG_ID = json.load(open('include/config.json'))['id']\n"
+                               + DAG.replace('"{dag_id}"', "DAG_ID"),
+        "dags/plain.py": DAG.format(dag_id="plain"),
+        "include/__init__.py": "",
+        "include/helper.py": "DAG_ID = 'helped'\n",
+        "include/config.json": '{"id": "configured"}',
+    })
+
+    def run() -> dict[str, bool]:
+        report = pytester.path / "r.json"
+        pytester.runpytest("--astro-dags", "--astro-report", str(report)).assert_outcomes(passed=3)
+        return {f["file"]: f["cached"] for f in json.loads(report.read_text())["files"]}
+
+    assert run() == {"dags/plain.py": False, "dags/uses_config.py": False, "dags/uses_helper.py": False}
+    assert run() == {"dags/plain.py": True, "dags/uses_config.py": True, "dags/uses_helper.py": True}
+    (pytester.path / "include/helper.py").write_text("DAG_ID = 'helped_again'\n")
+    assert run() == {"dags/plain.py": True, "dags/uses_config.py": True, "dags/uses_helper.py": False}
+    (pytester.path / "include/config.json").write_text('{"id": "reconfigured"}')
+    assert run() == {"dags/plain.py": True, "dags/uses_config.py": False, "dags/uses_helper.py": True}
+    result = pytester.runpytest("--astro-dags", "--astro-no-cache")
+    result.stdout.fnmatch_lines(["*3 DAG files (0 unchanged, from cache)*"])
+
+
+def test_bad_option_value_is_a_usage_error(copy_example, pytester):
+    copy_example("astro-project")
+    result = pytester.runpytest("--astro-dags", "--astro-timeout", "soon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*timeout: cannot read 'soon' as seconds*"])
