@@ -306,11 +306,12 @@ class Walker:
             opens_scope = any(
                 isinstance(i.item, cst.Call) and (is_dag_call(i.item) or dotted(i.item.func).split(".")[-1] == "TaskGroup")
                 for i in node.items)
-            saved = self.scope
+            saved = self.scope, self.loop_depth
             if opens_scope:
-                self.scope = node
+                # A DAG (or group) per iteration: its task ids only need to be unique inside it.
+                self.scope, self.loop_depth = node, 0
             self._walk(node.body)
-            self.scope = saved
+            self.scope, self.loop_depth = saved
         elif isinstance(node, (cst.For, cst.While)):
             self._walk_children(node, exclude=("body",))
             self.loop_depth += 1

@@ -86,16 +86,17 @@ def _lint_job(job: Job) -> tuple[list[dict], int, str | None]:
     return [f.to_dict() for f in result.findings], result.fixes_applied, fixed
 
 
-def expand_paths(paths: Iterable[Path]) -> list[Path]:
-    """Files as given, directories walked for ``*.py`` (skipping virtualenvs, caches, hidden dirs)."""
-    out: list[Path] = []
+def expand_paths(paths: Iterable[Path]) -> list[tuple[Path, bool]]:
+    """(file, named explicitly): files as given, directories walked for ``*.py`` (skipping
+    virtualenvs, caches and hidden folders)."""
+    out: list[tuple[Path, bool]] = []
     for path in paths:
         if path.is_dir():
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
-                out += [Path(root) / f for f in sorted(files) if f.endswith((".py", ".pyi"))]
+                out += [(Path(root) / f, False) for f in sorted(files) if f.endswith((".py", ".pyi"))]
         elif path.exists():
-            out.append(path)
+            out.append((path, True))
         else:
             raise LintUsageError(f"{path}: no such file or directory; pass existing files or folders")
     return out
@@ -202,7 +203,7 @@ def lint_paths(paths: Sequence[Path] | None = None, *, fix: bool = False, select
     jobs: list[Job] = []
     report = LintReport()
     cached_findings: list[Finding] = []
-    for path in files:
+    for path, explicit in files:
         parent = path.resolve().parent
         root = root_of_dir.get(parent)
         if root is None:
@@ -213,6 +214,8 @@ def lint_paths(paths: Sequence[Path] | None = None, *, fix: bool = False, select
         ctx = project.context(path)
         if project.config.is_excluded(ctx.relpath):
             continue
+        if not explicit and ctx.in_dags_folder and project.airflow_ignored(path):
+            continue  # found by walking a folder, and Airflow never parses it (named files are checked)
         rules = project.config.rules(ctx.relpath)
         report.files += 1
         job = Job(str(path.resolve()), ctx, tuple(r.CODE for r in rules), fix, root)

@@ -174,6 +174,9 @@ class DuplicateTaskId(Rule):
               "with DAG('one'):\n    EmptyOperator(task_id='x')\nwith DAG('two'):\n    EmptyOperator(task_id='x')\n"),
         Valid("from airflow.sdk import DAG\nfrom airflow.providers.standard.operators.empty import EmptyOperator\n"
               "with DAG('d'):\n    for t in ['a', 'b']:\n        EmptyOperator(task_id=f'load_{t}')\n"),
+        # One DAG per iteration: the same task_id in each is fine.
+        Valid("from airflow.sdk import DAG\nfrom airflow.providers.standard.operators.empty import EmptyOperator\n"
+              "for r in ['eu', 'us']:\n    with DAG(f'report_{r}'):\n        EmptyOperator(task_id='build')\n"),
     ]
     INVALID = [
         Invalid("from airflow.sdk import DAG\nfrom airflow.providers.standard.operators.empty import EmptyOperator\n"
