@@ -4,7 +4,7 @@
 
     [tool.pytest-astro.deploy]
     type = "auto"                  # auto | dags | image | image-only
-    suite-args = ["tests"]         # appended to: python -m pytest --astro-dags
+    suite-args = ["-x"]            # appended to: python -m pytest --astro-dags
     unmapped-branch = "skip"       # or "fail": a branch with no target is an error
     scrub-env = ["SNOWFLAKE_*"]    # more variables to keep away from the suite (and mask)
 
