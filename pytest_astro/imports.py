@@ -99,14 +99,15 @@ class ImportGraph:
                         todo.append(hit)
         return seen
 
-    def third_party(self, paths: Iterable[Path]) -> set[str]:
-        """Dotted names of non-project modules imported by ``paths`` (candidates for preloading)."""
-        names: set[str] = set()
+    def third_party(self, paths: Iterable[Path]) -> dict[str, set[str]]:
+        """Non-project modules imported by ``paths`` (candidates for preloading), with the names
+        taken from them (``from airflow.sdk import dag`` resolves ``dag`` lazily: preload that too)."""
+        found: dict[str, set[str]] = {}
         for path in paths:
             for imp in self.imports(path):
                 if imp.module.split(".")[0] not in self.top_level_names:
-                    names.add(imp.module)
-        return names
+                    found.setdefault(imp.module, set()).update(imp.names)
+        return found
 
     def affected(self, changed: Iterable[Path], dag_files: Iterable[Path]) -> list[Path]:
         """The DAG files among ``dag_files`` that are in ``changed`` or import a changed file."""

@@ -116,13 +116,18 @@ class _Adapter:
     WARMUP_SOURCE = '''
 from datetime import datetime
 from airflow{sdk} import DAG
+from airflow.decorators import task
 from airflow.providers.standard.operators.empty import EmptyOperator
 with DAG("pytest_astro_warmup", start_date=datetime(2024, 1, 1), schedule=None, tags=["warmup"]):
-    EmptyOperator(task_id="a") >> EmptyOperator(task_id="b")
+    @task
+    def c(x):
+        return x
+    EmptyOperator(task_id="a") >> EmptyOperator(task_id="b") >> c(1)
 '''
 
     def warmup_source(self) -> str:
-        return self.WARMUP_SOURCE.format(sdk=".sdk" if MAJOR >= 3 else "")
+        source = self.WARMUP_SOURCE.format(sdk=".sdk" if MAJOR >= 3 else "")
+        return source.replace("airflow.decorators", "airflow.sdk") if MAJOR >= 3 else source
 
 
 @lru_cache(maxsize=None)

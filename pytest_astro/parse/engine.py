@@ -100,7 +100,8 @@ class ParseEngine:
     def _run_sandbox(self, files: list[Path]) -> Iterable[FileResult]:
         project = self.project
         graph = ImportGraph(project)
-        preload = sorted(graph.third_party(files)) if project.settings.preload else []
+        preload = ([[m, sorted(names)] for m, names in sorted(graph.third_party(files).items())]
+                   if project.settings.preload else [])
         request = {
             "root": str(project.root),
             "files": [str(f) for f in files],
