@@ -46,8 +46,7 @@ def project_dag_files(settings) -> tuple[list[Path], Callable[[Path], bool], lis
     from pytest_astro.project import Project
 
     project = Project(settings)
-    walk = getattr(project, "dag_folder_files", None) or project._walk  # older name
-    files = [p for p in walk() if p.is_file()]
+    files = [p for p in project.dag_folder_files() if p.is_file()]
     dag_files = [project.relative(p) for p in project.all_dag_files]
     return files, project.is_dag_candidate, dag_files
 
