@@ -84,7 +84,8 @@ class Settings:
     def parse_key(self) -> dict:
         """The settings that can change a parse verdict (part of the cache key)."""
         return {"dags_folder": self.dags_folder, "plugins_folder": self.plugins_folder,
-                "timeout": self.timeout, "memory_limit": self.memory_limit}
+                "timeout": self.timeout, "memory_limit": self.memory_limit,
+                "policies": self.table.get("policies", {})}
 
     def with_overrides(self, **values: Any) -> Settings:
         """Apply overrides given as raw values (ini strings, CLI flags); None means 'not given'."""

@@ -21,6 +21,12 @@ _OPTIONS = [
 ]
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_astro import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("astro", "Astro / Airflow DAG checks (pytest-astro)")
     group.addoption("--astro-dags", action="store_true", default=None,

@@ -72,6 +72,9 @@ class DagSummary:
     params: list[str] = field(default_factory=list)
     pools: list[str] = field(default_factory=list)
     operators: dict[str, str] = field(default_factory=dict)  # task_id -> operator class name
+    # results of checks that need the real DAG object, computed in the sandbox by
+    # pytest_astro.policies.sandbox.inspect_dag (e.g. serialization round trip, cluster policies)
+    checks: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict) -> DagSummary:

@@ -177,8 +177,12 @@ class DagFile(pytest.File):
         self.astro = astro
 
     def collect(self):
+        from pytest_astro.policies.items import policy_items
+
         result = self.astro.results_for(self.path)
         yield ParseItem.from_parent(self, name="parse", result=result)
+        if result is not None:
+            yield from policy_items(self, result)
 
 
 class ParseItem(pytest.Item):

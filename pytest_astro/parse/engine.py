@@ -110,6 +110,7 @@ class ParseEngine:
             "workers": min(project.settings.worker_count(), len(files)),
             "sys_path": [str(p) for p in project.importable_roots()],
             "preload": preload,
+            "policy_options": project.settings.table.get("policies", {}),
         }
         with tempfile.TemporaryDirectory(prefix="pytest-astro-home-") as home, \
                 tempfile.TemporaryFile(mode="w+") as stderr:

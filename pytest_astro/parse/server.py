@@ -176,7 +176,7 @@ class Job:
 
 
 def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path: str,
-           timeout: float, memory_limit: int, modules_before: set[str]) -> None:
+           timeout: float, memory_limit: int, modules_before: set[str], policy_options: dict) -> None:
     """Runs in the forked child; never returns."""
     real_exit = os._exit
     try:
@@ -272,6 +272,7 @@ def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path
             raise
 
     from pytest_astro.parse.adapter import adapter
+    from pytest_astro.policies.sandbox import inspect_dag
 
     ad = adapter()
     dag_lines: dict[int, int] = {}
@@ -303,7 +304,9 @@ def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path
             errors = [_error_from_text(paths, target, text, dag_id_lines) for text in error_texts]
         summaries = []
         for dag in dags:
-            summaries.append(ad.summarize(dag, paths.rel(target), dag_lines.get(id(dag))))
+            summary = ad.summarize(dag, paths.rel(target), dag_lines.get(id(dag)))
+            summary["checks"] = inspect_dag(dag, ad, policy_options)
+            summaries.append(summary)
         finish(errors, summaries)
     except BaseException as exc:  # our own failure, or a timeout outside the import itself
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -445,7 +448,8 @@ def serve(request: dict) -> int:
                     os.close(read_fd)
                     for job in running.values():
                         os.close(job.fd)
-                    _child(paths, target, write_fd, fault_path, out_path, timeout, memory_limit, modules_before)
+                    _child(paths, target, write_fd, fault_path, out_path, timeout, memory_limit, modules_before,
+                           request.get("policy_options", {}))
                 finally:
                     os._exit(70)
             os.close(write_fd)

@@ -1,0 +1,1 @@
+"""DAG policies: checks on parsed DAGs (see issue 5)."""
