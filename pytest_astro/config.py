@@ -63,6 +63,7 @@ class Settings:
     safe_mode: bool = True  # Airflow's "might contain a DAG" heuristic
     ignore_file_syntax: str = ""  # "" -> Airflow's default for the installed version (or the env var)
     preload: bool = True  # import the third-party modules DAG files use once, before forking
+    missing_variables: str = "error"  # or "placeholder": serve a placeholder and warn
     table: dict = field(default_factory=dict, compare=False, hash=False)  # the whole [tool.pytest-astro]
 
     @property
@@ -85,6 +86,7 @@ class Settings:
         """The settings that can change a parse verdict (part of the cache key)."""
         return {"dags_folder": self.dags_folder, "plugins_folder": self.plugins_folder,
                 "timeout": self.timeout, "memory_limit": self.memory_limit,
+                "missing_variables": self.missing_variables,
                 "policies": self.table.get("policies", {})}
 
     def with_overrides(self, **values: Any) -> Settings:
@@ -114,6 +116,10 @@ def _coerce(values: dict, source: str) -> dict:
                 raise ConfigError(f"{where}: expected a whole number, got {value!r}") from None
         elif key in ("cache", "safe_mode", "preload"):
             out[key] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+        elif key == "missing_variables":
+            if value not in ("error", "placeholder"):
+                raise ConfigError(f"{where}: expected 'error' or 'placeholder', got {value!r}")
+            out[key] = value
         elif key == "ignore_file_syntax":
             if value not in ("glob", "regexp"):
                 raise ConfigError(f"{where}: expected 'glob' or 'regexp', got {value!r}")

@@ -92,6 +92,7 @@ class FileResult:
     seconds: float = 0.0
     peak_memory: int = 0  # bytes (max RSS of the process that parsed the file)
     imported: list[str] = field(default_factory=list)  # project modules the file imported (relative)
+    warnings: list[str] = field(default_factory=list)  # `path:line: message`, e.g. placeholder variables
     stdout: str = ""  # what the file printed while being imported (cut to a few KB)
     cached: bool = False
 

@@ -7,16 +7,24 @@ plain data and the user's DAG files are never imported in the pytest process.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 
+from pytest_astro import xdist
 from pytest_astro.config import ConfigError, Settings, find_project_root, load_settings
+from pytest_astro.parse.cache import clear as clear_parse_cache
 from pytest_astro.parse.engine import EngineError, ParseEngine
 from pytest_astro.parse.report import location, long_text
 from pytest_astro.project import Project
 from pytest_astro.results import FileResult
+
+
+class AstroParseWarning(UserWarning):
+    """Something a DAG file got away with that it should not (e.g. a placeholder variable)."""
 
 
 class ParseFailed(Exception):
@@ -71,6 +79,12 @@ class AstroSession:
         self.counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
         self._dag_files = set(self.project.all_dag_files)
         self._add_dags_folder_to_args()
+        # --astro-changed: only the DAG files a change can affect are collected and parsed
+        self.changed_note = ""
+        self._selected = self._changed_selection()
+        if config.getoption("cacheclear", default=False) and not hasattr(config, "workerinput"):
+            clear_parse_cache(self.project)  # pytest clears only the rootdir's cache; ours may be elsewhere
+        xdist.prepare_controller(config)
 
     # ---------------------------------------------------------------------------------- collection
 
@@ -88,6 +102,30 @@ class AstroSession:
                 return
         self.config.args.append(str(dags))
 
+    def _changed_selection(self) -> set[Path] | None:
+        ref = self.config.getoption("astro_changed", default=None)
+        if ref is None:
+            return None
+        from pytest_astro.changed import ChangedError, affected_dag_files, changed_files
+
+        try:
+            changed, what = changed_files(self.project.root, ref or None)
+        except ChangedError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        selected = {p.resolve() for p in affected_dag_files(self.project, changed, sorted(self._dag_files))}
+        self.changed_note = f"--astro-changed: {len(selected)} affected by {what}"
+        return selected
+
+    def _parse_batch(self, targets: list[Path]) -> dict[str, FileResult]:
+        def parse():
+            results = self.engine.parse(targets)
+            return results, dataclasses.asdict(self.engine.stats)
+
+        results, stats = xdist.shared_batch(self.config, self.project, parse)
+        for key, value in stats.items():
+            setattr(self.engine.stats, key, value)
+        return results
+
     def _requested_paths(self) -> list[Path]:
         paths = []
         for arg in self.config.args:
@@ -98,8 +136,10 @@ class AstroSession:
     def results_for(self, path: Path) -> FileResult | None:
         if self.results is None:
             targets = self.project.dag_files(self._requested_paths())
+            if self._selected is not None:
+                targets = [t for t in targets if t.resolve() in self._selected]
             try:
-                self.results = self.engine.parse(targets)
+                self.results = self._parse_batch(targets)
             except EngineError as exc:
                 raise pytest.UsageError(f"pytest-astro: {exc}") from None
         rel = self.project.relative(path)
@@ -108,7 +148,8 @@ class AstroSession:
         return self.results.get(rel)
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
-        if file_path.resolve() in self._dag_files:
+        resolved = file_path.resolve()
+        if resolved in self._dag_files and (self._selected is None or resolved in self._selected):
             return DagFile.from_parent(parent, path=file_path, astro=self)
         return None
 
@@ -132,7 +173,7 @@ class AstroSession:
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         return (f"astro: project {self.project.root}, dags folder {self.settings.dags_folder}/, "
-                f"{len(self._dag_files)} DAG files")
+                f"{len(self._dag_files)} DAG files" + (f" ({self.changed_note})" if self.changed_note else ""))
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.results is None:
@@ -147,6 +188,15 @@ class AstroSession:
             + (f", Airflow {s.airflow}" if s.airflow else ""))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.results is None and getattr(self.config, "workerinput", None) is None:
+            # the xdist controller collects nothing: its workers left the batch for the summary and report
+            uid = xdist.run_id(self.config)
+            loaded = xdist.read_batch(self.project, uid)
+            if loaded is not None:
+                self.results, stats = loaded
+                for key, value in stats.items():
+                    setattr(self.engine.stats, key, value)
+            xdist.finish(self.project, uid)
         path = self.config.getoption("astro_report", default=None)
         if not path:
             return
@@ -197,6 +247,8 @@ class ParseItem(pytest.Item):
     def runtest(self) -> None:
         if self.result is None:
             raise ParseFailed(FileResult(file=str(self.path), ok=False))
+        for message in self.result.warnings:
+            warnings.warn(AstroParseWarning(message), stacklevel=1)
         if not self.result.ok:
             raise ParseFailed(self.result)
 

@@ -7,6 +7,7 @@ Airflow. The rest of the engine talks to Airflow only through ``adapter()``.
 from __future__ import annotations
 
 import inspect
+import re
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
@@ -54,6 +55,62 @@ class _Adapter:
         """Import ``path`` the way Airflow's DAG processor does; (DAGs, import error texts)."""
         dags = bag.process_file(path, only_if_updated=False, safe_mode=False)
         return dags, [str(v) for v in bag.import_errors.values()]
+
+    # ---------------------------------------------------------------- variables and connections
+
+    _NOT_FOUND = [
+        ("variable", r"VARIABLE_NOT_FOUND.*Variable (?P<name>\S+) not found"),  # airflow.sdk.Variable (3.x)
+        ("variable", r"^'?Variable (?P<name>\S+) does not exist"),  # airflow.models.Variable
+        ("connection", r"CONNECTION_NOT_FOUND.*Connection (?P<name>\S+) not found"),
+        ("connection", r"The conn_id `(?P<name>[^`]+)` isn't defined"),  # BaseHook / Connection.get
+    ]
+
+    def lookup_error(self, exc: BaseException) -> tuple[str, str] | None:
+        """("variable" | "connection", name) when ``exc`` says a lookup found nothing."""
+        text = str(exc)
+        for kind, pattern in self._NOT_FOUND:
+            m = re.search(pattern, text)
+            if m:
+                return kind, m.group("name").strip("'\"")
+        return None
+
+    def disable_metastore_secrets(self) -> None:
+        """There is no database: the metastore secrets backend finds nothing (instead of trying to
+        connect, failing, and logging a traceback for every undefined variable)."""
+        from airflow.secrets.metastore import MetastoreBackend
+
+        MetastoreBackend.get_variable = lambda self, *args, **kwargs: None
+        MetastoreBackend.get_connection = lambda self, *args, **kwargs: None
+        MetastoreBackend.get_conn_value = lambda self, *args, **kwargs: None
+
+    def variable_classes(self) -> list:
+        classes = []
+        if MAJOR >= 3:
+            from airflow.sdk.definitions.variable import Variable as SdkVariable
+
+            classes.append(SdkVariable)
+        from airflow.models.variable import Variable as ModelVariable
+
+        classes.append(ModelVariable)
+        return classes
+
+    def serve_placeholders(self, on_missing) -> None:
+        """``missing_variables = "placeholder"``: an undefined variable read without a default
+        returns a placeholder (and ``on_missing(name)`` records a warning) instead of failing."""
+        for cls in self.variable_classes():
+            original = cls.get
+
+            def get(klass, key, *args, __original=original, **kwargs):
+                try:
+                    return __original(key, *args, **kwargs)
+                except Exception as exc:
+                    found = self.lookup_error(exc)
+                    if not found or found[0] != "variable":
+                        raise
+                    on_missing(key)
+                    return f"pytest-astro-placeholder-{key}"
+
+            cls.get = classmethod(get)
 
     def schedule_of(self, dag) -> str | None:
         raw = getattr(dag, "schedule", None) if MAJOR >= 3 else getattr(dag, "schedule_interval", None)
@@ -110,6 +167,32 @@ class _Adapter:
             "pools": sorted({str(t.pool) for t in tasks if getattr(t, "pool", None)}),
             "operators": {t.task_id: type(t).__name__ for t in tasks},
         }
+
+    # ---------------------------------------------------------------- DAG policies (policies/sandbox.py)
+
+    def serialize_round_trip(self, dag) -> dict[str, Any]:
+        """Serialize ``dag`` as the DAG processor does before the scheduler sees it, through JSON, and
+        back (no database): {"ok": True} or {"ok": False, "error": "Type: message"}."""
+        import json
+
+        if MAJOR >= 3:
+            from airflow.serialization.serialized_objects import DagSerialization as Serializer
+        else:
+            from airflow.serialization.serialized_objects import SerializedDAG as Serializer
+        try:
+            data = json.loads(json.dumps(Serializer.to_dict(dag)))
+            Serializer.from_dict(data)
+        except Exception as exc:
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"ok": True}
+
+    def set_cluster_policies(self, dag_policy, task_policy) -> None:
+        """What the DagBag calls for each DAG and task it bags (Airflow's ``settings.dag_policy`` and
+        ``settings.task_policy``), replaced by ``dag_policy(dag)`` / ``task_policy(task)``."""
+        from airflow import settings
+
+        settings.dag_policy = dag_policy
+        settings.task_policy = task_policy
 
     # A tiny DAG parsed once in the warm parent before forking, so that Airflow's lazy
     # first-DAG work (imports, caches) is done once instead of once per file.

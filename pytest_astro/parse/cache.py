@@ -34,6 +34,31 @@ def _file_digest(path: Path) -> str | None:
         return None
 
 
+# Project files that feed the sandbox (variables, connections, environment) or describe what is
+# installed: any change to them may change a verdict, so it invalidates every cached result.
+PROJECT_INPUT_FILES = ("airflow_settings.yaml", ".env", "requirements.txt", "packages.txt")
+PROJECT_INPUT_TABLES = ("variables", "connections")
+
+
+def project_inputs_key(project: Project) -> str:
+    """Digest of the project files and ``[tool.pytest-astro]`` tables that feed the sandbox."""
+    payload = {name: _file_digest(project.root / name) for name in PROJECT_INPUT_FILES}
+    payload["tables"] = {t: project.settings.table.get(t) for t in PROJECT_INPUT_TABLES}
+    return _digest(json.dumps(payload, sort_keys=True, default=str).encode())
+
+
+def cache_dir(project: Project) -> Path:
+    """Where parse results live: inside pytest's cache folder, so ``--cache-clear`` can drop them."""
+    return project.root / ".pytest_cache" / "pytest-astro" / "parse"
+
+
+def clear(project: Project) -> None:
+    """Forget every cached parse result of ``project`` (``pytest --cache-clear``)."""
+    import shutil
+
+    shutil.rmtree(cache_dir(project), ignore_errors=True)
+
+
 def environment_key(project: Project) -> str:
     """What, besides the files themselves, can change a verdict."""
     site_dirs = [*site.getsitepackages(), site.getusersitepackages()] if hasattr(site, "getsitepackages") else []
@@ -48,7 +73,7 @@ def environment_key(project: Project) -> str:
     payload = {
         "pytest-astro": __version__, "airflow": airflow_version(), "python": sys.version,
         "executable": sys.executable, "settings": project.settings.parse_key(), "site": mtimes,
-        "env": env, "syntax": project.ignore_file_syntax,
+        "env": env, "syntax": project.ignore_file_syntax, "inputs": project_inputs_key(project),
     }
     return _digest(json.dumps(payload, sort_keys=True).encode())
 
@@ -56,10 +81,11 @@ def environment_key(project: Project) -> str:
 class ParseCache:
     """One JSON file per DAG file under ``<project>/.pytest_cache/pytest-astro/parse/``."""
 
-    def __init__(self, project: Project):
+    def __init__(self, project: Project, extra_key: str = ""):
         self.project = project
-        self.dir = project.root / ".pytest_cache" / "pytest-astro" / "parse"
-        self.env_key = environment_key(project)
+        self.dir = cache_dir(project)
+        # extra_key: e.g. the digest of the variables and connections served to the sandbox
+        self.env_key = _digest((environment_key(project) + extra_key).encode())
 
     def _entry(self, path: Path) -> Path:
         return self.dir / (_digest(self.project.relative(path).encode())[:32] + ".json")

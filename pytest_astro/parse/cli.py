@@ -79,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
         json.dump({"files": [r.to_dict() for r in results.values()], "failed": len(failed)}, sys.stdout, indent=2)
         print()
     else:
+        for result in sorted(results.values(), key=lambda r: r.file):
+            for message in result.warnings:
+                print(f"warning: {message}", file=sys.stderr)
         for result in failed:
             if args.verbose:
                 print(long_text(result) + "\n")

@@ -22,6 +22,7 @@ from pytest_astro.imports import ImportGraph
 from pytest_astro.parse.cache import ParseCache
 from pytest_astro.project import Project
 from pytest_astro.results import FileResult, ParseError
+from pytest_astro.values import ProjectValues, load_values
 
 
 class EngineError(Exception):
@@ -54,6 +55,10 @@ def sandbox_env(project: Project, home: str) -> dict[str, str]:
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "0",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "PYTHONDONTWRITEBYTECODE": "1",
+        # variables and connections come from memory (pytest_astro.values), never from a database
+        # or the user's own secrets backend (which could reach a cloud service from CI)
+        "AIRFLOW__SECRETS__BACKEND": "pytest_astro.parse.secrets_backend.MemorySecretsBackend",
+        "AIRFLOW__SECRETS__BACKEND_KWARGS": "{}",
     })
     return env
 
@@ -65,13 +70,15 @@ class ParseEngine:
     project: Project
     python: str = sys.executable
     stats: RunStats = field(default_factory=RunStats)
+    values: ProjectValues = field(default_factory=ProjectValues)
 
     def parse(self, files: Iterable[Path], on_result: Callable[[FileResult], None] | None = None
               ) -> dict[str, FileResult]:
         """Verdicts for ``files`` (absolute DAG file paths), keyed by path relative to the project."""
         started = time.perf_counter()
         files = sorted({Path(f).resolve() for f in files})
-        cache = ParseCache(self.project) if self.project.settings.cache else None
+        self.values = load_values(self.project.settings)
+        cache = ParseCache(self.project, extra_key=self.values.digest()) if self.project.settings.cache else None
         results: dict[str, FileResult] = {}
         todo: list[Path] = []
         for path in files:
@@ -111,6 +118,9 @@ class ParseEngine:
             "sys_path": [str(p) for p in project.importable_roots()],
             "preload": preload,
             "policy_options": project.settings.table.get("policies", {}),
+            "variables": self.values.variables,
+            "connections": self.values.connections,
+            "missing_variables": project.settings.missing_variables,
         }
         with tempfile.TemporaryDirectory(prefix="pytest-astro-home-") as home, \
                 tempfile.TemporaryFile(mode="w+") as stderr:

@@ -114,8 +114,20 @@ def _missing_module_hint(paths: _Paths, name: str | None) -> str:
             "Add it there and install it where these tests run")
 
 
+def _lookup_hint(kind: str, name: str) -> str:
+    if kind == "variable":
+        return (f"define it in airflow_settings.yaml (airflow.variables: - variable_name: {name}), or as "
+                f"AIRFLOW_VAR_{name.upper()} in .env; or give Variable.get a default; or move the read into "
+                f"a task (a Jinja template {{{{ var.value.{name} }}}} reads it at run time)")
+    return (f"define it in airflow_settings.yaml (airflow.connections: - conn_id: {name}), or as "
+            f"AIRFLOW_CONN_{name.upper()} in .env; or move the lookup into a task, where hooks resolve "
+            "their connection at run time")
+
+
 def _error_from_exception(paths: _Paths, target: str, exc: BaseException, timeout: float,
                           memory_limit: int) -> dict:
+    from pytest_astro.dbguard import HEADLINE, HINT, find_in_chain
+
     frames = _user_frames(paths, exc.__traceback__)
     where = frames[-1] if frames else {"file": paths.rel(target), "line": None, "source": ""}
     error: dict[str, Any] = {
@@ -123,7 +135,18 @@ def _error_from_exception(paths: _Paths, target: str, exc: BaseException, timeou
         "file": where["file"], "line": where["line"], "column": None,
         "source_line": where.get("source", ""), "hint": "", "frames": frames,
     }
-    if isinstance(exc, SyntaxError):
+    lookup = _adapter_lookup_error(exc)
+    if find_in_chain(exc) is not None or _looks_like_db_error(exc):
+        error.update(kind="metadata_db", type="MetadataDatabaseAccess",
+                     message=f"{HEADLINE} (at {where['file']}:{where['line']})" if where["line"] else HEADLINE,
+                     hint=HINT)
+    elif lookup:
+        kind, name = lookup
+        error.update(kind=f"missing_{kind}", type=f"Missing{kind.title()}",
+                     message=f"{kind} '{name}' is not defined" + (
+                         f" (read at {where['file']}:{where['line']})" if where["line"] else ""),
+                     hint=_lookup_hint(kind, name))
+    elif isinstance(exc, SyntaxError):
         error.update(kind="syntax", message=exc.msg or str(exc),
                      file=paths.rel(exc.filename) if exc.filename else error["file"],
                      line=exc.lineno, column=exc.offset, source_line=(exc.text or "").rstrip("\n"))
@@ -143,6 +166,20 @@ def _error_from_exception(paths: _Paths, target: str, exc: BaseException, timeou
                      hint="move the allocation into a task; or raise the limit with "
                           "--astro-memory-limit / astro_memory_limit")
     return error
+
+
+def _adapter_lookup_error(exc: BaseException):
+    try:
+        from pytest_astro.parse.adapter import adapter
+
+        return adapter().lookup_error(exc)
+    except Exception:
+        return None
+
+
+def _looks_like_db_error(exc: BaseException) -> bool:
+    """A SQLAlchemy error about the (deliberately unusable) metadata database URL."""
+    return type(exc).__module__.startswith("sqlalchemy") and "unable to open database file" in str(exc)
 
 
 def _error_from_text(paths: _Paths, target: str, text: str, dag_id_lines: dict[str, int]) -> dict:
@@ -176,7 +213,8 @@ class Job:
 
 
 def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path: str,
-           timeout: float, memory_limit: int, modules_before: set[str], policy_options: dict) -> None:
+           timeout: float, memory_limit: int, modules_before: set[str], policy_options: dict,
+           missing_variables: str) -> None:
     """Runs in the forked child; never returns."""
     real_exit = os._exit
     try:
@@ -237,6 +275,7 @@ def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path
                            and os.path.realpath(f) != os.path.realpath(target)})
         usage = resource.getrusage(resource.RUSAGE_SELF)
         write_result({"file": paths.rel(target), "ok": not errors, "dags": dags, "errors": errors,
+                      "warnings": warnings_,
                       "seconds": time.perf_counter() - started,
                       "peak_memory": usage.ru_maxrss * 1024, "imported": imported})
 
@@ -272,10 +311,11 @@ def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path
             raise
 
     from pytest_astro.parse.adapter import adapter
-    from pytest_astro.policies.sandbox import inspect_dag
+    from pytest_astro.policies.sandbox import inspect_dag, prepare
 
     ad = adapter()
     dag_lines: dict[int, int] = {}
+    warnings_: list[str] = []
     dag_id_lines: dict[str, int] = {}  # to place errors Airflow reports by dag_id (a cycle, a policy)
     real_dag_init = ad.DAG.__init__
 
@@ -290,12 +330,21 @@ def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path
 
     sys.addaudithook(audit)
     signal.signal = guarded_signal
+    if missing_variables == "placeholder":
+        def on_missing(name: str) -> None:
+            line = _stack_line_in(target, sys._getframe(1))
+            where = f"{paths.rel(target)}:{line}" if line else paths.rel(target)
+            warnings_.append(f"{where}: variable '{name}' is not defined; served a placeholder "
+                             "(missing_variables = \"placeholder\")")
+
+        ad.serve_placeholders(on_missing)
     os._exit = exit_hook
     importlib.machinery.SourceFileLoader.exec_module = exec_module
     ad.DAG.__init__ = dag_init
     real_signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
+        prepare(ad, policy_options, paths.root)  # DAG policies: record constructor arguments, cluster policies
         bag = ad.new_dagbag(target)
         dags, error_texts = ad.parse_file(bag, target)
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -421,6 +470,16 @@ def serve(request: dict) -> int:
                  "airflow.models.dagbag.DagBag"):
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
+    from pytest_astro.dbguard import install as install_db_guard
+    from pytest_astro.parse.secrets_backend import STORE
+
+    STORE["variables"].update(request.get("variables", {}))
+    STORE["connections"].update(request.get("connections", {}))
+    install_db_guard()
+    from pytest_astro.parse.adapter import adapter
+
+    adapter().disable_metastore_secrets()
+
     t0 = time.perf_counter()
     preloaded = _preload(request.get("preload", []), timeout)
     _warm_up(paths)
@@ -449,7 +508,7 @@ def serve(request: dict) -> int:
                     for job in running.values():
                         os.close(job.fd)
                     _child(paths, target, write_fd, fault_path, out_path, timeout, memory_limit, modules_before,
-                           request.get("policy_options", {}))
+                           request.get("policy_options", {}), request.get("missing_variables", "error"))
                 finally:
                     os._exit(70)
             os.close(write_fd)
