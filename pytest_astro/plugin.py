@@ -38,6 +38,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(ini, help=help_text, default=None)
     group.addoption("--astro-no-cache", action="store_true", default=False,
                     help="parse every DAG file again instead of reusing unchanged results")
+    group.addoption("--astro-changed", dest="astro_changed", nargs="?", const="", default=None, metavar="REF",
+                    help="check only the DAG files changed since REF, and those importing a changed "
+                         "include/ or plugins/ module (default REF: the merge base with the default "
+                         "branch, else uncommitted changes)")
     group.addoption("--astro-report", metavar="PATH", default=None,
                     help="write the parse results and test counts as JSON to PATH (used by `pytest-astro deploy`)")
 
