@@ -140,8 +140,9 @@ class NoCycles(Policy):
 class Serializes(Policy):
     code, name, default = "DAG006", "serializes", True
     description = "the DAG serializes (and deserializes) as the DAG processor does it for the scheduler"
-    hint = "make operator arguments and params JSON-serializable (no objects, sets, open files)"
-    example = "params={'when': object()}"
+    hint = ("register custom timetables in a plugin (plugins/), keep params and operator arguments "
+            "JSON-serializable")
+    example = "schedule=MyTimetable() that no plugin registers"
 
     def check(self, dag, context):
         result = dag.checks.get("serialize")

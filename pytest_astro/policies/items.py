@@ -51,11 +51,13 @@ class PolicyRun:
                 policies.append(policy)
         self.policies = policies
         settings = astro.settings
+        self.error: str | None = None
         try:
             self.policy_config = PolicyConfig.load(settings.table.get("policies", {}) or {}, policies,
                                                    settings.root / "pyproject.toml")
         except ConfigError as exc:
-            pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+            self.error = str(exc)
+            self.policy_config = PolicyConfig(selected=[], options={}, exemptions=[])
         self._values: tuple[set[str], set[str]] | None = None
 
     def all_dags(self) -> dict[str, list[DagSummary]]:
@@ -126,6 +128,9 @@ def _refused_dags(result: FileResult) -> list[DagSummary]:
 def policy_items(dag_file: Any, result: FileResult) -> Iterator[Any]:
     """Items for the policies that apply to the DAGs of ``result``, children of ``dag_file``."""
     run = _run(dag_file)
+    if run.error:  # reported once, as a collection error of the first DAG file
+        error, run.error = run.error, None
+        raise dag_file.CollectError(f"pytest-astro policies: {error}")
     if not run.policy_config.selected:
         return
     for dag in result.dags:

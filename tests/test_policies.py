@@ -1,0 +1,365 @@
+"""DAG policies as a user meets them: real `pytest --astro-dags` sessions over real project trees.
+
+Parsing costs an Airflow import in the sandbox (~5 s a session), so one project holds many DAGs,
+each built to pass or break specific policies, and the outcome of every item is checked.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pytest_astro.config import ConfigError
+from pytest_astro.policies.builtin import BUILTIN_POLICIES
+from pytest_astro.policies.config import PolicyConfig, inline_exemptions
+
+HEAD = '''
+from datetime import datetime, timedelta
+import pendulum
+from airflow.sdk import DAG, BaseOperator
+from airflow.providers.standard.operators.empty import EmptyOperator
+
+
+class Query(BaseOperator):
+    def __init__(self, conn_id, **kwargs):
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+
+    def execute(self, context):
+        return None
+'''
+
+GOOD = dict(
+    start_date="pendulum.datetime(2024, 1, 1, tz='UTC')", schedule="'@daily'", catchup="False", tags="['etl']",
+    default_args="{'owner': 'data', 'retries': 2, 'on_failure_callback': print}",
+    description="'loads things'", dagrun_timeout="timedelta(hours=1)", max_active_runs="1",
+)
+
+
+def dag_file(dag_id: str, body: str = "    EmptyOperator(task_id='t')\n", comment: str = "", **args) -> str:
+    """A DAG file: GOOD arguments, overridden by ``args`` (None: leave the argument out)."""
+    merged = {**GOOD, **args}
+    call = ", ".join([repr(dag_id)] + [f"{k}={v}" for k, v in merged.items() if v is not None])
+    return HEAD + f"\nwith DAG({call}):{comment}\n{body}"
+
+
+PROJECT = {
+    "pyproject.toml": """
+        [tool.pytest-astro.policies]
+        extend-select = ["DAG1", "TEAM"]
+        ignore = ["DAG108"]
+
+        [tool.pytest-astro.policies.tags]
+        allowed = ["etl", "team-*"]
+
+        [tool.pytest-astro.policies.DAG104]
+        max = 3
+
+        [tool.pytest-astro.policies.parse_time]
+        max-seconds = 20
+
+        [[tool.pytest-astro.policies.exempt]]
+        dags = ["legacy_*"]
+        codes = ["DAG002"]
+        reason = "vendored DAGs, tagged upstream"
+    """,
+    "airflow_settings.yaml": """
+        airflow:
+          connections:
+            - conn_id: warehouse
+              conn_type: postgres
+          pools:
+            - pool_name: etl_pool
+              pool_slot: 2
+    """,
+    "plugins/airflow_local_settings.py": """
+        from airflow.exceptions import AirflowClusterPolicyViolation
+
+
+        def dag_policy(dag):
+            if dag.dag_id.startswith("bad_policy"):
+                raise AirflowClusterPolicyViolation(f"DAG {dag.dag_id} must not start with bad_policy")
+
+
+        def task_policy(task):
+            if task.task_id == "forbidden":
+                raise AirflowClusterPolicyViolation("task_id 'forbidden' is reserved")
+    """,
+    # a team rule in the project's own conftest.py
+    "conftest.py": """
+        from pytest_astro.policies import Policy, Violation
+
+
+        class NoTmp(Policy):
+            code = "TEAM001"
+            name = "no_tmp"
+            description = "dag_id does not contain 'tmp'"
+            hint = "give the DAG its real name"
+
+            def check(self, dag, context):
+                return [Violation("a temporary DAG")] if "tmp" in dag.dag_id else []
+
+
+        def pytest_astro_dag_policies(config):
+            return [NoTmp()]
+    """,
+    "dags/good.py": dag_file("good", body="    Query(task_id='q', conn_id='warehouse', pool='etl_pool')\n"),
+    "dags/bare.py": dag_file("bare", body="    pass\n", schedule=None, catchup=None, tags=None),
+    "dags/sloppy.py": dag_file(
+        "sloppy", tags="['misc']", default_args="{}", start_date="datetime.now() - timedelta(days=1)",
+        description=None, dagrun_timeout=None,
+        body="".join(f"    EmptyOperator(task_id='e{i}')\n" for i in range(3))
+             + "    Query(task_id='q', conn_id='missing_conn', pool='nope_pool', retries=5, owner='ops')\n"),
+    "dags/naive.py": dag_file("naive_tmp", start_date="datetime(2024, 1, 1)",
+                              default_args="{'owner': 'data', 'retries': 1, 'on_failure_callback': print}"),
+    "dags/twin_a.py": dag_file("twin"),
+    "dags/twin_b.py": dag_file("twin"),
+    "dags/cycle.py": dag_file("cyclic", body="    a = EmptyOperator(task_id='a')\n    b = EmptyOperator(task_id='b')\n"
+                                              "    a >> b >> a\n"),
+    # the DAG processor cannot serialize a timetable that no plugin registers (the scheduler never sees it)
+    "dags/unserializable.py": dag_file("unserializable", schedule="NightlyTimetable('0 3 * * *', timezone='UTC')")
+    .replace("\nwith DAG", "from airflow.timetables.interval import CronDataIntervalTimetable\n"
+                           "class NightlyTimetable(CronDataIntervalTimetable):\n    pass\n\nwith DAG"),
+    "dags/policy.py": dag_file("bad_policy_dag") + dag_file("forbidden_task", body="    EmptyOperator(task_id='forbidden')\n")
+                      .replace(HEAD, ""),
+    "dags/exempt.py": dag_file("legacy_import", tags=None)
+                      + dag_file("inline_ok", tags=None, comment="  # pytest-astro: ignore[DAG002] generated by a vendor tool").replace(HEAD, "")
+                      + dag_file("inline_no_reason", tags=None, comment="  # pytest-astro: ignore[DAG002]").replace(HEAD, ""),
+    "dags/deprecated.py": dag_file("deprecated_tag", tags="['etl', 'team-deprecated']"),
+}
+
+# the third-party plugin: an installed distribution with a pytest11 entry point
+PLUGIN = {
+    "site/teamrules/__init__.py": "",
+    "site/teamrules/plugin.py": """
+        from pytest_astro.policies import Policy, Violation
+
+
+        class OwnerIsEmail(Policy):
+            code = "TEAM100"
+            name = "owner_is_email"
+            description = "task owners are e-mail addresses"
+            hint = "set default_args={'owner': 'team@example.com'}"
+            options = {"domain": "example.com"}
+
+            def check(self, dag, context):
+                domain = context.options["domain"]
+                return [Violation(f"owner {owner!r} is not an address at {domain}", task_id=task)
+                        for task, owner in sorted(dag.task_owners.items()) if not owner.endswith("@" + domain)]
+
+
+        def pytest_astro_dag_policies(config):
+            return [OwnerIsEmail()]
+
+
+        def pytest_astro_check_dag(dag, policy, context):
+            if policy.code == "DAG002" and any(t.endswith("deprecated") for t in dag.tags):
+                return [Violation("tag 'team-deprecated' is deprecated")]
+            return None
+    """,
+    "site/teamrules-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: teamrules\nVersion: 1.0\n",
+    "site/teamrules-1.0.dist-info/entry_points.txt": "[pytest11]\nteamrules = teamrules.plugin\n",
+}
+
+
+def at(file: str, dag_id: str) -> str:
+    """``file:line`` of ``with DAG('dag_id'`` in the project's file."""
+    lines = textwrap.dedent(PROJECT[file]).lstrip("\n").splitlines()
+    return f"{file}:{next(i + 1 for i, t in enumerate(lines) if t.startswith(f'with DAG({dag_id!r}'))}"
+
+
+def outcomes(result: pytest.RunResult) -> dict[str, str]:
+    found = {}
+    for line in result.stdout.lines:
+        m = re.match(r"^(\S+::\S+) (PASSED|FAILED|SKIPPED|ERROR)", line)
+        if m:
+            found[m.group(1)] = m.group(2)
+    return found
+
+
+def section(result: pytest.RunResult, nodeid_tail: str) -> str:
+    """The failure report of the item whose header ends with ``nodeid_tail``."""
+    out = result.stdout.str()
+    parts = re.split(r"\n_{3,} (.+?) _{3,}\n", out)
+    for head, body in zip(parts[1::2], parts[2::2]):
+        if head.split()[1:2] == [nodeid_tail] or nodeid_tail in head:
+            return body.split("\n=====")[0]
+    raise AssertionError(f"no failure section for {nodeid_tail}:\n{out}")
+
+
+@pytest.fixture
+def policy_project(pytester, write_files, monkeypatch):
+    write_files(pytester.path, PROJECT)
+    write_files(pytester.path, PLUGIN)
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    pytester.syspathinsert(pytester.path / "site")
+    return pytester.path
+
+
+def test_policies_on_a_project(policy_project, pytester):
+    result = pytester.runpytest("--astro-dags", "-v", "-rs")
+    got = outcomes(result)
+    expect = {
+        # a DAG that satisfies every policy, built-in, team and plugin (but TEAM100)
+        **{f"dags/good.py::good::{name}": "PASSED" for name in (
+            "has_tasks", "tags", "retries", "unique_ids", "no_cycles", "serializes", "start_date", "schedule",
+            "owner", "catchup", "start_date_timezone", "max_tasks", "parse_time", "description",
+            "dagrun_timeout", "failure_callback", "pools", "connections", "cluster_policy", "no_tmp")},
+        "dags/good.py::good::owner_is_email": "FAILED",
+        "dags/bare.py::bare::has_tasks": "FAILED",
+        "dags/bare.py::bare::tags": "FAILED",
+        "dags/bare.py::bare::schedule": "FAILED",
+        "dags/bare.py::bare::catchup": "FAILED",
+        "dags/bare.py::bare::retries": "PASSED",
+        "dags/sloppy.py::sloppy::tags": "FAILED",
+        "dags/sloppy.py::sloppy::retries": "FAILED",
+        "dags/sloppy.py::sloppy::owner": "FAILED",
+        "dags/sloppy.py::sloppy::start_date": "FAILED",
+        "dags/sloppy.py::sloppy::max_tasks": "FAILED",
+        "dags/sloppy.py::sloppy::description": "FAILED",
+        "dags/sloppy.py::sloppy::dagrun_timeout": "FAILED",
+        "dags/sloppy.py::sloppy::pools": "FAILED",
+        "dags/sloppy.py::sloppy::connections": "FAILED",
+        "dags/sloppy.py::sloppy::failure_callback": "FAILED",
+        "dags/naive.py::naive_tmp::start_date_timezone": "FAILED",
+        "dags/naive.py::naive_tmp::start_date": "PASSED",
+        "dags/naive.py::naive_tmp::retries": "FAILED",
+        "dags/naive.py::naive_tmp::no_tmp": "FAILED",
+        "dags/twin_a.py::twin::unique_ids": "FAILED",
+        "dags/twin_b.py::twin::unique_ids": "FAILED",
+        "dags/cycle.py::parse": "FAILED",
+        "dags/cycle.py::cyclic::no_cycles": "FAILED",
+        "dags/unserializable.py::unserializable::serializes": "FAILED",
+        "dags/unserializable.py::parse": "PASSED",
+        "dags/policy.py::parse": "PASSED",
+        "dags/policy.py::bad_policy_dag::cluster_policy": "FAILED",
+        "dags/policy.py::forbidden_task::cluster_policy": "FAILED",
+        "dags/policy.py::forbidden_task::has_tasks": "PASSED",
+        "dags/exempt.py::legacy_import::tags": "SKIPPED",
+        "dags/exempt.py::inline_ok::tags": "SKIPPED",
+        "dags/exempt.py::inline_no_reason::tags": "FAILED",
+        "dags/exempt.py::inline_ok::has_tasks": "PASSED",
+        "dags/deprecated.py::deprecated_tag::tags": "FAILED",
+    }
+    wrong = {k: (got.get(k), v) for k, v in expect.items() if got.get(k) != v}
+    assert not wrong, result.stdout.str() + f"\n(got, expected): {wrong}"
+    # ignored by code; nothing for the DAG Airflow refused but no_cycles
+    assert not [n for n in got if n.endswith("::max_active_runs")]
+    assert sorted(n for n in got if "::cyclic::" in n) == ["dags/cycle.py::cyclic::no_cycles"]
+
+    def lines(tail):
+        return pytest.LineMatcher(section(result, tail).splitlines())
+
+    lines("bare::has_tasks").fnmatch_lines([f"{at('dags/bare.py', 'bare')}: DAG001 has_tasks: the DAG has no tasks",
+                                            "hint: add tasks to the DAG, or delete it",
+                                            f"*# pytest-astro: ignore?DAG001? <reason>*{at('dags/bare.py', 'bare')}*"])
+    lines("sloppy::retries").fnmatch_lines([
+        f"{at('dags/sloppy.py', 'sloppy')}: DAG003 retries: task 'e0': retries=0 (minimum 2); default_args has no 'retries'",
+        f"{at('dags/sloppy.py', 'sloppy')}: DAG003 retries: task 'e2': *"])
+    assert "'q'" not in section(result, "sloppy::retries")  # the task that retries 5 times
+    lines("sloppy::tags").fnmatch_lines(["*tag(s) 'misc' not in the approved list (etl, team-*)"])
+    lines("sloppy::owner").fnmatch_lines(["*DAG101 owner: task 'e0': owner 'airflow' (the default)"])
+    lines("sloppy::start_date").fnmatch_lines(["*start_date is computed at parse time (datetime.now())*"])
+    lines("sloppy::max_tasks").fnmatch_lines(["*DAG104 max_tasks: 4 tasks (at most 3)"])
+    lines("sloppy::pools").fnmatch_lines(["*DAG110 pools: task 'q': pool 'nope_pool' is not defined"])
+    lines("sloppy::connections").fnmatch_lines(["*DAG111 connections: task 'q': connection 'missing_conn' is not defined"])
+    lines("bare::schedule").fnmatch_lines(["*no explicit schedule=*"])
+    lines("naive_tmp::start_date_timezone").fnmatch_lines(["*start_date 2024-01-01T00:00:00+00:00 was given without a timezone*"])
+    lines("naive_tmp::no_tmp").fnmatch_lines([f"{at('dags/naive.py', 'naive_tmp')}: TEAM001 no_tmp: a temporary DAG", "hint: give the DAG its real name"])
+    lines("twin::unique_ids dags/twin_a.py").fnmatch_lines([f"{at('dags/twin_a.py', 'twin')}: DAG004 unique_ids: dag_id 'twin' is also defined in {at('dags/twin_b.py', 'twin')}"])
+    lines("cyclic::no_cycles").fnmatch_lines([f"{at('dags/cycle.py', 'cyclic')}: DAG005 no_cycles: AirflowDagCycleException: Cycle detected in Dag: cyclic*"])
+    lines("unserializable::serializes").fnmatch_lines(["*DAG006 serializes: serialization failed: *Timetable class "
+                                                      "*NightlyTimetable' is not registered*"])
+    lines("bad_policy_dag::cluster_policy").fnmatch_lines([
+        f"{at('dags/policy.py', 'bad_policy_dag')}: DAG900 cluster_policy: dag_policy in plugins/airflow_local_settings.py refuses it: "
+        "AirflowClusterPolicyViolation: DAG bad_policy_dag must not start with bad_policy"])
+    lines("forbidden_task::cluster_policy").fnmatch_lines([
+        "*task 'forbidden': task_policy in plugins/airflow_local_settings.py refuses it: *'forbidden' is reserved"])
+    lines("inline_no_reason::tags").fnmatch_lines([
+        f"{at('dags/exempt.py', 'inline_no_reason')}: `# pytest-astro: ignore?...?` has no reason; write *"])
+    lines("deprecated_tag::tags").fnmatch_lines(["*DAG002 tags: tag 'team-deprecated' is deprecated"])
+    lines("good::owner_is_email").fnmatch_lines(["*TEAM100 owner_is_email: task 'q': owner 'data' is not an address at example.com"])
+    result.stdout.fnmatch_lines(["*SKIPPED*DAG002 exempt (*pyproject.toml:14): vendored DAGs, tagged upstream"])
+    result.stdout.fnmatch_lines([f"*SKIPPED*DAG002 exempt at {at('dags/exempt.py', 'inline_ok')}: generated by a vendor tool"])
+
+    # selection by code, by name and by node id works like for any test (results come from the cache)
+    result = pytester.runpytest("--astro-dags", "-v", "dags/good.py", "dags/sloppy.py", "-k", "TEAM100 or tags")
+    assert sorted(outcomes(result)) == ["dags/good.py::good::owner_is_email", "dags/good.py::good::tags",
+                                        "dags/sloppy.py::sloppy::owner_is_email", "dags/sloppy.py::sloppy::tags"]
+    result = pytester.runpytest("--astro-dags", "-v", "dags/sloppy.py::sloppy::pools")
+    assert outcomes(result) == {"dags/sloppy.py::sloppy::pools": "FAILED"}
+
+
+def test_exemption_without_a_reason_is_an_error(pytester, write_files):
+    write_files(pytester.path, {
+        "pyproject.toml": """
+            [tool.pytest-astro]
+            timeout = 30
+
+            [[tool.pytest-astro.policies.exempt]]
+            dags = ["legacy_*"]
+            codes = ["DAG002"]
+            reason = "fine"
+
+            [[tool.pytest-astro.policies.exempt]]
+            dags = ["old_*"]
+            codes = ["DAG003"]
+        """,
+        "dags/one.py": dag_file("one"),
+    })
+    result = pytester.runpytest("--astro-dags")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*ERROR collecting dags/one.py*",
+                                 f"pytest-astro policies: {pytester.path / 'pyproject.toml'}:9: exemption without a "
+                                 "reason; add reason = *", "*1 error*"])
+
+
+POLICIES = BUILTIN_POLICIES
+
+
+def load(table: dict, tmp_path: Path) -> PolicyConfig:
+    return PolicyConfig.load(table, POLICIES, tmp_path / "pyproject.toml")
+
+
+def test_selection_defaults_prefixes_and_ignore(tmp_path):
+    assert [p.code for p in load({}, tmp_path).selected] == [
+        "DAG001", "DAG002", "DAG003", "DAG004", "DAG005", "DAG006", "DAG007", "DAG008", "DAG900"]
+    assert [p.code for p in load({"select": ["DAG1"], "ignore": ["DAG105"]}, tmp_path).selected] == [
+        "DAG101", "DAG102", "DAG103", "DAG104", "DAG106", "DAG107", "DAG108", "DAG109", "DAG110", "DAG111"]
+    assert len(load({"select": ["ALL"]}, tmp_path).selected) == len(POLICIES)
+    options = load({"retries": {"min": 4}, "DAG002": {"allowed": ["a"]}}, tmp_path).options
+    assert options["DAG003"] == {"min": 4} and options["DAG002"] == {"allowed": ["a"], "min": 1}
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"select": ["DAG7"]}, "select: no policy has the code 'DAG7'; known codes: DAG001, "),
+    ({"ignore": ["dag 1"]}, "'DAG 1' is not a policy code or prefix"),
+    ({"retries": {"minimum": 3}}, "DAG003 has no option 'minimum' (options: min)"),
+    ({"nonsense": {"a": 1}}, "unknown key 'nonsense'"),
+    ({"exempt": [{"codes": ["DAG002"], "reason": "why"}]}, "say which DAGs the exemption is for"),
+])
+def test_config_errors_say_what_to_do(tmp_path, table, message):
+    with pytest.raises(ConfigError) as info:
+        load(table, tmp_path)
+    assert message in str(info.value)
+
+
+def test_inline_exemptions():
+    lines = ["# pytest-astro: ignore[DAG003] retried by the sensor", "with DAG('x'):  # pytest-astro: ignore[DAG002,DAG1] vendor",
+             "    pass", "x()  # pytest-astro: ignore[DAG004]"]
+    found = inline_exemptions(lines, 2)
+    assert [(e.codes, e.reason, e.line, e.error) for e in found] == [
+        (["DAG002", "DAG1"], "vendor", 2, ""), (["DAG003"], "retried by the sensor", 1, "")]
+    assert inline_exemptions(lines, 3) == []
+    assert "has no reason" in inline_exemptions(lines, 4)[0].error
+
+
+def test_every_builtin_is_documented(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    docs = readme.split("## DAG policies")[1].split("\n## ")[0]
+    for policy in POLICIES:
+        assert policy.description and policy.hint and policy.example, policy.code
+        assert f"| {policy.code} | `{policy.name}` |" in docs, policy.code
