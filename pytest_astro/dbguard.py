@@ -14,12 +14,24 @@ HINT = ("DAG files are parsed without a database (and Airflow's DAG processor pa
         "seconds): move the query into a task, or use a variable, a connection or a Jinja template")
 
 
+TEST_MESSAGE = ("tests under `pytest --astro-dags` run without an Airflow metadata database: mark the test "
+                "with @pytest.mark.astro_db to let it open a throwaway SQLite database (create the tables "
+                "yourself, e.g. airflow.utils.db.initdb()), or test the DAG objects without the database")
+
+
 class MetadataDatabaseAccess(Exception):
     """Raised instead of connecting to the metadata database."""
 
 
 _state = threading.local()
 _installed = False
+_message = f"{HEADLINE}: something tried to open a database connection"
+
+
+def use_test_message() -> None:
+    """In the pytest process the connection comes from a test, not a DAG file's parse."""
+    global _message
+    _message = TEST_MESSAGE
 
 
 def allowed() -> bool:
@@ -41,8 +53,7 @@ def install() -> None:
 
     def refuse(dialect, conn_rec, cargs, cparams):
         if not allowed():
-            raise MetadataDatabaseAccess(
-                f"{HEADLINE}: something tried to open a database connection ({dialect.name})")
+            raise MetadataDatabaseAccess(f"{_message} ({dialect.name})")
 
     event.listen(Engine, "do_connect", refuse)
     _installed = True

@@ -52,6 +52,11 @@ def _enabled(config: pytest.Config) -> bool:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "astro_db: let this test connect to a throwaway Airflow metadata "
+                                       "database (pytest-astro's guard refuses connections otherwise)")
+    from pytest_astro import fixtures  # plain pytest fixtures; they import Airflow only when used
+
+    config.pluginmanager.register(fixtures, "astro-fixtures")
     if not _enabled(config):
         return
     from pytest_astro.session import AstroSession  # only now: keeps `pytest --help` fast

@@ -69,7 +69,10 @@ def environment_key(project: Project) -> str:
                 mtimes[d] = os.stat(d).st_mtime_ns
         except OSError:
             continue
-    env = {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_") and k != "AIRFLOW_HOME"}
+    # the sandbox sets these itself (and the in-process sandbox sets them to per-run temp paths)
+    from pytest_astro.parse.engine import SANDBOX_OVERRIDES
+
+    env = {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_") and k not in SANDBOX_OVERRIDES}
     payload = {
         "pytest-astro": __version__, "airflow": airflow_version(), "python": sys.version,
         "executable": sys.executable, "settings": project.settings.parse_key(), "site": mtimes,

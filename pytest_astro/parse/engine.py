@@ -40,6 +40,15 @@ class RunStats:
     airflow: str = ""
 
 
+#: variables the sandbox always sets itself, whatever the user's environment says
+SANDBOX_OVERRIDES = frozenset({
+    "AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__LOAD_EXAMPLES",
+    "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER", "AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX",
+    "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "AIRFLOW__CORE__UNIT_TEST_MODE", "AIRFLOW__SECRETS__BACKEND",
+    "AIRFLOW__SECRETS__BACKEND_KWARGS",
+})
+
+
 def sandbox_env(project: Project, home: str) -> dict[str, str]:
     """The environment of the sandbox: the user's, with Airflow pointed away from anything real."""
     env = dict(os.environ)

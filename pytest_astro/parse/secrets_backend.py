@@ -13,6 +13,16 @@ from airflow.secrets.base_secrets import BaseSecretsBackend
 STORE: dict[str, dict[str, str]] = {"variables": {}, "connections": {}}
 
 
+def _seed() -> None:
+    """In the pytest process the values come from the active in-process sandbox."""
+    inprocess = __import__("sys").modules.get("pytest_astro.inprocess")
+    if inprocess is not None:
+        inprocess.seed_store(STORE)
+
+
+_seed()
+
+
 class MemorySecretsBackend(BaseSecretsBackend):
     def get_variable(self, key: str) -> str | None:
         return STORE["variables"].get(key)
