@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 try:
-    from tests.fake_astro.support import Scenario, git
+    from tests.fake_astro.support import DAG, Scenario, git
 except ImportError:  # pragma: no cover
-    from fake_astro.support import Scenario, git
+    from fake_astro.support import DAG, Scenario, git
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def real(tmp_path) -> Scenario:
 
 def test_real_suite_passes_then_the_gate_deploys(tmp_path):
     s = real(tmp_path)
-    s.change({"dags/etl.py": "from airflow.sdk import DAG\n\nwith DAG('etl', schedule=None):\n    pass\n"})
+    s.change({"dags/etl.py": DAG.format(name="etl") + "# passes the default DAG policies too\n"})
     proc = s.gate(env=s.env(AWS_SECRET_ACCESS_KEY="a-secret-that-must-not-leak"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [d[:3] for d in s.deploys()] == [["deploy", "clmain000", "--dags"]]

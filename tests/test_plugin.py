@@ -30,7 +30,7 @@ def test_example_project_passes(copy_example, pytester, isolated_airflow_home):
     root = copy_example("astro-project")
     before = _snapshot(isolated_airflow_home)
     result = pytester.runpytest("--astro-dags", "-v", "--astro-report", "report.json")
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=6 + 7 * 8)  # 2 tests, 4 parse items, 8 default DAG policies x 7 DAGs
     # testpaths = ["tests"] in the example's pyproject: the dags folder is collected all the same
     result.stdout.fnmatch_lines([
         "*tests/test_helpers.py::test_table_name PASSED*",
@@ -46,7 +46,7 @@ def test_example_project_passes(copy_example, pytester, isolated_airflow_home):
     # DAGs made by an @dag function, in a loop, and two in one file
     assert dag_ids == ["classic_etl", "example_taskflow", "orders_consumer", "orders_producer",
                        "report_amer", "report_apac", "report_emea"]
-    assert report["tests"] == {"passed": 6, "failed": 0, "errors": 0, "skipped": 0, "total": 6}
+    assert report["tests"] == {"passed": 62, "failed": 0, "errors": 0, "skipped": 0, "total": 62}
     etl = next(d for f in report["files"] for d in f["dags"] if d["dag_id"] == "classic_etl")
     assert etl["file"] == "dags/classic_etl.py" and etl["line"] == 16
     assert etl["edges"] == [["count_rows", "greet"], ["extract", "count_rows"], ["start", "extract"]]
@@ -88,7 +88,9 @@ BROKEN_EXPECTED = {
 def test_broken_project_fails_file_by_file(copy_example, pytester):
     root = copy_example("broken-project")
     result = pytester.runpytest("--astro-dags", "-rf")
-    result.assert_outcomes(passed=1, failed=len(BROKEN_EXPECTED))
+    # parse items; and the default DAG policies of good_neighbour (8) and of both shared_id DAGs, which
+    # fail has_tasks, tags and unique_ids (see tests/test_policies.py) and pass the other 5
+    result.assert_outcomes(passed=1 + 8 + 2 * 5, failed=len(BROKEN_EXPECTED) + 1 + 2 * 3)
     out = result.stdout.str()
     for name, lines in BROKEN_EXPECTED.items():
         section = out.split(f" parse dags/{name} ")[1].split("\n____")[0].split("\n----")[0]
@@ -103,7 +105,7 @@ def test_broken_project_fails_file_by_file(copy_example, pytester):
 def test_single_file_argument(copy_example, pytester):
     copy_example("broken-project")
     result = pytester.runpytest("--astro-dags", "dags/good_neighbour.py", "dags/sys_exit.py", "-v")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1 + 8, failed=1)  # good_neighbour's parse and 8 default DAG policies
     result.stdout.fnmatch_lines(["*2 DAG files*"])
 
 
@@ -123,7 +125,7 @@ def test_off_without_the_switch_and_on_with_the_ini(copy_example, pytester):
     pytester.path.joinpath("pyproject.toml").write_text(
         '[tool.pytest.ini_options]\ntestpaths = ["tests"]\nastro_dags = true\n')
     result = pytester.runpytest_subprocess("-s")
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=62)
     # and even then the pytest process never imports Airflow or a DAG file
     assert "LOADED: ['pytest_astro.session']" in result.stdout.str()
 
@@ -167,7 +169,7 @@ def test_isolation_between_files(pytester, write_files):
         "include/values.py": "NAME = 'victim'\n",
         "include/name.txt": "_ok\n",
     })
-    result = pytester.runpytest("--astro-dags", "--astro-workers", "1", "-v", "--astro-report", "r.json")
+    result = pytester.runpytest("--astro-dags", "--astro-workers", "1", "-v", "--astro-report", "r.json", "-k", "parse")
     result.assert_outcomes(passed=2)
     report = json.loads(pytester.path.joinpath("r.json").read_text())
     victim = next(f for f in report["files"] if f["file"] == "dags/b_victim.py")
@@ -184,7 +186,7 @@ def test_hard_timeout_when_the_alarm_is_blocked(pytester, write_files):
         while True:
             time.sleep(0.05)
     """, "dags/fine.py": DAG.format(dag_id="fine")})
-    result = pytester.runpytest("--astro-dags", "--astro-timeout", "1")
+    result = pytester.runpytest("--astro-dags", "--astro-timeout", "1", "-k", "parse")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["dags/stuck.py:5: Timeout: importing the file did not finish within 1 s and was killed",
                                  '  File "dags/stuck.py", line 5, in <module>'])
@@ -219,7 +221,7 @@ def test_cache_reparses_exactly_what_changed(pytester, write_files):
 
     def run() -> dict[str, bool]:
         report = pytester.path / "r.json"
-        pytester.runpytest("--astro-dags", "--astro-report", str(report)).assert_outcomes(passed=3)
+        pytester.runpytest("--astro-dags", "--astro-report", str(report), "-k", "parse").assert_outcomes(passed=3)
         return {f["file"]: f["cached"] for f in json.loads(report.read_text())["files"]}
 
     assert run() == {"dags/plain.py": False, "dags/uses_config.py": False, "dags/uses_helper.py": False}

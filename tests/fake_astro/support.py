@@ -20,10 +20,11 @@ TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJkZXBsb3ktZ2F0ZS10ZXN0In0.c2VjcmV0LXNpZ2
 AWS_SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 
 DAG = '''\
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG
 
-with DAG("{name}", schedule=None, tags=["t"]):
-    pass
+with DAG("{name}", schedule=None, tags=["t"], default_args={{"retries": 2}}):
+    EmptyOperator(task_id="t")
 '''
 
 
