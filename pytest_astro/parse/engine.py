@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_astro.imports import ImportGraph
+from pytest_astro.parse import coverage_support
 from pytest_astro.parse.cache import ParseCache
 from pytest_astro.project import Project
 from pytest_astro.results import FileResult, ParseError
@@ -87,7 +88,9 @@ class ParseEngine:
         started = time.perf_counter()
         files = sorted({Path(f).resolve() for f in files})
         self.values = load_values(self.project.settings)
-        cache = ParseCache(self.project, extra_key=self.values.digest()) if self.project.settings.cache else None
+        # a measured run (coverage / pytest-cov) must execute the files to count their lines
+        use_cache = self.project.settings.cache and coverage_support.request() is None
+        cache = ParseCache(self.project, extra_key=self.values.digest()) if use_cache else None
         results: dict[str, FileResult] = {}
         todo: list[Path] = []
         for path in files:
@@ -130,6 +133,7 @@ class ParseEngine:
             "variables": self.values.variables,
             "connections": self.values.connections,
             "missing_variables": project.settings.missing_variables,
+            "coverage": coverage_support.request(),
         }
         with tempfile.TemporaryDirectory(prefix="pytest-astro-home-") as home, \
                 tempfile.TemporaryFile(mode="w+") as stderr:
@@ -156,6 +160,7 @@ class ParseEngine:
             finally:
                 proc.stdout.close()
                 code = proc.wait()
+            coverage_support.merge(request["coverage"])
             missing = [f for f in files if project.relative(f) not in seen]
             if missing:
                 stderr.seek(0)

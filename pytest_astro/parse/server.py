@@ -36,6 +36,7 @@ from typing import Any
 _PROTO = os.fdopen(os.dup(1), "w", buffering=1)
 os.dup2(2, 1)
 
+_REAL_EXIT = os._exit  # children replace os._exit to report where a DAG file called it
 _OUTPUT_LIMIT = 4000  # characters of a file's captured output kept in its result
 
 
@@ -214,7 +215,7 @@ class Job:
 
 def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path: str,
            timeout: float, memory_limit: int, modules_before: set[str], policy_options: dict,
-           missing_variables: str) -> None:
+           missing_variables: str, coverage_settings: dict | None) -> None:
     """Runs in the forked child; never returns."""
     real_exit = os._exit
     try:
@@ -266,6 +267,7 @@ def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path
             view = view[written:]
 
     def finish(errors: list[dict], dags: list[dict]) -> None:
+        stop_in_child(measuring)
         sys.stdout.flush()
         sys.stderr.flush()
         deps = {m.__file__ for name, m in list(sys.modules.items())
@@ -311,6 +313,7 @@ def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path
             raise
 
     from pytest_astro.parse.adapter import adapter
+    from pytest_astro.parse.coverage_support import start_in_child, stop_in_child
     from pytest_astro.policies.sandbox import inspect_dag, prepare
 
     ad = adapter()
@@ -341,6 +344,7 @@ def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path
     os._exit = exit_hook
     importlib.machinery.SourceFileLoader.exec_module = exec_module
     ad.DAG.__init__ = dag_init
+    measuring = start_in_child(coverage_settings)
     real_signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
@@ -508,9 +512,10 @@ def serve(request: dict) -> int:
                     for job in running.values():
                         os.close(job.fd)
                     _child(paths, target, write_fd, fault_path, out_path, timeout, memory_limit, modules_before,
-                           request.get("policy_options", {}), request.get("missing_variables", "error"))
+                           request.get("policy_options", {}), request.get("missing_variables", "error"),
+                           request.get("coverage"))
                 finally:
-                    os._exit(70)
+                    _REAL_EXIT(70)  # only reached if the child itself failed before reporting
             os.close(write_fd)
             now = time.monotonic()
             running[read_fd] = Job(target, pid, read_fd, fault_path, out_path, now, now + timeout + hard_grace,
