@@ -1,0 +1,133 @@
+"""The parse cache: what re-parses after which edit, and that a stale result never hides a failure.
+
+Real pytest sessions over a real project; which files were parsed (rather than taken from the
+cache) is read from ``--astro-report``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pytest_astro.config import load_settings
+from pytest_astro.parse.cache import ParseCache
+from pytest_astro.parse.engine import ParseEngine
+from pytest_astro.project import Project
+from pytest_astro.values import load_values
+from tests.conftest import DAG
+
+PROJECT = {
+    "dags/plain.py": DAG.format(dag_id="plain"),
+    "dags/uses_helper.py": '''
+        from datetime import datetime
+        from airflow.sdk import DAG
+        from airflow.providers.standard.operators.empty import EmptyOperator
+        from include.helpers import TASK_ID
+
+        with DAG("uses_helper", start_date=datetime(2024, 1, 1), schedule=None):
+            EmptyOperator(task_id=TASK_ID)
+        ''',
+    "dags/from_yaml.py": '''
+        from datetime import datetime
+        from pathlib import Path
+        import yaml
+        from airflow.sdk import DAG
+        from airflow.providers.standard.operators.empty import EmptyOperator
+
+        CONFIG = yaml.safe_load((Path(__file__).parents[1] / "include" / "tables.yaml").read_text())
+        with DAG("from_yaml", start_date=datetime(2024, 1, 1), schedule=None):
+            for table in CONFIG["tables"]:
+                EmptyOperator(task_id=f"load_{table}")
+        ''',
+    "dags/uses_var.py": '''
+        from datetime import datetime
+        from airflow.sdk import DAG, Variable
+        from airflow.providers.standard.operators.empty import EmptyOperator
+
+        REGION = Variable.get("region")
+        if REGION not in ("emea", "amer"):
+            raise ValueError(f"unknown region {REGION}")
+        with DAG("uses_var", start_date=datetime(2024, 1, 1), schedule=None):
+            EmptyOperator(task_id=f"in_{REGION}")
+        ''',
+    "include/__init__.py": "",
+    "include/helpers.py": 'TASK_ID = "t"\n',
+    "include/tables.yaml": "tables: [orders, customers]\n",
+    "airflow_settings.yaml": """
+        airflow:
+          variables:
+            - variable_name: region
+              variable_value: emea
+        """,
+    "requirements.txt": "",
+}
+
+ALL = ["dags/from_yaml.py", "dags/plain.py", "dags/uses_helper.py", "dags/uses_var.py"]
+
+
+@pytest.fixture
+def project(pytester, write_files):
+    # the rootdir (and so pytest's own cache) is pytester.path; the Astro project lives below it,
+    # so `--cache-clear` must clear our results itself
+    pytester.makeini("[pytest]\n")
+    write_files(pytester.path / "proj", PROJECT)
+    return pytester.path / "proj"
+
+
+def run(pytester, *args: str, subprocess: bool = False):
+    argv = ("--astro-dags", "--astro-project", "proj", "-k", "parse", "--astro-report", "r.json", *args)
+    result = pytester.runpytest_subprocess(*argv) if subprocess else pytester.runpytest(*argv)
+    report = json.loads((pytester.path / "r.json").read_text())
+    parsed = sorted(f["file"] for f in report["files"] if not f["cached"])
+    failed = sorted(f["file"] for f in report["files"] if not f["ok"])
+    return result, parsed, failed
+
+
+def test_edits_reparse_exactly_what_they_can_change(pytester, project):
+    _, parsed, failed = run(pytester)
+    assert (parsed, failed) == (ALL, [])
+
+    # unchanged: nothing parsed, and neither the sandbox nor Airflow is ever started
+    pytester.makeconftest("""
+        import sys
+        def pytest_unconfigure(config):
+            open("airflow-imported.txt", "w").write(str(sorted(m for m in sys.modules if m.split(".")[0] == "airflow")))
+        """)
+    result, parsed, failed = run(pytester, subprocess=True)
+    assert (parsed, failed) == ([], [])
+    result.stdout.fnmatch_lines(["*4 DAG files (4 unchanged, from cache), 0 failed to parse*"])
+    assert (pytester.path / "airflow-imported.txt").read_text() == "[]"
+    engine = ParseEngine(Project(load_settings(project)), python="/nonexistent/python")
+    results = engine.parse(project / f for f in ALL)  # starting the sandbox would raise here
+    assert all(r.cached and r.ok for r in results.values()) and len(results) == 4
+
+    # a helper and a config file a DAG reads, both broken: exactly their users re-parse, and fail
+    (project / "include/helpers.py").write_text("TASK_ID = undefined_name\n")
+    (project / "include/tables.yaml").write_text("tables_renamed: []\n")
+    _, parsed, failed = run(pytester)
+    assert parsed == failed == ["dags/from_yaml.py", "dags/uses_helper.py"]
+    # failures are never cached: the next run checks them again
+    settings_ = load_settings(project)
+    cache = ParseCache(Project(settings_), extra_key=load_values(settings_).digest())  # as the engine builds it
+    assert cache.get(project / "dags/uses_helper.py") is None and cache.get(project / "dags/from_yaml.py") is None
+    assert cache.get(project / "dags/plain.py") is not None
+
+    # a variable in airflow_settings.yaml: a cached pass of the file that reads it must not survive
+    (project / "include/helpers.py").write_text('TASK_ID = "t"\n')
+    (project / "include/tables.yaml").write_text("tables: [orders]\n")
+    settings = project / "airflow_settings.yaml"
+    settings.write_text(settings.read_text().replace("emea", "mars"))
+    result, parsed, failed = run(pytester)
+    assert (parsed, failed) == (ALL, ["dags/uses_var.py"])
+    result.stdout.fnmatch_lines(["*uses_var.py*ValueError: unknown region mars*"])
+
+    # requirements.txt (what is installed may differ): the cached passes re-parse too
+    (project / "requirements.txt").write_text("requests\n")
+    _, parsed, failed = run(pytester)
+    assert (parsed, failed) == (ALL, ["dags/uses_var.py"])
+
+    # --cache-clear clears our results too, although the project is not pytest's rootdir
+    _, parsed, _ = run(pytester, "--cache-clear")
+    assert parsed == ALL
