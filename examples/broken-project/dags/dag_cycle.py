@@ -1,7 +1,7 @@
 from datetime import datetime
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG
+from airflow import DAG
 
 with DAG("dag_cycle", start_date=datetime(2024, 1, 1), schedule=None):
     a = EmptyOperator(task_id="a")

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from airflow.sdk import DAG
+from airflow import DAG
 
 with DAG("shared_id", start_date=datetime(2024, 1, 1), schedule=None):
     pass

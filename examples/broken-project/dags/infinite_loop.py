@@ -1,4 +1,4 @@
-from airflow.sdk import DAG  # noqa: F401
+from airflow import DAG  # noqa: F401
 
 counter = 0
 while True:

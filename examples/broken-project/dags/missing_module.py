@@ -1,7 +1,7 @@
 from datetime import datetime
 
 import snowflake_toolkit_not_installed
-from airflow.sdk import DAG
+from airflow import DAG
 
 with DAG("missing_module", start_date=datetime(2024, 1, 1), schedule=None):
     pass

@@ -1,5 +1,5 @@
 import os
 
-from airflow.sdk import DAG  # noqa: F401
+from airflow import DAG  # noqa: F401
 
 os._exit(3)

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from airflow.sdk import DAG
+from airflow import DAG
 
 from include.config_loader import WAREHOUSE
 

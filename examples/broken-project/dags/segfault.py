@@ -1,5 +1,5 @@
 import ctypes
 
-from airflow.sdk import DAG  # noqa: F401
+from airflow import DAG  # noqa: F401
 
 ctypes.string_at(0)

@@ -1,6 +1,6 @@
 import sys
 
-from airflow.sdk import DAG
+from airflow import DAG
 
 if not DAG:
     pass
