@@ -276,6 +276,9 @@ def test_dag_file(dagbag, path):
 '''
 
 
+POLICIES_OFF = "[tool.pytest-astro.policies]\nselect = []\n"
+
+
 def heavy_modules() -> list[str]:
     found = []
     for name in HEAVY_CANDIDATES:
@@ -299,6 +302,9 @@ def make_project(root: Path, n: int, heavy: list[str]) -> dict:
     (root / "Dockerfile").write_text("FROM astrocrpublic.azurecr.io/runtime:3.1-1\n")
     (root / "tests/dags/test_dag_example.py").write_text(TEMPLATE_TEST.lstrip())
     (root / "tests/test_single_dagbag.py").write_text(SINGLE_DAGBAG_TEST.lstrip())
+    # the parse rows compare like with like (one item per DAG file): DAG policies off; the
+    # ours-policies rows switch them back on
+    (root / "pyproject.toml").write_text(POLICIES_OFF)
     # mostly small DAG files, as in real projects; 1 in 50 imports a heavy package
     kinds = [CLASSIC, CLASSIC, TASKFLOW, TASKFLOW, DYNAMIC, USES_HELPERS, FROM_YAML, CLASSIC, TASKFLOW, "heavy"]
     helpers_users = []
@@ -405,7 +411,7 @@ def _report_files(path: Path) -> dict[str, bool]:
     return {f["file"]: not f.get("cached") for f in data["files"]}
 
 
-def run_size(n: int, workdir: Path, heavy: list[str]) -> dict:
+def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True) -> dict:
     root = workdir / f"project-{n}"
     if root.exists():
         shutil.rmtree(root)
@@ -441,6 +447,13 @@ def run_size(n: int, workdir: Path, heavy: list[str]) -> dict:
     rows["ours-include"]["parsed_exactly_importers"] = (
         sorted(f for f, p in parsed.items() if p) == facts["helpers_importers"])
     rows["ours-include"]["importers"] = len(facts["helpers_importers"])
+    if with_policies:
+        (root / "pyproject.toml").write_text("")  # the default DAG policies
+        shutil.rmtree(root / ".pytest_cache", ignore_errors=True)
+        rows["ours-policies-cold"] = measure(ours, root, env)
+        rows["ours-policies-warm"] = measure(ours, root, env)
+        for name in ("ours-policies-cold", "ours-policies-warm"):
+            rows[name]["parsed"] = sum(_report_files(root / "report.json").values())
     base = rows["single-dagbag"]
     for row in rows.values():
         row["x_single"] = round(row["seconds"] / base["seconds"], 3) if base["seconds"] else None
@@ -482,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--json", default="bench/results.json", help="where to write the results")
+    parser.add_argument("--no-policies", action="store_true", help="skip the rows with the DAG policies on")
     parser.add_argument("--workdir", default=None, help="keep the generated projects here (default: a temp dir)")
     args = parser.parse_args(argv)
     heavy = heavy_modules()
@@ -491,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(args.workdir) if args.workdir else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         for n in args.files:
-            results["sizes"][str(n)] = run_size(n, workdir, heavy)
+            results["sizes"][str(n)] = run_size(n, workdir, heavy, not args.no_policies)
             print(f"{n} files done", file=sys.stderr)
     results["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     text = table(results)
