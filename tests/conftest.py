@@ -11,8 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from pytest_astro.project import airflow_major
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
+AIRFLOW_MAJOR = airflow_major()
+#: the good example project for the installed Airflow (Runtime 3 idioms, or Runtime 12's)
+EXAMPLE = "astro-project" if AIRFLOW_MAJOR >= 3 else "astro-project-runtime12"
 
 
 @pytest.fixture
@@ -49,7 +54,7 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
 
 DAG = '''
 from datetime import datetime
-from airflow.sdk import DAG
+from airflow import DAG
 from airflow.providers.standard.operators.empty import EmptyOperator
 
 with DAG("{dag_id}", start_date=datetime(2024, 1, 1), schedule=None):

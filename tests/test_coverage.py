@@ -11,7 +11,7 @@ import pytest
 FILES = {
     "dags/etl.py": (
         "from datetime import datetime\n"
-        "from airflow.sdk import DAG\n"
+        "from airflow import DAG\n"
         "from include.naming import dag_name\n"
         "NAME = dag_name('etl')\n"
         "with DAG(NAME, start_date=datetime(2024, 1, 1), schedule=None):\n"

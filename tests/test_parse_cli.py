@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from tests.conftest import EXAMPLES, run_cli
+from tests.conftest import EXAMPLE, EXAMPLES, run_cli
 
 
 def test_broken_project_prints_one_line_per_failure(tmp_path):
@@ -22,9 +22,9 @@ def test_broken_project_prints_one_line_per_failure(tmp_path):
 
 
 def test_example_project_passes_and_module_selects_its_dags(tmp_path):
-    shutil.copytree(EXAMPLES / "astro-project", tmp_path, dirs_exist_ok=True)
+    shutil.copytree(EXAMPLES / EXAMPLE, tmp_path, dirs_exist_ok=True)
     (tmp_path / "dags/standalone.py").write_text(
-        "from airflow.sdk import DAG\nwith DAG('standalone', schedule=None):\n    pass\n")
+        "from airflow import DAG\nwith DAG('standalone', schedule=None):\n    pass\n")
     proc = run_cli("parse", "--format", "json", "plugins/my_operators.py", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     # a change to a plugin module re-checks exactly the DAG files that import it
@@ -41,7 +41,7 @@ def test_not_a_project(tmp_path):
 
 
 def test_airflow_missing_gives_an_install_hint(tmp_path):
-    shutil.copytree(EXAMPLES / "astro-project", tmp_path, dirs_exist_ok=True)
+    shutil.copytree(EXAMPLES / EXAMPLE, tmp_path, dirs_exist_ok=True)
     # hide Airflow from the sandbox: a sitecustomize that makes `import airflow` fail
     (tmp_path / "hide").mkdir()
     (tmp_path / "hide/airflow.py").write_text("raise ImportError('No module named airflow (hidden by the test)')\n")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DAG
+from tests.conftest import DAG, EXAMPLE
 
 pytestmark = pytest.mark.usefixtures("isolated_airflow_home")
 
@@ -27,7 +27,7 @@ def _snapshot(root: Path) -> dict[str, int]:
 
 
 def test_example_project_passes(copy_example, pytester, isolated_airflow_home):
-    root = copy_example("astro-project")
+    root = copy_example(EXAMPLE)
     before = _snapshot(isolated_airflow_home)
     result = pytester.runpytest("--astro-dags", "-v", "--astro-report", "report.json")
     result.assert_outcomes(passed=6 + 7 * 8)  # 2 tests, 4 parse items, 8 default DAG policies x 7 DAGs
@@ -60,7 +60,7 @@ def test_example_project_passes(copy_example, pytester, isolated_airflow_home):
 
 
 BROKEN_EXPECTED = {
-    "dag_cycle.py": ["dags/dag_cycle.py:6: AirflowDagCycleException: Cycle detected in Dag: dag_cycle*"],
+    "dag_cycle.py": ["dags/dag_cycle.py:6: AirflowDagCycleException: Cycle detected in [Dd][Aa][Gg]: dag_cycle*"],
     "duplicate_a.py": ["dags/duplicate_a.py:5: DuplicateDagId: dag_id 'shared_id' is also defined in dags/duplicate_b.py:5"],
     "duplicate_b.py": ["dags/duplicate_b.py:5: DuplicateDagId: dag_id 'shared_id' is also defined in dags/duplicate_a.py:5"],
     "infinite_loop.py": ["dags/infinite_loop.py:*: Timeout: importing the file took longer than 5 s*",
@@ -110,7 +110,7 @@ def test_single_file_argument(copy_example, pytester):
 
 
 def test_off_without_the_switch_and_on_with_the_ini(copy_example, pytester):
-    copy_example("astro-project")
+    copy_example(EXAMPLE)
     # No --astro-dags: only the project's own tests; neither Airflow nor the engine is imported.
     pytester.makeconftest("""
         import sys
@@ -144,11 +144,10 @@ def test_isolation_between_files(pytester, write_files):
         "dags/a_vandal.py": """
             # airflow dag: breaks everything it can reach, then defines no DAG
             import os, sys
-            import airflow.sdk
-            from airflow.sdk.definitions import dag as dag_module
+            from airflow import DAG
             def broken(*args, **kwargs):
                 raise RuntimeError("patched by a_vandal")
-            dag_module.DAG.__init__ = broken
+            DAG.__init__ = broken
             sys.path[:] = ["/nonexistent"]
             sys.modules.pop("include", None)
             os.environ["VANDAL"] = "1"
@@ -157,7 +156,7 @@ def test_isolation_between_files(pytester, write_files):
         "dags/b_victim.py": """
             import os
             from datetime import datetime
-            from airflow.sdk import DAG
+            from airflow import DAG
             from include.values import NAME
             assert os.environ.get("VANDAL") is None
             # read relative to the project root, as the Astro image's working directory is
@@ -195,7 +194,7 @@ def test_hard_timeout_when_the_alarm_is_blocked(pytester, write_files):
 def test_metadata_database_is_never_created(pytester, write_files, isolated_airflow_home):
     write_files(pytester.path, {"dags/reads_db.py": """
         from datetime import datetime
-        from airflow.sdk import DAG
+        from airflow import DAG
         from airflow.models import DagRun
         runs = DagRun.find(dag_id="anything")
         with DAG("reads_db", start_date=datetime(2024, 1, 1), schedule=None):
@@ -235,7 +234,7 @@ def test_cache_reparses_exactly_what_changed(pytester, write_files):
 
 
 def test_bad_option_value_is_a_usage_error(copy_example, pytester):
-    copy_example("astro-project")
+    copy_example(EXAMPLE)
     result = pytester.runpytest("--astro-dags", "--astro-timeout", "soon")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*timeout: cannot read 'soon' as seconds*"])

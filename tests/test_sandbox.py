@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLE, EXAMPLES
 
 SERVED = {
     "airflow_settings.yaml": """
@@ -47,9 +47,15 @@ SERVED = {
     """,
     "dags/reads_values.py": """
         from datetime import datetime
-        from airflow.sdk import DAG, Connection, Variable
+        from airflow import DAG
         from airflow.models import Variable as ModelVariable
         from airflow.hooks.base import BaseHook
+        try:  # Airflow 3's task SDK; on Airflow 2 the classic classes are the ones DAGs use
+            from airflow.sdk import Connection, Variable
+            DEFAULT = "default"
+        except ImportError:
+            from airflow.models import Connection, Variable
+            DEFAULT = "default_var"
 
         class WarehouseHook(BaseHook):
             def __init__(self):
@@ -62,14 +68,15 @@ SERVED = {
             "pyproject": Variable.get("from_pyproject"),
             "json": Variable.get("json_value", deserialize_json=True),
             "env": Variable.get("overridden"),
-            "default": Variable.get("not_defined_anywhere", default="fallback"),
+            "default": Variable.get("not_defined_anywhere", **{DEFAULT: "fallback"}),
         }
         assert values == {"yaml": "yaml", "dotenv": "dotenv", "pyproject": "pyproject", "json": {"a": 1},
                           "env": "environment", "default": "fallback"}, values
         warehouse = WarehouseHook().conn
         assert (warehouse.host, warehouse.port, warehouse.login, warehouse.extra_dejson) == (
             "db.internal", 5432, "etl", {"sslmode": "require"})
-        assert Connection.get("api").host == "api.internal"
+        api = Connection.get("api") if hasattr(Connection, "get") else Connection.get_connection_from_secrets("api")
+        assert api.host == "api.internal"
         assert BaseHook.get_connection("bucket").extra_dejson == {"region_name": "eu-west-1"}
 
         with DAG("reads_values", start_date=datetime(2024, 1, 1), schedule=None, tags=["t"],
@@ -77,24 +84,25 @@ SERVED = {
             pass
     """,
     "dags/missing_variable.py": """
-        from airflow.sdk import DAG, Variable
+        from airflow import DAG
+        from airflow.models import Variable
 
         BUCKET = Variable.get("landing_bucket")
     """,
     "dags/missing_connection.py": """
-        from airflow.sdk import DAG
+        from airflow import DAG
         from airflow.hooks.base import BaseHook
 
         conn = BaseHook.get_connection("snowflake_default")
     """,
     "dags/db_dagrun.py": """
-        from airflow.sdk import DAG
+        from airflow import DAG
         from airflow.models import DagRun
 
         last = DagRun.find(dag_id="upstream")
     """,
     "dags/db_session.py": """
-        from airflow.sdk import DAG
+        from airflow import DAG
         from airflow.utils.session import provide_session
 
         @provide_session
@@ -105,7 +113,7 @@ SERVED = {
         N = count_runs()
     """,
     "dags/db_engine.py": """
-        from airflow.sdk import DAG
+        from airflow import DAG
         from sqlalchemy import text
         from airflow import settings
 
@@ -129,8 +137,8 @@ def test_lookups_are_served_and_failures_explained(pytester, monkeypatch):
     out = result.stdout.str()
     result.assert_outcomes(passed=1, failed=5)
     result.stdout.fnmatch_lines([
-        "dags/missing_variable.py:3: MissingVariable: variable 'landing_bucket' is not defined "
-        "(read at dags/missing_variable.py:3)",
+        "dags/missing_variable.py:4: MissingVariable: variable 'landing_bucket' is not defined "
+        "(read at dags/missing_variable.py:4)",
         "hint: define it in airflow_settings.yaml (airflow.variables: - variable_name: landing_bucket), or as "
         "AIRFLOW_VAR_LANDING_BUCKET in .env; or give Variable.get a default; or move the read into a task*",
     ])
@@ -156,13 +164,13 @@ def test_placeholder_mode_warns_instead_of_failing(pytester):
     })
     result = pytester.runpytest("--astro-dags")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*AstroParseWarning: dags/legacy.py:3: variable 'landing_bucket' is not defined; "
+    result.stdout.fnmatch_lines(["*AstroParseWarning: dags/legacy.py:4: variable 'landing_bucket' is not defined; "
                                  "served a placeholder*"])
 
 
 USERS_TESTS = '''
 import pytest
-from airflow.sdk import Variable
+from airflow.models import Variable
 
 
 def test_each_dag_has_tasks(astro_dag):
@@ -184,15 +192,15 @@ def test_set_variables(astro_variables, astro_connections):
     astro_variables.set("threshold", 5)
     astro_variables.delete("report_recipients")
     assert Variable.get("threshold", deserialize_json=True) == 5
-    assert Variable.get("report_recipients", default="gone") == "gone"
+    assert Variable.get("report_recipients", default_var="gone") == "gone"
     astro_connections.set("tmp", "http://h.example:81")
-    from airflow.sdk import Connection
-    assert Connection.get("tmp").port == 81
+    from airflow.hooks.base import BaseHook
+    assert BaseHook.get_connection("tmp").port == 81
 
 
 def test_overrides_were_undone():
     assert Variable.get("report_recipients") == "data-team@example.com"
-    assert Variable.get("threshold", default=None) is None
+    assert Variable.get("threshold", default_var=None) is None
 
 
 def test_guard_in_users_tests():
@@ -244,7 +252,7 @@ def test_dag_retries(dag_id, dag, fileloc):
 
 
 def test_users_tests_and_fixtures(copy_example, pytester):
-    root = copy_example("astro-project")
+    root = copy_example(EXAMPLE)
     with (root / "pyproject.toml").open("a") as fh:
         fh.write("\n[tool.pytest-astro.policies]\nselect = []\n")
     (root / "dags/os_exit.py").write_text((EXAMPLES / "broken-project/dags/os_exit.py").read_text())

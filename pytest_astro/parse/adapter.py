@@ -113,6 +113,9 @@ class _Adapter:
             cls.get = classmethod(get)
 
     def schedule_of(self, dag) -> str | None:
+        timetable = type(getattr(dag, "timetable", None)).__name__
+        if "Asset" in timetable or "Dataset" in timetable:  # AssetTriggeredTimetable, DatasetTriggered...
+            return "assets"
         raw = getattr(dag, "schedule", None) if MAJOR >= 3 else getattr(dag, "schedule_interval", None)
         if raw is None:
             return None

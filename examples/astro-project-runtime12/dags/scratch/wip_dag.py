@@ -1,0 +1,4 @@
+# Half-written and ignored by .airflowignore: Airflow never parses it, nor does pytest-astro.
+from airflow import DAG
+
+with DAG("wip" this is not python yet
