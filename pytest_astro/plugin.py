@@ -42,6 +42,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="check only the DAG files changed since REF, and those importing a changed "
                          "include/ or plugins/ module (default REF: the merge base with the default "
                          "branch, else uncommitted changes)")
+    group.addoption("--astro-upgrade-check", action="store_true", default=False,
+                    help="also list, per DAG file, what will break on Airflow 3 (removed imports, arguments, "
+                         "context keys): one `airflow3` item per file, from the lint rules AST301-AST304")
     group.addoption("--astro-report", metavar="PATH", default=None,
                     help="write the parse results and test counts as JSON to PATH (used by `pytest-astro deploy`)")
 

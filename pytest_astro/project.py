@@ -48,6 +48,26 @@ def airflow_major() -> int:
         return 3
 
 
+def airflow_major_from_image(image: str | None) -> int | None:
+    """Airflow major version of a Dockerfile ``FROM`` image, when it can be told from the tag.
+
+    Astro Runtime 3.x runs Airflow 3; Runtime 4-13 (``quay.io/astronomer/astro-runtime:12.6.0``) run
+    Airflow 2; ``apache/airflow:3.0.2`` says it directly.
+    """
+    if not image or ":" not in image.rsplit("/", 1)[-1]:
+        return None
+    repo, tag = image.rsplit(":", 1)
+    m = re.match(r"(\d+)", tag)
+    if not m:
+        return None
+    major = int(m.group(1))
+    if repo.endswith("apache/airflow"):
+        return major
+    if "runtime" in repo.rsplit("/", 1)[-1]:
+        return 3 if major == 3 else 2
+    return None
+
+
 def might_contain_dag(path: Path, major: int) -> bool:
     """Airflow's default "might contain a DAG" heuristic (safe mode)."""
     if zipfile.is_zipfile(path):
@@ -201,6 +221,20 @@ class Project:
     def importable_roots(self) -> list[Path]:
         """What the Astro runtime puts on sys.path: the project root (AIRFLOW_HOME), dags/, plugins/."""
         return [self.root, self.dags_path, self.settings.plugins_path]
+
+    @property
+    def runtime_airflow_major(self) -> int | None:
+        """The Airflow major version the Dockerfile's runtime image runs (None when unknown)."""
+        return airflow_major_from_image(self.runtime_image)
+
+    def runtime_mismatch(self) -> str | None:
+        """A warning when the installed Airflow is not the major version the project deploys with."""
+        wanted, installed = self.runtime_airflow_major, airflow_version()
+        if wanted is None or installed is None or int(installed.split(".")[0]) == wanted:
+            return None
+        return (f"the Dockerfile's image {self.runtime_image} runs Airflow {wanted}, but Airflow {installed} is "
+                "installed here: verdicts may differ from the deployment's; install the Airflow version of "
+                "your runtime (see the Astro Runtime release notes)")
 
     @cached_property
     def runtime_image(self) -> str | None:

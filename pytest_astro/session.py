@@ -86,6 +86,10 @@ class AstroSession:
         inprocess.STATE.ensure = self.ensure_results
         dbguard.use_test_message()
         self._exceptions = self._integrity_exceptions()
+        self._upgrade: dict[Path, list[str]] | None = None  # --astro-upgrade-check findings per file
+        mismatch = self.project.runtime_mismatch()
+        if mismatch:
+            warnings.warn(pytest.PytestConfigWarning(f"pytest-astro: {mismatch}"), stacklevel=1)
         self.counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
         self._dag_files = set(self.project.all_dag_files)
         self._add_dags_folder_to_args()
@@ -234,9 +238,24 @@ class AstroSession:
         elif report.skipped:
             self.counts["skipped"] += 1
 
-    def pytest_report_header(self, config: pytest.Config) -> str:
-        return (f"astro: project {self.project.root}, dags folder {self.settings.dags_folder}/, "
-                f"{len(self._dag_files)} DAG files" + (f" ({self.changed_note})" if self.changed_note else ""))
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        mismatch = self.project.runtime_mismatch()
+        return ([f"astro: warning: {mismatch}"] if mismatch else []) + [
+            f"astro: project {self.project.root}, dags folder {self.settings.dags_folder}/, "
+                f"{len(self._dag_files)} DAG files" + (f" ({self.changed_note})" if self.changed_note else "")]
+
+    def upgrade_findings(self, path: Path) -> list[str]:
+        """Airflow 3 migration findings (lint rules AST301-AST304) for one DAG file, linted in one batch."""
+        if self._upgrade is None:
+            from pytest_astro.lint.engine import lint_paths
+
+            files = sorted(self._dag_files)
+            report = lint_paths(files, select=["AST301", "AST302", "AST303", "AST304"], cwd=self.project.root)
+            self._upgrade = {}
+            for finding in report.findings:
+                key = (self.project.root / finding.path).resolve()
+                self._upgrade.setdefault(key, []).append(finding.text())
+        return self._upgrade.get(path.resolve(), [])
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.results is None:
@@ -294,8 +313,33 @@ class DagFile(pytest.File):
 
         result = self.astro.results_for(self.path)
         yield ParseItem.from_parent(self, name="parse", result=result)
+        if self.config.getoption("astro_upgrade_check", default=False):
+            yield UpgradeItem.from_parent(self, name="airflow3")
         if result is not None:
             yield from policy_items(self, result)
+
+
+class UpgradeFindings(Exception):
+    pass
+
+
+class UpgradeItem(pytest.Item):
+    """``--astro-upgrade-check``: passes when nothing in the file breaks on Airflow 3."""
+
+    def runtest(self) -> None:
+        findings = self.parent.astro.upgrade_findings(self.path)
+        if findings:
+            raise UpgradeFindings("\n".join(findings))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, UpgradeFindings):
+            return (f"{len(str(excinfo.value).splitlines())} change(s) needed before this file runs on "
+                    f"Airflow 3 (`pytest-astro lint --select AST3 --fix` rewrites the exact ones):\n"
+                    f"{excinfo.value}")
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, f"airflow3 {self.parent.astro.project.relative(self.path)}"
 
 
 class ParseItem(pytest.Item):

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_astro.project import airflow_major_from_image  # noqa: F401 (re-exported)
 from pytest_astro.config import ConfigError
 from pytest_astro.lint.core import Rule
 from pytest_astro.lint.rules import ALL_RULES
@@ -46,26 +47,6 @@ def split_codes(values: Iterable[str] | str | None, source: str) -> tuple[str, .
                 raise ConfigError(f"{source}: {code!r} is not a rule code or prefix; write e.g. AST001 or AST3")
             out.append(code)
     return tuple(out)
-
-
-def airflow_major_from_image(image: str | None) -> int | None:
-    """Airflow major version of a Dockerfile ``FROM`` image, when it can be told from the tag.
-
-    Astro Runtime 3.x runs Airflow 3; Runtime 4-13 (``quay.io/astronomer/astro-runtime:12.6.0``) run
-    Airflow 2; ``apache/airflow:3.0.2`` says it directly.
-    """
-    if not image or ":" not in image.rsplit("/", 1)[-1]:
-        return None
-    repo, tag = image.rsplit(":", 1)
-    m = re.match(r"(\d+)", tag)
-    if not m:
-        return None
-    major = int(m.group(1))
-    if repo.endswith("apache/airflow"):
-        return major
-    if "runtime" in repo.rsplit("/", 1)[-1]:
-        return 3 if major == 3 else 2
-    return None
 
 
 @dataclass(frozen=True)
