@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # One entry point for developers and CI. It builds (once) a virtualenv with Airflow and the test
 # dependencies in a cache directory outside the clone, keyed by a hash of what it installs, then:
-#   bash scripts/dev.sh demo [PYTEST ARGS]   run `pytest --astro-dags` on examples/astro-project
-#   bash scripts/dev.sh test [PYTEST ARGS]   run the test suite
+#   bash scripts/dev.sh demo [PYTEST ARGS]   run `pytest --astro-dags` on the example project
+#   bash scripts/dev.sh test                 the whole suite on Airflow 3.3, then the Airflow-facing
+#                                            modules again on Airflow 2.11 (what CI runs)
+#   bash scripts/dev.sh test [PYTEST ARGS]   pytest with these arguments, on one Airflow (3.3 unless
+#                                            AIRFLOW_VERSION says otherwise)
 #   bash scripts/dev.sh env                  print the virtualenv's path (build it if missing)
 # Environment: PYTHON (default python3), AIRFLOW_VERSION (default 3.3.2),
 #              PYTEST_ASTRO_VENVS (default ~/.cache/pytest-astro/venvs).
@@ -13,50 +16,72 @@ cmd="${1:-test}"
 shift || true
 
 python="${PYTHON:-python3}"
-airflow_version="${AIRFLOW_VERSION:-3.3.2}"
-case "$airflow_version" in
-  2.*) airflow_reqs=("apache-airflow==$airflow_version" "apache-airflow-providers-standard") ;;
-  *)   airflow_reqs=("apache-airflow==$airflow_version" "apache-airflow-providers-standard") ;;
-esac
+venvs="${PYTEST_ASTRO_VENVS:-${XDG_CACHE_HOME:-$HOME/.cache}/pytest-astro/venvs}"
+AIRFLOW3=3.3.2
+AIRFLOW2=2.11.2
+# The test modules that exercise Airflow itself; the others (lint, deploy, CI templates) do not
+# depend on its version and run once.
+AIRFLOW_TESTS=(tests/test_plugin.py tests/test_parse_cli.py tests/test_sandbox.py tests/test_project.py
+               tests/test_coverage.py tests/test_policies.py tests/test_cache.py tests/test_changed.py
+               tests/test_xdist.py tests/test_versions.py)
 
-# What the venv holds: the interpreter, Airflow, and the project's declared dependencies.
-key_input="$("$python" -c 'import sys; print(sys.version)')
+# ensure_venv VERSION: sets $venv to a ready virtualenv with that Airflow and this checkout installed.
+ensure_venv() {
+  local airflow_version="$1"
+  local airflow_reqs=("apache-airflow==$airflow_version" "apache-airflow-providers-standard")
+  # What the venv holds: the interpreter, Airflow, and the project's declared dependencies.
+  local key_input
+  key_input="$("$python" -c 'import sys; print(sys.version)')
 ${airflow_reqs[*]}
 $(sed -n '/^dependencies = \[/,/^\]/p;/^test = \[/,/^\]/p' "$here/pyproject.toml")
 venv-layout-1"
-key="$(printf '%s' "$key_input" | sha256sum | cut -c1-16)"
-venvs="${PYTEST_ASTRO_VENVS:-${XDG_CACHE_HOME:-$HOME/.cache}/pytest-astro/venvs}"
-venv="$venvs/$key"
+  venv="$venvs/$(printf '%s' "$key_input" | sha256sum | cut -c1-16)"
+  mkdir -p "$venvs"
+  exec 9>"$venv.lock"
+  flock 9  # two runs on one machine never build (or re-point) the same venv at once
+  if [ ! -f "$venv/.complete" ]; then
+    echo "pytest-astro: building $venv (Airflow $airflow_version; once per machine, a few minutes)" >&2
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip uv
+    "$venv/bin/python" -m uv pip install --quiet --python "$venv/bin/python" \
+      "${airflow_reqs[@]}" -e "$here[test]"
+    touch "$venv/.complete"
+  fi
+  # The cached venv may have been built from another clone: point the editable install here (~1 s),
+  # again whenever pyproject.toml (entry points, scripts) changes.
+  local stamp
+  stamp="$here $(sha256sum "$here/pyproject.toml" | cut -c1-16)"
+  if [ "$(cat "$venv/.editable" 2>/dev/null)" != "$stamp" ]; then
+    "$venv/bin/python" -m uv pip install --quiet --python "$venv/bin/python" --no-deps -e "$here"
+    echo "$stamp" > "$venv/.editable"
+  fi
+  flock -u 9
+}
 
-mkdir -p "$venvs"
-exec 9>"$venv.lock"
-flock 9  # two runs on one machine never build (or re-point) the same venv at once
-if [ ! -f "$venv/.complete" ]; then
-  echo "pytest-astro: building $venv (Airflow $airflow_version; once per machine, a few minutes)" >&2
-  rm -rf "$venv"
-  "$python" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --upgrade pip uv
-  "$venv/bin/python" -m uv pip install --quiet --python "$venv/bin/python" \
-    "${airflow_reqs[@]}" -e "$here[test]"
-  touch "$venv/.complete"
-fi
-# The cached venv may have been built from another clone: point the editable install here (~1 s),
-# again whenever pyproject.toml (entry points, scripts) changes.
-stamp="$here $(sha256sum "$here/pyproject.toml" | cut -c1-16)"
-if [ "$(cat "$venv/.editable" 2>/dev/null)" != "$stamp" ]; then
-  "$venv/bin/python" -m uv pip install --quiet --python "$venv/bin/python" --no-deps -e "$here"
-  echo "$stamp" > "$venv/.editable"
-fi
-flock -u 9
-
-export PATH="$venv/bin:$PATH"
 case "$cmd" in
-  env)  echo "$venv" ;;
+  env)
+    ensure_venv "${AIRFLOW_VERSION:-$AIRFLOW3}"
+    echo "$venv" ;;
   demo)
-    cd "$here/examples/astro-project"
-    exec "$venv/bin/python" -m pytest --astro-dags "$@" ;;
+    ensure_venv "${AIRFLOW_VERSION:-$AIRFLOW3}"
+    example=astro-project
+    case "${AIRFLOW_VERSION:-$AIRFLOW3}" in 2.*) example=astro-project-runtime12 ;; esac
+    cd "$here/examples/$example"
+    PATH="$venv/bin:$PATH" exec "$venv/bin/python" -m pytest --astro-dags "$@" ;;
   test)
     cd "$here"
-    exec "$venv/bin/python" -m pytest "$@" ;;
+    if [ "$#" -gt 0 ] || [ -n "${AIRFLOW_VERSION:-}" ]; then
+      ensure_venv "${AIRFLOW_VERSION:-$AIRFLOW3}"
+      PATH="$venv/bin:$PATH" exec "$venv/bin/python" -m pytest "$@"
+    fi
+    ensure_venv "$AIRFLOW3"
+    echo "pytest-astro: the test suite on Airflow $AIRFLOW3" >&2
+    status=0
+    PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest || status=$?
+    ensure_venv "$AIRFLOW2"
+    echo "pytest-astro: the Airflow-facing tests on Airflow $AIRFLOW2" >&2
+    PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest "${AIRFLOW_TESTS[@]}" || status=$?
+    exit "$status" ;;
   *) echo "usage: bash scripts/dev.sh demo|test|env [PYTEST ARGS]" >&2; exit 2 ;;
 esac
