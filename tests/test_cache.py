@@ -6,6 +6,7 @@ cache) is read from ``--astro-report``.
 
 from __future__ import annotations
 
+import compileall
 import json
 from pathlib import Path
 
@@ -73,6 +74,9 @@ def project(pytester, write_files):
     # so `--cache-clear` must clear our results itself
     pytester.makeini("[pytest]\n")
     write_files(pytester.path / "proj", PROJECT)
+    # include/ compiled already (the user's own tests imported it): the sandbox then reads the
+    # .pyc, not the source, and must still record include/helpers.py as a dependency
+    compileall.compile_dir(str(pytester.path / "proj" / "include"), quiet=1)
     return pytester.path / "proj"
 
 
