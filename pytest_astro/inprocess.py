@@ -159,9 +159,9 @@ def activate(project: Project, values: ProjectValues) -> None:
     STATE.saved_env = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     STATE.saved_path = list(sys.path)
-    for p in reversed(project.importable_roots()):
+    for p in project.importable_roots():  # appended, as Airflow does (see server.py)
         if str(p) not in sys.path:
-            sys.path.insert(0, str(p))
+            sys.path.append(str(p))
     STATE.hook = _PatchOnImport()
     sys.meta_path.insert(0, STATE.hook)
     for name in _DAGBAG_MODULES:  # Airflow already imported (e.g. by a conftest.py)
