@@ -64,13 +64,31 @@ def sandbox_env(project: Project, home: str) -> dict[str, str]:
         # the sandbox enforces its own timeout (and reports where the file was stuck)
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "0",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "PYTHONDONTWRITEBYTECODE": "1",
+        # Bytecode of Airflow and the other installed modules the sandbox imports goes to a cache
+        # of our own, never into the project or site-packages (children never write any): with no
+        # .pyc files (PYTHONDONTWRITEBYTECODE, `uv pip install`) `import airflow` took 4.4 s
+        # instead of 2.0 s (measured).
+        "PYTHONPYCACHEPREFIX": os.environ.get("PYTHONPYCACHEPREFIX") or bytecode_cache_dir(),
         # variables and connections come from memory (pytest_astro.values), never from a database
         # or the user's own secrets backend (which could reach a cloud service from CI)
         "AIRFLOW__SECRETS__BACKEND": "pytest_astro.parse.secrets_backend.MemorySecretsBackend",
         "AIRFLOW__SECRETS__BACKEND_KWARGS": "{}",
     })
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
+
+
+def bytecode_cache_dir() -> str:
+    """Where the sandbox keeps the bytecode of installed modules (PYTHONPYCACHEPREFIX)."""
+    # the account's home, not $HOME: test runners point HOME at a fresh folder per test
+    try:
+        import pwd
+
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    except (ImportError, KeyError):
+        home = os.path.expanduser("~")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
+    return os.path.join(base, "pytest-astro", "bytecode")
 
 
 @dataclass

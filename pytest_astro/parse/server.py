@@ -219,6 +219,9 @@ def _child(paths: _Paths, target: str, result_fd: int, fault_path: str, out_path
            missing_variables: str, coverage_settings: dict | None) -> None:
     """Runs in the forked child; never returns."""
     real_exit = os._exit
+    # The user's files are compiled afresh in every child, never cached: Python's staleness check
+    # (mtime in seconds, size) would let a same-second, same-size edit reuse old bytecode.
+    sys.dont_write_bytecode = True
     try:
         os.setpgid(0, 0)  # so that a timeout kill also reaches anything the file started
     except OSError:
@@ -445,6 +448,15 @@ def _preload(modules: list[list], timeout: float) -> list[str]:
     return loaded
 
 
+def _forget_bytecode(folder: str) -> None:
+    """Remove the bytecode cached under PYTHONPYCACHEPREFIX for the files of ``folder``."""
+    if sys.pycache_prefix:
+        import shutil
+
+        shutil.rmtree(os.path.join(sys.pycache_prefix, os.path.realpath(folder).lstrip(os.sep)),
+                      ignore_errors=True)
+
+
 def _warm_up(paths: _Paths) -> None:
     from pytest_astro.parse.adapter import adapter
 
@@ -466,6 +478,7 @@ def _warm_up(paths: _Paths) -> None:
                 ad.serialize_round_trip(dag)
         except Exception:
             pass
+        _forget_bytecode(tmp)  # the warm-up file's own
     # the timetable classes of the common schedules are imported lazily by (de)serialization too
     from datetime import datetime, timedelta
 
@@ -488,6 +501,7 @@ def serve(request: dict) -> int:
     workers = max(1, int(request["workers"]))
     hard_grace = min(5.0, max(1.0, timeout / 2))
 
+    _forget_bytecode(root)  # only installed modules' bytecode is kept between runs (see _child)
     os.chdir(root)
     # appended, as Airflow does: a DAG file named like a package (dags/deprecated.py) must not
     # shadow the real one for Airflow's own imports
