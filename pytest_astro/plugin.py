@@ -47,6 +47,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "context keys): one `airflow3` item per file, from the lint rules AST301-AST304")
     group.addoption("--astro-report", metavar="PATH", default=None,
                     help="write the parse results and test counts as JSON to PATH (used by `pytest-astro deploy`)")
+    group.addoption("--astro-report-sarif", metavar="PATH", default=None,
+                    help="write the failing DAG checks as SARIF 2.1.0 to PATH (code-scanning UIs)")
+    group.addoption("--astro-report-gitlab", metavar="PATH", default=None,
+                    help="write the failing DAG checks as a GitLab Code Quality report to PATH")
 
 
 def _enabled(config: pytest.Config) -> bool:

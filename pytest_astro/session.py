@@ -20,6 +20,7 @@ from pytest_astro.parse.cache import clear as clear_parse_cache
 from pytest_astro.parse.engine import EngineError, ParseEngine
 from pytest_astro.parse.report import location, long_text
 from pytest_astro.project import Project
+from pytest_astro.reporting_plugin import CIReports, describe, set_property
 from pytest_astro.results import FileResult
 from pytest_astro.values import load_values
 
@@ -99,6 +100,9 @@ class AstroSession:
         if config.getoption("cacheclear", default=False) and not hasattr(config, "workerinput"):
             clear_parse_cache(self.project)  # pytest clears only the rootdir's cache; ours may be elsewhere
         xdist.prepare_controller(config)
+        # CI reports: the terminal table, GitHub annotations, SARIF / GitLab files, JUnit names
+        self.ci = CIReports(self)
+        config.pluginmanager.register(self.ci, "astro-ci-reports")
 
     # ---------------------------------------------------------------------------------- collection
 
@@ -260,14 +264,7 @@ class AstroSession:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.results is None:
             return
-        s = self.engine.stats
-        failed = sum(not r.ok for r in self.results.values())
-        terminalreporter.write_sep("-", "pytest-astro")
-        terminalreporter.write_line(
-            f"{len(self.results)} DAG files ({s.cached} unchanged, from cache), {failed} failed to parse, "
-            f"{sum(len(r.dags) for r in self.results.values())} DAGs; "
-            f"parse {s.seconds:.2f} s on {self.settings.worker_count()} workers"
-            + (f", Airflow {s.airflow}" if s.airflow else ""))
+        self.ci.terminal_summary(terminalreporter)  # the table (one line with -q): reporting.py
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.results is None and getattr(self.config, "workerinput", None) is None:
@@ -326,9 +323,16 @@ class UpgradeFindings(Exception):
 class UpgradeItem(pytest.Item):
     """``--astro-upgrade-check``: passes when nothing in the file breaks on Airflow 3."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        describe(self, dag_file=self.parent.astro.project.relative(self.path), line=None)
+
     def runtest(self) -> None:
         findings = self.parent.astro.upgrade_findings(self.path)
         if findings:
+            first = findings[0].split(":")  # `path:line:col: CODE message`
+            set_property(self, "line", int(first[1]) if len(first) > 2 and first[1].isdigit() else None)
+            set_property(self, "failure_class", "airflow3")
             raise UpgradeFindings("\n".join(findings))
 
     def repr_failure(self, excinfo, style=None):
@@ -350,8 +354,15 @@ class ParseItem(pytest.Item):
         self.result = result
         if result is not None:
             self.user_properties.append(("dag_ids", ",".join(d.dag_id for d in result.dags)))
+        error = result.errors[0] if result is not None and result.errors else None
+        describe(self, dag_file=self.parent.astro.project.relative(self.path),
+                 line=location(result, error)[1] if error else (result.dags[0].line if result and result.dags else None),
+                 dag_id=",".join(d.dag_id for d in result.dags) if result else "")
 
     def runtest(self) -> None:
+        if not (self.result and self.result.ok):
+            error = self.result.errors[0] if self.result and self.result.errors else None
+            set_property(self, "failure_class", error.kind if error else "exception")
         if self.result is None:
             raise ParseFailed(FileResult(file=str(self.path), ok=False))
         for message in self.result.warnings:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pytest_astro.config import ConfigError
 from pytest_astro.lint.output import FORMATS, render
+from pytest_astro.reporting import in_github_actions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"pytest-astro lint: {exc}", file=sys.stderr)
         return 2
     out = render(report.findings, args.format)
+    if args.format == "text" and report.findings and in_github_actions():
+        out += "\n" + render(report.findings, "github")  # also shown on the pull request's diff
     if out:
         print(out)
     if args.format == "text":

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from pytest_astro import reporting
 from pytest_astro.config import ConfigError, find_project_root, load_settings
 from pytest_astro.imports import ImportGraph
 from pytest_astro.parse.engine import EngineError, ParseEngine
@@ -28,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-limit", metavar="SIZE", help="per-file memory limit (default: 4GiB)")
     parser.add_argument("--workers", metavar="N", help="files parsed at once (default: one per core)")
     parser.add_argument("--no-cache", action="store_true", help="parse again even files that did not change")
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    parser.add_argument("--format", choices=("text", "json", "github", "sarif", "gitlab"), default="text",
+                        help="output format: text, json (the results), github (workflow annotations), "
+                             "sarif (2.1.0) or gitlab (Code Quality)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the full report of each failure")
 
 
@@ -78,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         json.dump({"files": [r.to_dict() for r in results.values()], "failed": len(failed)}, sys.stdout, indent=2)
         print()
+    elif args.format in ("github", "sarif", "gitlab"):
+        out = reporting.render(reporting.parse_problems(failed), args.format, project.root)
+        if out:
+            print(out)
     else:
         for result in sorted(results.values(), key=lambda r: r.file):
             for message in result.warnings:
@@ -92,4 +99,10 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         print(f"{len(results)} DAG files parsed ({s.cached} from cache), {len(failed)} failed, "
               f"{s.dags} DAGs, {s.seconds:.2f} s", file=sys.stderr)
+        if reporting.in_github_actions():  # annotations on the pull request's diff, and the job summary
+            problems = reporting.parse_problems(failed)
+            for line in reporting.github_annotations(problems, project.root):
+                print(line)
+            summary = reporting.RunSummary.build(results.values(), s, settings.worker_count(), problems)
+            reporting.append_step_summary(summary.markdown(problems, project.root))
     return 1 if failed else 0

@@ -18,6 +18,7 @@ import pytest
 from pytest_astro.config import ConfigError
 from pytest_astro.policies.api import PolicyContext, Violation, validate_policy
 from pytest_astro.policies.config import PolicyConfig, inline_exemptions
+from pytest_astro.reporting_plugin import describe, set_property
 from pytest_astro.results import DagSummary, FileResult
 
 _RUN = pytest.StashKey["PolicyRun"]()
@@ -190,6 +191,7 @@ class PolicyItem(pytest.Item):
         self.extra_keyword_matches.add(policy.code)
         self.dag: DagSummary = self.parent.dag
         self.user_properties.append(("policy", policy.code))
+        describe(self, dag_file=self.dag.file, line=self.dag.line, dag_id=self.dag.dag_id)
 
     def _where(self, violation: Violation | None = None) -> str:
         file = (violation.file if violation and violation.file else None) or self.dag.file
@@ -228,6 +230,11 @@ class PolicyItem(pytest.Item):
         if dag.line:
             text.append(f"(or exempt the DAG: `# pytest-astro: ignore[{policy.code}] <reason>` on "
                         f"{dag.file}:{dag.line}, or [[tool.pytest-astro.policies.exempt]] in pyproject.toml)")
+        # CI annotations point at the first violation when it is in the DAG's own file
+        first = violations[0]
+        if first.line and (first.file or dag.file) == dag.file:
+            set_property(self, "line", first.line)
+        set_property(self, "failure_class", "policy")
         raise PolicyFailed("\n".join(text))
 
     def repr_failure(self, excinfo, style=None):

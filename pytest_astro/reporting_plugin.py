@@ -1,0 +1,117 @@
+"""The pytest side of CI reporting (``pytest --astro-dags``): registered by ``session.py``.
+
+Works from test reports, not items, so it gives the same output under pytest-xdist (the controller
+sees every worker's reports). Our items describe themselves with ``user_properties`` (``dag_file``,
+``line``, ``dag_id``, ``failure_class``), which also land in ``--junitxml`` as ``<property>``s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_astro import reporting
+from pytest_astro.reporting import Problem, RunSummary
+
+
+def set_property(item: pytest.Item, name: str, value: Any) -> None:
+    """Set (not append) one of ``item.user_properties``; ``None`` removes it."""
+    item.user_properties[:] = [(k, v) for k, v in item.user_properties if k != name]
+    if value is not None and value != "":
+        item.user_properties.append((name, value))
+
+
+def describe(item: pytest.Item, *, dag_file: str, line: int | None, dag_id: str = "") -> None:
+    """The properties every DAG check item carries (JUnit ``<property>``s, annotations' source)."""
+    set_property(item, "dag_file", dag_file)
+    set_property(item, "line", line)
+    set_property(item, "dag_id", dag_id)
+
+
+def _junit_key():
+    try:
+        from _pytest.junitxml import xml_key  # what pytest's own record_xml_attribute uses
+    except ImportError:  # pragma: no cover - a pytest without it: JUnit names stay pytest's
+        return None
+    return xml_key
+
+
+class CIReports:
+    """Collects failing DAG check items; writes the terminal table, annotations and report files."""
+
+    def __init__(self, astro: Any):
+        self.astro = astro
+        self.config: pytest.Config = astro.config
+        self.problems: list[Problem] = []
+
+    @property
+    def base(self) -> Path:
+        return self.astro.project.root
+
+    # ------------------------------------------------------------------------------ reports
+
+    @pytest.hookimpl(tryfirst=True)  # before junitxml's, so the testcase is named as below
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
+        if "dag_file" not in props:
+            return  # a user's test: not ours to describe
+        if report.when == "setup":
+            self._junit_name(report, props)
+        if report.failed:
+            self.problems.append(self._problem(report, props))
+
+    def _test_name(self, report: pytest.TestReport, props: dict) -> str:
+        """``dags/x.py::parse``: the node id relative to the project root (not the rootdir)."""
+        tail = report.nodeid.split("::", 1)[1] if "::" in report.nodeid else report.nodeid
+        return f"{props['dag_file']}::{tail}"
+
+    def _junit_name(self, report: pytest.TestReport, props: dict) -> None:
+        key = _junit_key()
+        xml = self.config.stash.get(key, None) if key is not None else None
+        if xml is not None:
+            xml.node_reporter(report).add_attribute("name", self._test_name(report, props))
+
+    def _problem(self, report: pytest.TestReport, props: dict) -> Problem:
+        policy = props.get("policy")
+        failure_class = props.get("failure_class") or ("policy" if policy else "exception")
+        rule = policy or ("airflow3" if failure_class == "airflow3" else f"parse/{failure_class}")
+        label = f"{policy} {report.nodeid.rsplit('::', 1)[-1]}" if policy else reporting.class_label(failure_class)
+        line = props.get("line")
+        return Problem(path=str(props["dag_file"]), line=int(line) if line else None, rule=rule,
+                       title=f"{label}: {self._test_name(report, props)}",
+                       message=report.longreprtext.strip() or f"{report.nodeid} failed",
+                       failure_class=failure_class, dag_id=str(props.get("dag_id", "")))
+
+    # ------------------------------------------------------------------------------ output
+
+    def summary(self) -> RunSummary:
+        astro = self.astro
+        return RunSummary.build((astro.results or {}).values(), astro.engine.stats, astro.settings.worker_count(),
+                                self.problems, tests=astro.counts)
+
+    def terminal_summary(self, terminalreporter) -> None:
+        """The table (one line with ``-q``), then, under GitHub Actions, the annotations."""
+        summary = self.summary()
+        terminalreporter.write_sep("-", "pytest-astro")
+        quiet = self.config.get_verbosity() < 0
+        for line in ([summary.one_line()] if quiet else summary.table()):
+            terminalreporter.write_line(line)
+        if reporting.in_github_actions():
+            for line in reporting.github_annotations(self.problems, self.base):
+                terminalreporter.write_line(line)
+
+    @pytest.hookimpl(trylast=True)  # after the session loaded an xdist run's results
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if getattr(self.config, "workerinput", None) is not None or self.astro.results is None:
+            return
+        where = self.config.invocation_params.dir
+        sarif_path = self.config.getoption("astro_report_sarif", default=None)
+        if sarif_path:
+            reporting.write_json(Path(where, sarif_path), reporting.sarif(self.problems, self.base))
+        gitlab_path = self.config.getoption("astro_report_gitlab", default=None)
+        if gitlab_path:
+            reporting.write_json(Path(where, gitlab_path), reporting.gitlab_code_quality(self.problems, self.base))
+        if reporting.in_github_actions():
+            reporting.append_step_summary(self.summary().markdown(self.problems, self.base))
