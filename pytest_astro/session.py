@@ -355,8 +355,9 @@ class ParseItem(pytest.Item):
         if result is not None:
             self.user_properties.append(("dag_ids", ",".join(d.dag_id for d in result.dags)))
         error = result.errors[0] if result is not None and result.errors else None
+        first_dag = result.dags[0] if result is not None and result.dags else None
         describe(self, dag_file=self.parent.astro.project.relative(self.path),
-                 line=location(result, error)[1] if error else (result.dags[0].line if result and result.dags else None),
+                 line=location(result, error)[1] if error else (first_dag.line if first_dag else None),
                  dag_id=",".join(d.dag_id for d in result.dags) if result else "")
 
     def runtest(self) -> None:

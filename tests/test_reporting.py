@@ -233,7 +233,7 @@ def test_one_session_writes_every_report(pytester, write_files, ci_env):
 def test_quiet_is_one_line_and_xdist_annotates_the_same(pytester, write_files, ci_env):
     write_files(pytester.path, {k: v for k, v in PROJECT.items() if "syntax" in k or "good" in k
                                 or "pyproject" in k or "untagged" in k})
-    result = pytester.runpytest("--astro-dags", "--astro-project=astro", "-q", "-n", "2")
+    result = pytester.runpytest("--astro-dags", "--astro-project=astro", "-q", "-n", "2", "--junitxml", "junit.xml")
     result.assert_outcomes(passed=3, failed=2)
     out = result.stdout.str()
     summary_lines = out.split("pytest-astro -")[1].splitlines()[1:]
@@ -244,6 +244,10 @@ def test_quiet_is_one_line_and_xdist_annotates_the_same(pytester, write_files, c
         ("astro/dags/bad,syntax.py", "2", "syntax error: dags/bad,syntax.py::parse"),
         ("astro/dags/untagged.py", "5", "DAG002 tags: dags/untagged.py::untagged::tags")}
     assert "### pytest-astro: DAG checks failed" in ci_env.read_text()
+    cases = {tc.get("name"): {p.get("name"): p.get("value") for p in tc.iter("property")}
+             for tc in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
+    assert cases["dags/bad,syntax.py::parse"]["failure_class"] == "syntax"
+    assert cases["dags/good.py::good::tags"]["dag_file"] == "dags/good.py"
 
 
 def test_no_annotations_outside_github_actions(pytester, write_files, monkeypatch):
