@@ -16,6 +16,12 @@ files importing heavy third-party packages from site-packages) and runs, each in
   ours-1-dag     one DAG file edited
   ours-include   one include/ module edited (only the DAG files importing it may re-parse:
                  checked against the generator's own list of importers)
+  ours-policies-cold / -warm   the same with the default DAG policies on (the rows above switch
+                 them off, to compare like with like: one item per DAG file)
+  --ablations    ours without preloading; a fresh interpreter per file (sampled, estimated)
+
+Every approach gets compiled bytecode of the installed packages (``--bytecode warm``, as after
+``pip install``); the DAG files' own bytecode is never kept, as in a fresh checkout.
 
 Wall time and peak memory of the whole process tree (sampled every 20 ms with psutil or /proc):
 RSS summed over the processes (counts pages shared by forked children once per child, so it
@@ -276,6 +282,14 @@ def test_dag_file(dagbag, path):
 '''
 
 
+SPAWN_ONE = """
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/dags"]
+from airflow.models import DagBag
+bag = DagBag(dag_folder=sys.argv[2])
+print(len(bag.dags), len(bag.import_errors))
+"""
+
 POLICIES_OFF = "[tool.pytest-astro.policies]\nselect = []\n"
 
 
@@ -411,7 +425,8 @@ def _report_files(path: Path) -> dict[str, bool]:
     return {f["file"]: not f.get("cached") for f in data["files"]}
 
 
-def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True, bytecode: str = "warm") -> dict:
+def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True, bytecode: str = "warm",
+             ablations: bool = False) -> dict:
     root = workdir / f"project-{n}"
     if root.exists():
         shutil.rmtree(root)
@@ -469,10 +484,25 @@ def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True
         for name in ("ours-policies-cold", "ours-policies-warm"):
             rows[name] = measure(ours, root, env)
             rows[name]["parsed"] = sum(_report_files(root / "report.json").values())
+    if ablations:
+        # what the engine's tuning buys: no preloading of the DAG files' third-party imports; and
+        # naive isolation, a fresh interpreter per file (sampled, scaled to n files on all cores)
+        (root / "pyproject.toml").write_text(POLICIES_OFF + "[tool.pytest-astro]\npreload = false\n")
+        shutil.rmtree(root / ".pytest_cache", ignore_errors=True)
+        rows["ours-cold-no-preload"] = measure(ours, root, env)
+        sample = sorted((root / "dags").glob("*.py"))[:10]
+        started = time.perf_counter()
+        for path in sample:
+            subprocess.run([sys.executable, "-c", SPAWN_ONE, str(root), str(path)], cwd=root, env=env,
+                           capture_output=True)
+        per_file = (time.perf_counter() - started) / len(sample)
+        rows["spawn-per-file-est"] = {"seconds": round(per_file * n / (os.cpu_count() or 1), 3), "peak_rss": 0,
+                                      "peak_pss": 0, "processes": 0, "exit": 0, "sandbox_started": False,
+                                      "summary": [f"{per_file:.2f} s per file, from {len(sample)} files"]}
     base = rows["single-dagbag"]
     for row in rows.values():
         row["x_single"] = round(row["seconds"] / base["seconds"], 3) if base["seconds"] else None
-        row["mem_x_single"] = round(row["peak_pss"] / base["peak_pss"], 3) if base["peak_pss"] else None
+        row["mem_x_single"] = round(row["peak_pss"] / base["peak_pss"], 3) if base["peak_pss"] and row["peak_pss"] else None
     rows["ours-cold"]["x_template"] = round(rows["ours-cold"]["seconds"] / rows["template"]["seconds"], 3)
     return rows
 
@@ -501,8 +531,11 @@ def table(results: dict) -> str:
                 notes.append(f"{r['x_template']:.2f}x template")
             if r["exit"] != 0:
                 notes.append(f"exit {r['exit']}")
-            lines.append(f"| {n} | {name} | {r['seconds']:.2f} | {r['x_single']:.2f} | {_mib(r['peak_pss'])} | "
-                         f"{r['mem_x_single']:.2f} | {_mib(r['peak_rss'])} | {'; '.join(notes)} |")
+            if name == "spawn-per-file-est":
+                notes = r["summary"]
+            mem = (f"{_mib(r['peak_pss'])} | {r['mem_x_single']:.2f} | {_mib(r['peak_rss'])}" if r["peak_pss"]
+                   else "- | - | -")
+            lines.append(f"| {n} | {name} | {r['seconds']:.2f} | {r['x_single']:.2f} | {mem} | {'; '.join(notes)} |")
     return "\n".join(lines)
 
 
@@ -513,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bytecode", choices=("warm", "as-is"), default="warm",
                         help="warm: every approach gets compiled bytecode of the installed packages (as after "
                              "pip install); as-is: whatever this environment has")
+    parser.add_argument("--ablations", action="store_true",
+                        help="also: ours without preloading, and a fresh interpreter per file (estimated)")
     parser.add_argument("--no-policies", action="store_true", help="skip the rows with the DAG policies on")
     parser.add_argument("--workdir", default=None, help="keep the generated projects here (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -524,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(args.workdir) if args.workdir else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         for n in args.files:
-            results["sizes"][str(n)] = run_size(n, workdir, heavy, not args.no_policies, args.bytecode)
+            results["sizes"][str(n)] = run_size(n, workdir, heavy, not args.no_policies, args.bytecode, args.ablations)
             print(f"{n} files done", file=sys.stderr)
     results["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     text = table(results)
