@@ -104,8 +104,9 @@ class CIReports:
 
     @pytest.hookimpl(trylast=True)  # after the session loaded an xdist run's results
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if getattr(self.config, "workerinput", None) is not None or self.astro.results is None:
+        if getattr(self.config, "workerinput", None) is not None:
             return
+        # the files are written even when nothing was collected: CI upload steps expect them
         where = self.config.invocation_params.dir
         sarif_path = self.config.getoption("astro_report_sarif", default=None)
         if sarif_path:
@@ -113,5 +114,5 @@ class CIReports:
         gitlab_path = self.config.getoption("astro_report_gitlab", default=None)
         if gitlab_path:
             reporting.write_json(Path(where, gitlab_path), reporting.gitlab_code_quality(self.problems, self.base))
-        if reporting.in_github_actions():
+        if reporting.in_github_actions() and self.astro.results is not None:
             reporting.append_step_summary(self.summary().markdown(self.problems, self.base))

@@ -355,3 +355,9 @@ def test_repository_root(tmp_path):
     # the CI's workspace wins; one that does not contain the project is ignored
     assert reporting.repo_root(project, env={"GITHUB_WORKSPACE": str(project)}) == project
     assert reporting.repo_root(project, env={"CI_PROJECT_DIR": str(tmp_path / "elsewhere")}) == tmp_path / "repo"
+
+
+def test_empty_reports_are_valid(tmp_path):
+    assert check_sarif(reporting.sarif([], tmp_path)) == []
+    assert check_gitlab(reporting.gitlab_code_quality([], tmp_path)) == []
+    assert reporting.github_annotations([], tmp_path) == []
