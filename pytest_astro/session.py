@@ -48,7 +48,10 @@ def settings_from_config(config: pytest.Config) -> Settings:
     """Project settings: pyproject's [tool.pytest-astro], then ini, then command-line options."""
     explicit = _ini_or_option(config, "astro_project")
     if explicit:
-        root = (config.rootpath / explicit) if not Path(explicit).is_absolute() else Path(explicit)
+        # relative to where pytest was started (what a user types), else to the rootdir (an ini value)
+        candidates = [Path(explicit)] if Path(explicit).is_absolute() else [
+            config.invocation_params.dir / explicit, config.rootpath / explicit]
+        root = next((c for c in candidates if c.is_dir()), candidates[-1])
         if not root.is_dir():
             raise pytest.UsageError(f"astro_project: {root} is not a folder; point it at the Astro project root")
     else:
@@ -82,10 +85,6 @@ class AstroSession:
             values = load_values(self.settings)
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
-        # users' tests run in the same database-free sandbox as the parse (see inprocess.py)
-        inprocess.activate(self.project, values)
-        inprocess.STATE.ensure = self.ensure_results
-        dbguard.use_test_message()
         self._exceptions = self._integrity_exceptions()
         self._upgrade: dict[Path, list[str]] | None = None  # --astro-upgrade-check findings per file
         mismatch = self.project.runtime_mismatch()
@@ -103,6 +102,11 @@ class AstroSession:
         # CI reports: the terminal table, GitHub annotations, SARIF / GitLab files, JUnit names
         self.ci = CIReports(self)
         config.pluginmanager.register(self.ci, "astro-ci-reports")
+        # Last, once nothing above can fail (pytest_unconfigure undoes it only for a registered
+        # session): users' tests run in the same database-free sandbox as the parse (inprocess.py).
+        inprocess.activate(self.project, values)
+        inprocess.STATE.ensure = self.ensure_results
+        dbguard.use_test_message()
 
     # ---------------------------------------------------------------------------------- collection
 

@@ -23,7 +23,7 @@ PROJECT = {
     "dags/plain.py": DAG.format(dag_id="plain"),
     "dags/uses_helper.py": '''
         from datetime import datetime
-        from airflow.sdk import DAG
+        from airflow import DAG
         from airflow.providers.standard.operators.empty import EmptyOperator
         from include.helpers import TASK_ID
 
@@ -34,7 +34,7 @@ PROJECT = {
         from datetime import datetime
         from pathlib import Path
         import yaml
-        from airflow.sdk import DAG
+        from airflow import DAG
         from airflow.providers.standard.operators.empty import EmptyOperator
 
         CONFIG = yaml.safe_load((Path(__file__).parents[1] / "include" / "tables.yaml").read_text())
@@ -44,7 +44,8 @@ PROJECT = {
         ''',
     "dags/uses_var.py": '''
         from datetime import datetime
-        from airflow.sdk import DAG, Variable
+        from airflow import DAG
+        from airflow.models import Variable
         from airflow.providers.standard.operators.empty import EmptyOperator
 
         REGION = Variable.get("region")

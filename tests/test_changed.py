@@ -15,7 +15,7 @@ from tests.conftest import DAG
 
 USES_HELPERS = '''
 from datetime import datetime
-from airflow.sdk import DAG
+from airflow import DAG
 from airflow.providers.standard.operators.empty import EmptyOperator
 from include.helpers import TASK_ID
 

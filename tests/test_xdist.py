@@ -14,7 +14,7 @@ pytest.importorskip("xdist")
 COUNTED = '''
 from datetime import datetime
 from pathlib import Path
-from airflow.sdk import DAG
+from airflow import DAG
 from airflow.providers.standard.operators.empty import EmptyOperator
 
 with open(Path(__file__).parents[1] / "parses.log", "a") as log:
@@ -36,7 +36,7 @@ def test_two_workers_same_results_one_parse(pytester, write_files):
         "dags/a.py": DAG.format(dag_id="a"),
         "dags/b.py": DAG.format(dag_id="b"),
         "dags/counted.py": COUNTED,
-        "dags/broken.py": "from airflow.sdk import DAG\nraise RuntimeError('broken on purpose')\n",
+        "dags/broken.py": "from airflow import DAG\nraise RuntimeError('broken on purpose')\n",
     })
     serial = pytester.runpytest_subprocess("--astro-dags", "--astro-no-cache", "-p", "no:xdist",
                                            "--astro-report", "serial.json")
