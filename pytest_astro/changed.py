@@ -65,9 +65,11 @@ def changed_files(root: Path, ref: str | None = None) -> tuple[list[Path], str]:
     top = Path(top_proc.stdout.strip())
     if ref:
         if not _has_commit(top, ref):
+            hint = (f"; '{ref}' is a path: write `--astro-changed=` (or put paths before the option) "
+                    "to check the default changes" if (root / ref).exists() else "")
             raise ChangedError(f"--astro-changed: git ref '{ref}' does not exist in {top} (a branch, tag "
                                "or commit is expected; in CI fetch it first, e.g. `git fetch origin main` "
-                               "and `--astro-changed=origin/main`, or check out with fetch-depth: 0)")
+                               f"and `--astro-changed=origin/main`, or check out with fetch-depth: 0){hint}")
         base, what = ref, f"changes since {ref}"
     else:
         base = default_base(top)

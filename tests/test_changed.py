@@ -97,6 +97,9 @@ def test_unknown_ref_and_no_repository_say_so(tmp_path):
     root = make_repo(tmp_path / "repo")
     with pytest.raises(ChangedError, match="git ref 'no-such-branch' does not exist"):
         changed_files(root, "no-such-branch")
+    # `--astro-changed dags` took the folder for the ref: say so
+    with pytest.raises(ChangedError, match="'dags' is a path: write `--astro-changed=`"):
+        changed_files(root, "dags")
     plain = tmp_path / "plain"
     (plain / "dags").mkdir(parents=True)
     with pytest.raises(ChangedError, match="not inside a git repository"):

@@ -1,0 +1,26 @@
+"""bench/run.py works end to end on a tiny project (timings are measured, never asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def test_bench_runs_and_checks_what_it_claims(tmp_path):
+    out = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "run.py"), "--files", "6", "--no-policies",
+                           "--bytecode", "as-is", "--json", str(out), "--workdir", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())["sizes"]["6"]
+    assert set(rows) == {"template", "single-dagbag", "ours-cold", "ours-warm", "ours-1-dag", "ours-include"}
+    assert all(r["exit"] == 0 for r in rows.values()), {k: r["summary"] for k, r in rows.items()}
+    assert rows["ours-cold"]["parsed"] == 6 and rows["ours-cold"]["sandbox_started"]
+    assert rows["ours-warm"]["parsed"] == 0 and not rows["ours-warm"]["sandbox_started"]
+    assert rows["ours-1-dag"]["parsed_exactly_it"]
+    assert rows["ours-include"]["parsed_exactly_importers"] and rows["ours-include"]["importers"] == 1
+    assert rows["single-dagbag"]["peak_pss"] > 0 and rows["ours-cold"]["processes"] >= 2
+    assert "| 6 | ours-warm |" in proc.stdout
