@@ -6,6 +6,7 @@ each built to pass or break specific policies, and the outcome of every item is 
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -364,3 +365,19 @@ def test_every_builtin_is_documented(tmp_path):
     for policy in POLICIES:
         assert policy.description and policy.hint and policy.example, policy.code
         assert f"| {policy.code} | `{policy.name}` |" in docs, policy.code
+
+
+def test_serialization_runs_only_when_its_policy_is_selected(pytester, write_files):
+    from tests.conftest import DAG as TEMPLATE
+
+    write_files(pytester.path, {"dags/a.py": TEMPLATE.format(dag_id="a")})
+
+    def checks(table: str) -> dict:
+        (pytester.path / "pyproject.toml").write_text(f"[tool.pytest-astro.policies]\n{table}\n")
+        pytester.runpytest("--astro-dags", "--astro-report", "r.json", "-k", "parse")
+        report = json.loads((pytester.path / "r.json").read_text())
+        return report["files"][0]["dags"][0]["checks"]
+
+    assert checks("select = []").get("serialize") is None  # the costliest check is skipped...
+    assert checks('select = ["DAG00"]')["serialize"] == {"ok": True}  # ...unless DAG006 may run
+    assert checks('ignore = ["DAG006"]').get("serialize") is None
