@@ -41,7 +41,7 @@ def test_real_suite_passes_then_the_gate_deploys(tmp_path):
 
 def test_real_suite_with_a_broken_dag_deploys_nothing(tmp_path):
     s = real(tmp_path)
-    s.change({"dags/report.py": "from airflow.sdk import DAG\nimport not_installed_module\n"})
+    s.change({"dags/report.py": "from airflow import DAG\nimport not_installed_module\n"})
     proc = s.gate()
     assert proc.returncode == 1
     assert "DAG files failed to parse: dags/report.py" in proc.stdout, proc.stdout

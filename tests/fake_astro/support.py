@@ -21,7 +21,7 @@ AWS_SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 
 DAG = '''\
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG
+from airflow import DAG
 
 with DAG("{name}", schedule=None, tags=["t"], default_args={{"retries": 2}}):
     EmptyOperator(task_id="t")
