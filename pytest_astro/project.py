@@ -215,8 +215,12 @@ class Project:
                 wanted.append(p)
         return sorted(set(wanted))
 
+    @cached_property
+    def _dag_file_set(self) -> frozenset[Path]:
+        return frozenset(self.all_dag_files)
+
     def is_dag_file(self, path: Path) -> bool:
-        return path.resolve() in set(self.all_dag_files)
+        return path.resolve() in self._dag_file_set
 
     def importable_roots(self) -> list[Path]:
         """What the Astro runtime puts on sys.path: the project root (AIRFLOW_HOME), dags/, plugins/."""

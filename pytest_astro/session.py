@@ -79,12 +79,13 @@ class AstroSession:
         self.config = config
         self.settings = settings_from_config(config)
         self.project = Project(self.settings)
-        self.engine = ParseEngine(self.project)
-        self.results: dict[str, FileResult] | None = None
         try:
             values = load_values(self.settings)
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
+        self.values = values  # read once: the sandbox, users' tests and the policies share them
+        self.engine = ParseEngine(self.project, values=values)
+        self.results: dict[str, FileResult] | None = None
         self._exceptions = self._integrity_exceptions()
         self._upgrade: dict[Path, list[str]] | None = None  # --astro-upgrade-check findings per file
         mismatch = self.project.runtime_mismatch()
@@ -118,10 +119,8 @@ class AstroSession:
         if self.config.args_source == pytest.Config.ArgsSource.ARGS or not self.project.dags_path.is_dir():
             return
         dags = self.project.dags_path
-        for arg in self.config.args:
-            path = Path(self.config.invocation_params.dir, arg.split("::")[0]).resolve()
-            if path == dags or path in dags.parents:
-                return
+        if any(path == dags or path in dags.parents for path in self._requested_paths()):
+            return
         self.config.args.append(str(dags))
 
     def _changed_selection(self) -> set[Path] | None:
@@ -149,11 +148,8 @@ class AstroSession:
         return results
 
     def _requested_paths(self) -> list[Path]:
-        paths = []
-        for arg in self.config.args:
-            p = Path(self.config.invocation_params.dir, arg.split("::")[0]).resolve()
-            paths.append(p)
-        return paths
+        """The paths pytest collects (its args without ``::`` node parts), absolute."""
+        return [Path(self.config.invocation_params.dir, arg.split("::")[0]).resolve() for arg in self.config.args]
 
     def _initial_batch(self) -> None:
         if self.results is not None:

@@ -48,3 +48,13 @@ def test_airflow_missing_gives_an_install_hint(tmp_path):
     proc = run_cli("parse", "--no-cache", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "hide")})
     assert proc.returncode == 2
     assert "cannot import Airflow" in proc.stderr and "pip install" in proc.stderr
+
+
+def test_broken_airflow_settings_is_a_clear_error(tmp_path):
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags/a.py").write_text("from airflow import DAG\n")
+    (tmp_path / "airflow_settings.yaml").write_text("airflow:\n  variables:\n    - variable_value: x\n")
+    proc = run_cli("parse", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "airflow_settings.yaml: airflow.variables[0]: each variable needs variable_name" in proc.stderr
+    assert "Traceback" not in proc.stderr

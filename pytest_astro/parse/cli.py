@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     engine = ParseEngine(project)
     try:
         results = engine.parse(files)
-    except EngineError as exc:
+    except (EngineError, ConfigError) as exc:  # e.g. a broken airflow_settings.yaml
         print(f"pytest-astro: {exc}", file=sys.stderr)
         return 2
     failed = [r for r in sorted(results.values(), key=lambda r: r.file) if not r.ok]

@@ -23,6 +23,11 @@ def _current():
     return coverage.Coverage.current()
 
 
+def active() -> bool:
+    """Whether the pytest process (or the CLI) is being measured right now."""
+    return _current() is not None
+
+
 def request() -> dict | None:
     """What the sandbox needs to measure like the pytest process does (None when not measured)."""
     cov = _current()

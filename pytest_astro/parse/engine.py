@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,16 +98,16 @@ class ParseEngine:
     project: Project
     python: str = sys.executable
     stats: RunStats = field(default_factory=RunStats)
-    values: ProjectValues = field(default_factory=ProjectValues)
+    values: ProjectValues | None = None  # variables, connections and pools served to the sandbox
 
-    def parse(self, files: Iterable[Path], on_result: Callable[[FileResult], None] | None = None
-              ) -> dict[str, FileResult]:
+    def parse(self, files: Iterable[Path]) -> dict[str, FileResult]:
         """Verdicts for ``files`` (absolute DAG file paths), keyed by path relative to the project."""
         started = time.perf_counter()
         files = sorted({Path(f).resolve() for f in files})
-        self.values = load_values(self.project.settings)
+        if self.values is None:  # read once per engine (pytest passes the session's)
+            self.values = load_values(self.project.settings)
         # a measured run (coverage / pytest-cov) must execute the files to count their lines
-        use_cache = self.project.settings.cache and coverage_support.request() is None
+        use_cache = self.project.settings.cache and not coverage_support.active()
         cache = ParseCache(self.project, extra_key=self.values.digest()) if use_cache else None
         results: dict[str, FileResult] = {}
         todo: list[Path] = []
@@ -124,9 +124,6 @@ class ParseEngine:
                 if cache:
                     cache.put(self.project.root / result.file, result)
         _mark_duplicates(results)
-        for result in results.values():
-            if on_result:
-                on_result(result)
         self.stats.files = len(files)
         self.stats.parsed = len(todo)
         self.stats.failed = sum(not r.ok for r in results.values())

@@ -77,7 +77,8 @@ class PolicyRun:
     def values(self) -> tuple[set[str], set[str]]:
         """(pools, connection ids) the project defines."""
         if self._values is None:
-            self._values = _project_values(self.astro.settings)
+            values = self.astro.values  # read once by the session (pytest_astro.values)
+            self._values = set(values.pools), set(values.connections)
         return self._values
 
     def context(self, policy: Any, result: FileResult) -> PolicyContext:
@@ -85,32 +86,6 @@ class PolicyRun:
         return PolicyContext(options=self.policy_config.options.get(policy.code, {}), result=result,
                              all_dags=self.all_dags(), project=self.astro.project, pools=pools,
                              connections=connections, config=self.config)
-
-
-def _project_values(settings: Any) -> tuple[set[str], set[str]]:
-    try:
-        from pytest_astro.values import load_values
-
-        values = load_values(settings)
-        return set(values.pools), set(values.connections)
-    except ImportError:
-        pass
-    import os
-
-    import yaml
-
-    pools, conns = {"default_pool"}, set()
-    path = settings.root / "airflow_settings.yaml"
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {} if path.is_file() else {}
-    except (OSError, yaml.YAMLError):
-        doc = {}
-    section = (doc.get("airflow") or {}) if isinstance(doc, dict) else {}
-    pools |= {str(p["pool_name"]) for p in section.get("pools") or [] if isinstance(p, dict) and p.get("pool_name")}
-    conns |= {str(c["conn_id"]) for c in section.get("connections") or [] if isinstance(c, dict) and c.get("conn_id")}
-    conns |= set((settings.table.get("connections") or {}))
-    conns |= {k[len("AIRFLOW_CONN_"):].lower() for k in os.environ if k.startswith("AIRFLOW_CONN_")}
-    return pools, conns
 
 
 def _run(dag_file: Any) -> PolicyRun:
