@@ -18,7 +18,10 @@ files importing heavy third-party packages from site-packages) and runs, each in
                  checked against the generator's own list of importers)
   ours-policies-cold / -warm   the same with the default DAG policies on (the rows above switch
                  them off, to compare like with like: one item per DAG file)
-  --ablations    ours without preloading; a fresh interpreter per file (sampled, estimated)
+  pytest-floor   pytest with one trivial test per DAG file and no Airflow: the least any one-item-per-
+                 file run costs (startup, collection, reporting)
+  --ablations    ours without preloading; ours with a fresh fork per file (``isolation = "file"``);
+                 a fresh interpreter per file (sampled, estimated)
 
 Every approach gets compiled bytecode of the installed packages (``--bytecode warm``, as after
 ``pip install``); the DAG files' own bytecode is never kept, as in a fresh checkout.
@@ -282,6 +285,22 @@ def test_dag_file(dagbag, path):
 '''
 
 
+FLOOR_TEST = '''
+"""The least any one-test-per-DAG-file run costs: pytest, one trivial test per file, no Airflow."""
+
+from pathlib import Path
+
+import pytest
+
+FILES = sorted((Path(__file__).resolve().parents[1] / "dags").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+def test_dag_file(path):
+    assert path.is_file()
+'''
+
+
 SPAWN_ONE = """
 import sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/dags"]
@@ -316,6 +335,7 @@ def make_project(root: Path, n: int, heavy: list[str]) -> dict:
     (root / "Dockerfile").write_text("FROM astrocrpublic.azurecr.io/runtime:3.1-1\n")
     (root / "tests/dags/test_dag_example.py").write_text(TEMPLATE_TEST.lstrip())
     (root / "tests/test_single_dagbag.py").write_text(SINGLE_DAGBAG_TEST.lstrip())
+    (root / "tests/test_floor.py").write_text(FLOOR_TEST.lstrip())
     # the parse rows compare like with like (one item per DAG file): DAG policies off; the
     # ours-policies rows switch them back on
     (root / "pyproject.toml").write_text(POLICIES_OFF)
@@ -384,7 +404,7 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def measure(cmd: list[str], cwd: Path, env: dict) -> dict:
+def _measure(cmd: list[str], cwd: Path, env: dict) -> dict:
     """Run ``cmd``; wall time, peak RSS/PSS of its process tree, exit status, stdout tail."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -435,29 +455,39 @@ def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True
     home.mkdir(exist_ok=True)
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
            "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{workdir}/no-such-dir/airflow.db",
-           "PYTHONDONTWRITEBYTECODE": "1"}
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{workdir}/no-such-dir/airflow.db"}
     env.pop("PYTEST_ADDOPTS", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     pytest_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-o", "addopts="]
     if bytecode == "warm":
         # Everyone gets compiled bytecode of what is installed, as after `pip install` (which
-        # compiles): without it, `import airflow` costs every approach ~2.4 s more. The DAG files'
-        # own bytecode is never kept (PYTHONDONTWRITEBYTECODE in the timed runs), as in a fresh
-        # checkout. Filled by untimed runs of each approach on a small project.
+        # compiles), and keeps writing it as Python does by default (pytest's rewritten test
+        # modules and plugins included): without it, `import airflow` costs every approach ~2.4 s
+        # more. The project's own bytecode (DAG files, include/, tests) is removed before every
+        # timed run, as in a fresh checkout. Filled by untimed runs of each approach on a small
+        # project.
         env["PYTHONPYCACHEPREFIX"] = str(workdir / "bytecode")
         warm = workdir / f"warm-{n}"
         if warm.exists():
             shutil.rmtree(warm)
         make_project(warm, 12, heavy)
-        writable = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        writable["AIRFLOW__CORE__DAGS_FOLDER"] = str(warm / "dags")
-        for args in (["tests/test_single_dagbag.py"], ["tests/dags/test_dag_example.py"],
-                     ["--astro-dags", "dags", "--astro-no-cache"]):
+        writable = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(warm / "dags")}
+        for args in (["tests/test_single_dagbag.py"], ["tests/dags/test_dag_example.py"], ["tests/test_floor.py"],
+                     ["--astro-dags", "dags", "--astro-no-cache"], ["--astro-dags", "dags"]):
             subprocess.run(pytest_cmd + args, cwd=warm, env=writable, capture_output=True)
         shutil.rmtree(workdir / "bytecode" / str(warm.resolve()).lstrip(os.sep), ignore_errors=True)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # as-is: leave this environment's bytecode alone
+
+    def _measure(cmd: list[str], cwd: Path, env: dict) -> dict:
+        if bytecode == "warm":
+            shutil.rmtree(workdir / "bytecode" / str(root.resolve()).lstrip(os.sep), ignore_errors=True)
+        return _measure(cmd, cwd, env)
+
     rows: dict[str, dict] = {}
     rows["template"] = measure(pytest_cmd + ["tests/dags/test_dag_example.py", "-p", "no:cacheprovider"], root, env)
     rows["single-dagbag"] = measure(pytest_cmd + ["tests/test_single_dagbag.py", "-p", "no:cacheprovider"], root, env)
+    rows["pytest-floor"] = measure(pytest_cmd + ["tests/test_floor.py", "-p", "no:cacheprovider"], root, env)
     ours = pytest_cmd + ["--astro-dags", "dags", "--astro-report", "report.json"]
     shutil.rmtree(root / ".pytest_cache", ignore_errors=True)
     rows["ours-cold"] = measure(ours, root, env)
@@ -490,6 +520,10 @@ def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True
         (root / "pyproject.toml").write_text(POLICIES_OFF + "[tool.pytest-astro]\npreload = false\n")
         shutil.rmtree(root / ".pytest_cache", ignore_errors=True)
         rows["ours-cold-no-preload"] = measure(ours, root, env)
+        # a fresh fork for every file instead of batches
+        (root / "pyproject.toml").write_text(POLICIES_OFF + "[tool.pytest-astro]\nisolation = \"file\"\n")
+        shutil.rmtree(root / ".pytest_cache", ignore_errors=True)
+        rows["ours-cold-fork-per-file"] = measure(ours, root, env)
         sample = sorted((root / "dags").glob("*.py"))[:10]
         started = time.perf_counter()
         for path in sample:

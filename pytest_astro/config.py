@@ -64,6 +64,7 @@ class Settings:
     ignore_file_syntax: str = ""  # "" -> Airflow's default for the installed version (or the env var)
     preload: bool = True  # import the third-party modules DAG files use once, before forking
     missing_variables: str = "error"  # or "placeholder": serve a placeholder and warn
+    isolation: str = "batch"  # or "file": a fresh fork for every file (see parse/server.py)
     table: dict = field(default_factory=dict, compare=False, hash=False)  # the whole [tool.pytest-astro]
 
     @property
@@ -86,7 +87,7 @@ class Settings:
         """The settings that can change a parse verdict (part of the cache key)."""
         return {"dags_folder": self.dags_folder, "plugins_folder": self.plugins_folder,
                 "timeout": self.timeout, "memory_limit": self.memory_limit,
-                "missing_variables": self.missing_variables,
+                "missing_variables": self.missing_variables, "isolation": self.isolation,
                 "policies": self.table.get("policies", {})}
 
     def with_overrides(self, **values: Any) -> Settings:
@@ -119,6 +120,10 @@ def _coerce(values: dict, source: str) -> dict:
         elif key == "missing_variables":
             if value not in ("error", "placeholder"):
                 raise ConfigError(f"{where}: expected 'error' or 'placeholder', got {value!r}")
+            out[key] = value
+        elif key == "isolation":
+            if value not in ("batch", "file"):
+                raise ConfigError(f"{where}: expected 'batch' or 'file', got {value!r}")
             out[key] = value
         elif key == "ignore_file_syntax":
             if value not in ("glob", "regexp"):

@@ -18,6 +18,9 @@ _OPTIONS = [
     ("--astro-memory-limit", "astro_memory_limit", "memory one DAG file may allocate while importing "
                                                     "(default: 4GiB; 0 for no limit)"),
     ("--astro-workers", "astro_workers", "DAG files parsed at once (default: one per core)"),
+    ("--astro-isolation", "astro_isolation", "'batch' (default): a forked process parses several files "
+                                              "in turn, state reset between them, failures re-run alone; "
+                                              "'file': a fresh fork for every file"),
 ]
 
 

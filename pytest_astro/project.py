@@ -161,11 +161,22 @@ class Project:
 
     def relative(self, path: Path | str) -> str:
         """``path`` relative to the project root, with POSIX separators (absolute when outside)."""
-        path = Path(path).resolve()
+        key = os.path.abspath(path)
         try:
-            return path.relative_to(self.root).as_posix()
+            return self._relative[key]
+        except KeyError:
+            pass
+        real = Path(os.path.realpath(key))
+        try:
+            rel = real.relative_to(self.root).as_posix()
         except ValueError:
-            return path.as_posix()
+            rel = real.as_posix()
+        self._relative[key] = rel
+        return rel
+
+    @cached_property
+    def _relative(self) -> dict[str, str]:
+        return {}
 
     def dag_folder_files(self) -> Iterable[Path]:
         """Every file in the dags folder that no .airflowignore excludes (Airflow's walk)."""

@@ -64,6 +64,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
             timeout=_ini_or_option(config, "astro_timeout"),
             memory_limit=_ini_or_option(config, "astro_memory_limit"),
             workers=_ini_or_option(config, "astro_workers"),
+            isolation=_ini_or_option(config, "astro_isolation"),
         )
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None

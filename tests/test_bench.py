@@ -16,7 +16,7 @@ def test_bench_runs_and_checks_what_it_claims(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads(out.read_text())["sizes"]["6"]
-    assert set(rows) == {"template", "single-dagbag", "ours-cold", "ours-warm", "ours-1-dag", "ours-include"}
+    assert set(rows) == {"template", "single-dagbag", "pytest-floor", "ours-cold", "ours-warm", "ours-1-dag", "ours-include"}
     assert all(r["exit"] == 0 for r in rows.values()), {k: r["summary"] for k, r in rows.items()}
     assert rows["ours-cold"]["parsed"] == 6 and rows["ours-cold"]["sandbox_started"]
     assert rows["ours-warm"]["parsed"] == 0 and not rows["ours-warm"]["sandbox_started"]

@@ -89,6 +89,17 @@ class ParseCache:
         self.dir = cache_dir(project)
         # extra_key: e.g. the digest of the variables and connections served to the sandbox
         self.env_key = _digest((environment_key(project) + extra_key).encode())
+        # Each file is hashed once per run, before it is parsed: a shared include/ module is read
+        # once, not once per importer; and a file edited while the sandbox runs is stored under the
+        # digest of the content seen before (so the next run parses it again, never the reverse).
+        self._digests: dict[Path, str | None] = {}
+
+    def _digest_of(self, path: Path) -> str | None:
+        try:
+            return self._digests[path]
+        except KeyError:
+            digest = self._digests[path] = _file_digest(path)
+            return digest
 
     def _entry(self, path: Path) -> Path:
         return self.dir / (_digest(self.project.relative(path).encode())[:32] + ".json")
@@ -99,10 +110,10 @@ class ParseCache:
             data = json.loads(entry.read_text())
         except (OSError, ValueError):
             return None
-        if data.get("env") != self.env_key or data.get("digest") != _file_digest(path):
+        if data.get("env") != self.env_key or data.get("digest") != self._digest_of(path):
             return None
         for rel, digest in data.get("imported", {}).items():
-            if _file_digest(self.project.root / rel) != digest:
+            if self._digest_of(self.project.root / rel) != digest:
                 return None
         try:
             result = FileResult.from_dict(data["result"])
@@ -116,10 +127,10 @@ class ParseCache:
         # project file created since); only syntax errors in the file itself are final.
         if not result.ok and any(e.kind != "syntax" or e.file != result.file for e in result.errors):
             return
-        digest = _file_digest(path)
+        digest = self._digest_of(path)
         if digest is None:
             return
-        imported = {rel: _file_digest(self.project.root / rel) for rel in result.imported}
+        imported = {rel: self._digest_of(self.project.root / rel) for rel in result.imported}
         data = {"env": self.env_key, "digest": digest, "imported": imported, "result": result.to_dict()}
         try:
             self.dir.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", metavar="SECONDS", help="per-file import timeout (default: 30)")
     parser.add_argument("--memory-limit", metavar="SIZE", help="per-file memory limit (default: 4GiB)")
     parser.add_argument("--workers", metavar="N", help="files parsed at once (default: one per core)")
+    parser.add_argument("--isolation", choices=("batch", "file"), default=None,
+                        help="batch (default): a forked process parses several files in turn, state reset "
+                             "between them, failures re-run alone; file: a fresh fork for every file")
     parser.add_argument("--no-cache", action="store_true", help="parse again even files that did not change")
     parser.add_argument("--format", choices=("text", "json", "github", "sarif", "gitlab"), default="text",
                         help="output format: text, json (the results), github (workflow annotations), "
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     root = Path(args.project) if args.project else find_project_root(Path.cwd())
     try:
         settings = load_settings(root, dags_folder=args.dags_folder, timeout=args.timeout,
-                                 memory_limit=args.memory_limit, workers=args.workers)
+                                 memory_limit=args.memory_limit, workers=args.workers,
+                                 isolation=args.isolation)
     except ConfigError as exc:
         print(f"pytest-astro: {exc}", file=sys.stderr)
         return 2

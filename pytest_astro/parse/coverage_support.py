@@ -11,11 +11,14 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 
 def _current():
+    if "coverage" not in sys.modules:  # nothing measures without it (and importing it costs ~0.1 s)
+        return None
     try:
         import coverage
     except ImportError:
@@ -60,9 +63,9 @@ def start_in_child(settings: dict | None):
     return cov
 
 
-def stop_in_child(cov) -> None:
+def save_coverage(cov) -> None:
+    """Write what was measured so far (a child saves after each file: it may die during the next)."""
     if cov is not None:
-        cov.stop()
         cov.save()
 
 

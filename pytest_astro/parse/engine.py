@@ -148,6 +148,7 @@ class ParseEngine:
             "variables": self.values.variables,
             "connections": self.values.connections,
             "missing_variables": project.settings.missing_variables,
+            "isolation": project.settings.isolation,
             "coverage": coverage_support.request(),
         }
         with tempfile.TemporaryDirectory(prefix="pytest-astro-home-") as home, \

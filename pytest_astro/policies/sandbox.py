@@ -58,6 +58,12 @@ def _record(dag_id: str, task_id: str | None, exc: BaseException, policy: str) -
         "policy": policy, "task_id": task_id, "type": type(exc).__name__, "message": str(exc)})
 
 
+def reset_records() -> None:
+    """Forget what the previous file's DAGs recorded (a child parses several files in turn)."""
+    _CONSTRUCTED.clear()
+    _POLICY_VIOLATIONS.clear()
+
+
 def prepare(adapter: Any, options: dict, root: str | None = None) -> None:
     """Install the recorders before the DAG file is imported (called once per child)."""
     if _STATE["prepared"]:

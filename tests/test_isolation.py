@@ -1,0 +1,121 @@
+"""Batched isolation: one forked child parses several files in turn, with the state a file can
+leave behind reset (or, when it cannot be, a fresh child for the next file), and a failure that
+follows other files in the same process re-checked alone. Verdicts equal those of a fork per file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import DAG, run_cli
+
+_PID = "import os\nprint('pid', os.getpid())\n"
+
+FILES = {
+    "lib/libmod.py": "VALUE = 1\n",
+    "include/__init__.py": "",
+    "include/shared.py": "STATE = []\n",
+    # leaves behind everything a DAG file commonly leaves: a sys.path entry, an environment variable,
+    # a mutated project module, an imported module only that path makes importable, warning filters
+    "dags/a_pollute.py": _PID + """
+import sys, warnings
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+os.environ["POLLUTED"] = "1"
+os.chdir("/")
+warnings.simplefilter("error")
+import libmod
+import include.shared
+include.shared.STATE.append("a")
+import json
+json.POLLUTED = True  # a third-party module changed in place: not something the reset can see
+""" + DAG.format(dag_id="a_pollute"),
+    # passes only if none of that reached it
+    "dags/b_clean.py": _PID + """
+import sys, warnings
+import include.shared
+problems = []
+if "POLLUTED" in os.environ: problems.append("environment")
+if any(p.endswith("lib") for p in sys.path): problems.append("sys.path")
+if include.shared.STATE: problems.append("include.shared")
+if os.getcwd() == "/": problems.append("cwd")
+if warnings.filters and warnings.filters[0][0] == "error": problems.append("warnings")
+try:
+    import libmod
+    problems.append("libmod")
+except ImportError:
+    pass
+if problems:
+    raise RuntimeError("left behind by an earlier file: " + ", ".join(problems))
+""" + DAG.format(dag_id="b_clean"),
+    # fails after a_pollute in the same process; alone (as Airflow parses it) it passes
+    "dags/c_sees_json.py": _PID + """
+import json
+if getattr(json, "POLLUTED", False):
+    raise RuntimeError("json was changed by an earlier file")
+""" + DAG.format(dag_id="c_sees_json"),
+    # a monkeypatch of Airflow itself: the next file must start in a fresh child
+    "dags/d_patch.py": _PID + """
+import airflow.settings
+airflow.settings.PYTEST_ASTRO_PATCHED = True
+""" + DAG.format(dag_id="d_patch"),
+    "dags/e_after_patch.py": _PID + """
+import airflow.settings
+if hasattr(airflow.settings, "PYTEST_ASTRO_PATCHED"):
+    raise RuntimeError("airflow.settings was patched by an earlier file")
+""" + DAG.format(dag_id="e_after_patch"),
+    # a plain failure: reported as such in both modes
+    "dags/f_needs_lib.py": "import libmod\n" + DAG.format(dag_id="f_needs_lib"),
+    **{f"dags/z_filler_{i}.py": DAG.format(dag_id=f"z_filler_{i}") for i in range(6)},
+}
+
+
+def _parse(root, isolation: str) -> dict[str, dict]:
+    proc = run_cli("parse", "--format", "json", "--no-cache", "--workers", "1", "--isolation", isolation,
+                   cwd=root)
+    assert proc.returncode == 1, proc.stderr  # f_needs_lib fails
+    return {r["file"]: r for r in json.loads(proc.stdout)["files"]}
+
+
+def _pid(result: dict) -> int:
+    return int(result["stdout"].split("pid", 1)[1].split()[0])
+
+
+@pytest.fixture
+def project(tmp_path, write_files):
+    return write_files(tmp_path, FILES)
+
+
+def test_batch_resets_state_and_rechecks_failures_alone(project):
+    results = _parse(project, "batch")
+    verdicts = {f: r["ok"] for f, r in results.items()}
+    assert verdicts == {f: f != "dags/f_needs_lib.py" for f in FILES if f.startswith("dags/")}, \
+        {f: r["errors"] for f, r in results.items() if r["errors"]}
+    assert results["dags/f_needs_lib.py"]["errors"][0]["kind"] == "missing_module"
+    a, b, c, d, e = (results[f"dags/{n}.py"] for n in ("a_pollute", "b_clean", "c_sees_json", "d_patch",
+                                                        "e_after_patch"))
+    # b ran in a_pollute's process (that is what batching is), and passed: the reset worked
+    assert _pid(a) == _pid(b)
+    # c failed there, then passed alone in a fresh fork: its verdict is the fresh one
+    assert _pid(c) != _pid(a)
+    # a patched module ends the child: e ran in another one
+    assert _pid(e) != _pid(d)
+    # a module a_pollute imported first is still b_clean's dependency (the cache sees it)
+    assert "include/shared.py" in b["imported"]
+
+
+def test_file_isolation_gives_the_same_verdicts_with_a_fork_per_file(project):
+    batch = _parse(project, "batch")
+    single = _parse(project, "file")
+    assert {f: (r["ok"], [e["kind"] for e in r["errors"]]) for f, r in single.items()} == \
+        {f: (r["ok"], [e["kind"] for e in r["errors"]]) for f, r in batch.items()}
+    pids = [_pid(r) for f, r in single.items() if r["stdout"]]
+    assert len(pids) == len(set(pids)) == 5
+
+
+def test_isolation_setting_is_checked(project):
+    (project / "pyproject.toml").write_text('[tool.pytest-astro]\nisolation = "thread"\n')
+    proc = run_cli("parse", cwd=project)
+    assert proc.returncode == 2
+    assert "isolation: expected 'batch' or 'file', got 'thread'" in proc.stderr
