@@ -479,7 +479,7 @@ def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True
     else:
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # as-is: leave this environment's bytecode alone
 
-    def _measure(cmd: list[str], cwd: Path, env: dict) -> dict:
+    def measure(cmd: list[str], cwd: Path, env: dict) -> dict:
         if bytecode == "warm":
             shutil.rmtree(workdir / "bytecode" / str(root.resolve()).lstrip(os.sep), ignore_errors=True)
         return _measure(cmd, cwd, env)

@@ -175,7 +175,7 @@ def activate(project: Project, values: ProjectValues) -> None:
 
 def set_results(results: dict[str, FileResult]) -> None:
     assert STATE.project is not None
-    STATE.results = {os.path.realpath(STATE.project.root / rel): r for rel, r in results.items()}
+    STATE.results = {str(STATE.project.real(STATE.project.root / rel)): r for rel, r in results.items()}
 
 
 def deactivate() -> None:

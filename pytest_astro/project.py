@@ -17,10 +17,15 @@ from functools import cached_property, lru_cache
 from importlib import metadata
 from pathlib import Path
 
-try:  # pathspec >= 1.0 (GitWildMatchPattern, which Airflow uses, is this class under its old name)
-    from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern as _GlobPattern
-except ImportError:  # pragma: no cover - pathspec < 1.0
-    from pathspec.patterns import GitWildMatchPattern as _GlobPattern
+
+@lru_cache(maxsize=1)
+def _glob_pattern_class():
+    """pathspec's gitignore pattern, imported only for a project with an .airflowignore (~10 ms)."""
+    try:  # pathspec >= 1.0 (GitWildMatchPattern, which Airflow uses, is this class under its old name)
+        from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
+    except ImportError:  # pragma: no cover - pathspec < 1.0
+        from pathspec.patterns import GitWildMatchPattern as GitIgnoreSpecPattern
+    return GitIgnoreSpecPattern
 
 from pytest_astro.config import Settings
 
@@ -94,7 +99,7 @@ class _Rule:
             self.relative_to = ignore_file.parent if anchored else None
             raw = pattern.lstrip("!").rstrip()
             self.dir_only = raw != raw.rstrip("/")
-            self.glob = _GlobPattern(pattern)
+            self.glob = _glob_pattern_class()(pattern)
 
     def verdict(self, path: Path, is_dir: bool) -> bool | None:
         """True: ignore; False: re-include (a ``!`` glob); None: the rule does not apply."""
@@ -166,7 +171,7 @@ class Project:
             return self._relative[key]
         except KeyError:
             pass
-        real = Path(os.path.realpath(key))
+        real = self.real(key)
         try:
             rel = real.relative_to(self.root).as_posix()
         except ValueError:
@@ -174,8 +179,36 @@ class Project:
         self._relative[key] = rel
         return rel
 
+    def real(self, path: Path | str) -> Path:
+        """``Path(path).resolve()``, remembered: a run resolves each DAG file path several times,
+        and a resolve is a system call per path component (the folder is resolved once, here)."""
+        key = os.path.abspath(path)
+        try:
+            return self._real[key]
+        except KeyError:
+            pass
+        folder, name = os.path.split(key)
+        if ".." in Path(key).parts or not name:
+            real = Path(os.path.realpath(key))
+        else:
+            real_folder = self._real_folders.get(folder)
+            if real_folder is None:
+                real_folder = self._real_folders[folder] = os.path.realpath(folder)
+            joined = os.path.join(real_folder, name)
+            real = Path(os.path.realpath(joined) if os.path.islink(joined) else joined)
+        self._real[key] = real
+        return real
+
     @cached_property
     def _relative(self) -> dict[str, str]:
+        return {}
+
+    @cached_property
+    def _real(self) -> dict[str, Path]:
+        return {}
+
+    @cached_property
+    def _real_folders(self) -> dict[str, str]:
         return {}
 
     def dag_folder_files(self) -> Iterable[Path]:
@@ -231,7 +264,7 @@ class Project:
         return frozenset(self.all_dag_files)
 
     def is_dag_file(self, path: Path) -> bool:
-        return path.resolve() in self._dag_file_set
+        return self.real(path) in self._dag_file_set
 
     def importable_roots(self) -> list[Path]:
         """What the Astro runtime puts on sys.path: the project root (AIRFLOW_HOME), dags/, plugins/."""

@@ -305,6 +305,8 @@ class RunSummary:
     seconds: float
     workers: int
     airflow: str = ""
+    processes: int = 0  # sandbox children forked
+    rechecked: int = 0  # files parsed again alone after failing in a batch
     failures: Counter = field(default_factory=Counter)  # failure class -> failing items
     slowest: list[tuple[str, float]] = field(default_factory=list)
     tests: dict[str, int] = field(default_factory=dict)  # passed/failed/errors/skipped
@@ -317,6 +319,7 @@ class RunSummary:
         return cls(files=len(results), cached=getattr(stats, "cached", 0),
                    failed_files=sum(not r.ok for r in results), dags=sum(len(r.dags) for r in results),
                    seconds=getattr(stats, "seconds", 0.0), workers=workers, airflow=getattr(stats, "airflow", ""),
+                   processes=getattr(stats, "processes", 0), rechecked=getattr(stats, "rechecked", 0),
                    failures=Counter(p.failure_class or "exception" for p in problems),
                    slowest=[(r.file, r.seconds) for r in timed[:slowest]], tests=dict(tests or {}))
 
@@ -335,6 +338,9 @@ class RunSummary:
             ("files parsed", f"{self.files} ({self.cached} from cache)"),
             ("DAGs found", str(self.dags)),
         ]
+        if self.processes:
+            rows.append(("sandbox processes", f"{self.processes}" + (
+                f" ({self.rechecked} file(s) re-checked alone after failing in a batch)" if self.rechecked else "")))
         failures = self._ordered_failures()
         rows.append(("failures", str(sum(n for _, n in failures)) if failures else "none"))
         rows += [(f"  {class_label(k)}", str(n)) for k, n in failures]

@@ -157,7 +157,7 @@ class AstroSession:
             return
         targets = self.project.dag_files(self._requested_paths())
         if self._selected is not None:
-            targets = [t for t in targets if t.resolve() in self._selected]
+            targets = [t for t in targets if self.project.real(t) in self._selected]
         try:
             self.results = self._parse_batch(targets)
         except EngineError as exc:
@@ -220,7 +220,7 @@ class AstroSession:
         inprocess.deactivate()
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
-        resolved = file_path.resolve()
+        resolved = self.project.real(file_path)
         if resolved in self._dag_files and (self._selected is None or resolved in self._selected):
             return DagFile.from_parent(parent, path=file_path, astro=self)
         return None
@@ -229,7 +229,7 @@ class AstroSession:
     def pytest_pycollect_makemodule(self, module_path: Path, parent: pytest.Collector):
         """A DAG file named on the command line (or named ``test_*.py``) is not a test module:
         pytest must not import it in its own process. The DagFile above checks it."""
-        if module_path.resolve() in self._dag_files:
+        if self.project.real(module_path) in self._dag_files:
             return _NotATestModule.from_parent(parent, path=module_path)
         return None
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from pytest_astro.config import ConfigError, Settings
 
@@ -65,6 +64,8 @@ def _conn_json(entry: dict, where: str) -> str:
 def read_airflow_settings(path: Path, values: ProjectValues) -> None:
     if not path.is_file():
         return
+    import yaml  # only for a project with an airflow_settings.yaml (~10 ms)
+
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:

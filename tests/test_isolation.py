@@ -71,11 +71,12 @@ if hasattr(airflow.settings, "PYTEST_ASTRO_PATCHED"):
 }
 
 
-def _parse(root, isolation: str) -> dict[str, dict]:
+def _parse(root, isolation: str) -> tuple[dict[str, dict], dict]:
     proc = run_cli("parse", "--format", "json", "--no-cache", "--workers", "1", "--isolation", isolation,
                    cwd=root)
     assert proc.returncode == 1, proc.stderr  # f_needs_lib fails
-    return {r["file"]: r for r in json.loads(proc.stdout)["files"]}
+    out = json.loads(proc.stdout)
+    return {r["file"]: r for r in out["files"]}, out["stats"]
 
 
 def _pid(result: dict) -> int:
@@ -88,7 +89,7 @@ def project(tmp_path, write_files):
 
 
 def test_batch_resets_state_and_rechecks_failures_alone(project):
-    results = _parse(project, "batch")
+    results, stats = _parse(project, "batch")
     verdicts = {f: r["ok"] for f, r in results.items()}
     assert verdicts == {f: f != "dags/f_needs_lib.py" for f in FILES if f.startswith("dags/")}, \
         {f: r["errors"] for f, r in results.items() if r["errors"]}
@@ -103,15 +104,19 @@ def test_batch_resets_state_and_rechecks_failures_alone(project):
     assert _pid(e) != _pid(d)
     # a module a_pollute imported first is still b_clean's dependency (the cache sees it)
     assert "include/shared.py" in b["imported"]
+    # 12 files in fewer processes; c_sees_json (at least) was re-checked alone
+    assert stats["processes"] < 12 and stats["rechecked"] >= 1, stats
+    assert any(r.startswith("dags/d_patch.py: ") and "airflow.settings" in r for r in stats["ended_early"]), stats
 
 
 def test_file_isolation_gives_the_same_verdicts_with_a_fork_per_file(project):
-    batch = _parse(project, "batch")
-    single = _parse(project, "file")
+    batch, _ = _parse(project, "batch")
+    single, stats = _parse(project, "file")
     assert {f: (r["ok"], [e["kind"] for e in r["errors"]]) for f, r in single.items()} == \
         {f: (r["ok"], [e["kind"] for e in r["errors"]]) for f, r in batch.items()}
     pids = [_pid(r) for f, r in single.items() if r["stdout"]]
     assert len(pids) == len(set(pids)) == 5
+    assert stats["processes"] == 12 and stats["rechecked"] == 0, stats
 
 
 def test_isolation_setting_is_checked(project):

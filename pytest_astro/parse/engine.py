@@ -39,6 +39,9 @@ class RunStats:
     dags: int = 0
     seconds: float = 0.0
     airflow: str = ""
+    processes: int = 0  # sandbox children forked
+    rechecked: int = 0  # files parsed again alone after failing in a batch
+    ended_early: list[str] = field(default_factory=list)  # why a child stopped before its batch's end
 
 
 #: variables the sandbox always sets itself, whatever the user's environment says
@@ -103,7 +106,7 @@ class ParseEngine:
     def parse(self, files: Iterable[Path]) -> dict[str, FileResult]:
         """Verdicts for ``files`` (absolute DAG file paths), keyed by path relative to the project."""
         started = time.perf_counter()
-        files = sorted({Path(f).resolve() for f in files})
+        files = sorted({self.project.real(f) for f in files})
         if self.values is None:  # read once per engine (pytest passes the session's)
             self.values = load_values(self.project.settings)
         # a measured run (coverage / pytest-cov) must execute the files to count their lines
@@ -111,18 +114,22 @@ class ParseEngine:
         cache = ParseCache(self.project, extra_key=self.values.digest()) if use_cache else None
         results: dict[str, FileResult] = {}
         todo: list[Path] = []
-        for path in files:
-            hit = cache.get(path) if cache else None
-            if hit is not None:
-                results[hit.file] = hit
-            else:
-                todo.append(path)
-        self.stats.cached = len(results)
-        if todo:
-            for result in self._run_sandbox(todo):
-                results[result.file] = result
-                if cache:
-                    cache.put(self.project.root / result.file, result)
+        with _Sandbox(self.project, self.python) as sandbox:
+            for path in files:
+                hit = cache.get(path) if cache else None
+                if hit is not None:
+                    results[hit.file] = hit
+                else:
+                    todo.append(path)
+                    # started at the first file to parse: `import airflow` (~1.5 s) runs while the
+                    # rest of the cache is checked and the files' imports are read
+                    sandbox.start()
+            self.stats.cached = len(results)
+            if todo:
+                for result in self._run_sandbox(sandbox, todo):
+                    results[result.file] = result
+                    if cache:
+                        cache.put(self.project.root / result.file, result)
         _mark_duplicates(results)
         self.stats.files = len(files)
         self.stats.parsed = len(todo)
@@ -131,7 +138,7 @@ class ParseEngine:
         self.stats.seconds = time.perf_counter() - started
         return results
 
-    def _run_sandbox(self, files: list[Path]) -> Iterable[FileResult]:
+    def _run_sandbox(self, sandbox: _Sandbox, files: list[Path]) -> Iterable[FileResult]:
         project = self.project
         graph = ImportGraph(project)
         preload = ([[m, sorted(names)] for m, names in sorted(graph.third_party(files).items())]
@@ -142,7 +149,6 @@ class ParseEngine:
             "timeout": project.settings.timeout,
             "memory_limit": project.settings.memory_limit,
             "workers": min(project.settings.worker_count(), len(files)),
-            "sys_path": [str(p) for p in project.importable_roots()],
             "preload": preload,
             "policy_options": project.settings.table.get("policies", {}),
             "variables": self.values.variables,
@@ -151,45 +157,95 @@ class ParseEngine:
             "isolation": project.settings.isolation,
             "coverage": coverage_support.request(),
         }
-        with tempfile.TemporaryDirectory(prefix="pytest-astro-home-") as home, \
-                tempfile.TemporaryFile(mode="w+") as stderr:
-            proc = subprocess.Popen(
-                [self.python, "-m", "pytest_astro.parse.server"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                env=sandbox_env(project, home), cwd=str(project.root),
-            )
-            assert proc.stdin and proc.stdout
+        proc = sandbox.proc
+        assert proc is not None and proc.stdin and proc.stdout
+        try:
             proc.stdin.write(json.dumps(request) + "\n")
             proc.stdin.close()
-            seen: set[str] = set()
-            try:
-                for line in proc.stdout:
-                    message = json.loads(line)
-                    if "fatal" in message:
-                        raise EngineError(message["fatal"])
-                    if "ready" in message:
-                        self.stats.airflow = message["airflow"]
-                        continue
-                    result = FileResult.from_dict(message["result"])
-                    seen.add(result.file)
-                    yield result
-            finally:
-                proc.stdout.close()
-                code = proc.wait()
-            coverage_support.merge(request["coverage"])
-            missing = [f for f in files if project.relative(f) not in seen]
-            if missing:
-                stderr.seek(0)
-                tail = stderr.read()[-3000:]
-                if not seen and code != 0:
-                    raise EngineError(
-                        f"the parse sandbox ({self.python} -m pytest_astro.parse.server) exited with "
-                        f"status {code} before parsing any file:\n{tail}")
-                for f in missing:  # the sandbox itself died midway: say so per file, never drop one
-                    yield FileResult(file=project.relative(f), ok=False, errors=[ParseError(
-                        kind="crash", type="SandboxError", file=project.relative(f),
-                        message=f"the parse sandbox stopped (status {code}) before this file was parsed",
-                        hint="re-run; if it persists, report it with this output:\n" + tail)])
+        except BrokenPipeError:  # it already stopped (Airflow missing?): its message follows on stdout
+            pass
+        seen: set[str] = set()
+        try:
+            for line in proc.stdout:
+                message = json.loads(line)
+                if "fatal" in message:
+                    raise EngineError(message["fatal"])
+                if "ready" in message:
+                    self.stats.airflow = message["airflow"]
+                    continue
+                if "done" in message:
+                    self.stats.processes = message["done"]["processes"]
+                    self.stats.rechecked = message["done"]["rechecked"]
+                    self.stats.ended_early = message["done"]["ended_early"]
+                    continue
+                result = FileResult.from_dict(message["result"])
+                seen.add(result.file)
+                yield result
+        finally:
+            proc.stdout.close()
+            code = proc.wait()
+        coverage_support.merge(request["coverage"])
+        missing = [f for f in files if project.relative(f) not in seen]
+        if missing:
+            tail = sandbox.stderr_tail()
+            if not seen and code != 0:
+                raise EngineError(
+                    f"the parse sandbox ({self.python} -m pytest_astro.parse.server) exited with "
+                    f"status {code} before parsing any file:\n{tail}")
+            for f in missing:  # the sandbox itself died midway: say so per file, never drop one
+                yield FileResult(file=project.relative(f), ok=False, errors=[ParseError(
+                    kind="crash", type="SandboxError", file=project.relative(f),
+                    message=f"the parse sandbox stopped (status {code}) before this file was parsed",
+                    hint="re-run; if it persists, report it with this output:\n" + tail)])
+
+
+class _Sandbox:
+    """The sandbox process, started on demand, with its throwaway AIRFLOW_HOME and stderr file."""
+
+    def __init__(self, project: Project, python: str):
+        self.project = project
+        self.python = python
+        self.proc: subprocess.Popen | None = None
+        self._home: tempfile.TemporaryDirectory | None = None
+        self._stderr = None
+
+    def start(self) -> None:
+        if self.proc is not None:
+            return
+        project = self.project
+        self._home = tempfile.TemporaryDirectory(prefix="pytest-astro-home-")
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [self.python, "-m", "pytest_astro.parse.server", str(project.root),
+             json.dumps([str(p) for p in project.importable_roots()])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            env=sandbox_env(project, self._home.name), cwd=str(project.root),
+        )
+
+    def stderr_tail(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read()[-3000:]
+
+    def __enter__(self) -> _Sandbox:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:  # never given a request (an error on our side): stop it
+                self.proc.kill()
+            for stream in (self.proc.stdin, self.proc.stdout):
+                try:
+                    if stream is not None:
+                        stream.close()
+                except OSError:
+                    pass
+            self.proc.wait()
+        if self._stderr is not None:
+            self._stderr.close()
+        if self._home is not None:
+            self._home.cleanup()
 
 
 def _mark_duplicates(results: dict[str, FileResult]) -> None:
