@@ -30,6 +30,12 @@ import include.shared
 include.shared.STATE.append("a")
 import json
 json.POLLUTED = True  # a third-party module changed in place: not something the reset can see
+import signal, time
+os.umask(0o077)
+os.environ["TZ"] = "ABC-5"
+time.tzset()
+sys.setrecursionlimit(54321)
+signal.signal(signal.SIGTERM, lambda *args: None)
 """ + DAG.format(dag_id="a_pollute"),
     # passes only if none of that reached it
     "dags/b_clean.py": _PID + """
@@ -41,6 +47,12 @@ if any(p.endswith("lib") for p in sys.path): problems.append("sys.path")
 if include.shared.STATE: problems.append("include.shared")
 if os.getcwd() == "/": problems.append("cwd")
 if warnings.filters and warnings.filters[0][0] == "error": problems.append("warnings")
+import signal, time
+mask = os.umask(0o022); os.umask(mask)
+if mask == 0o077: problems.append("umask")
+if "ABC" in time.tzname: problems.append("time zone")
+if sys.getrecursionlimit() == 54321: problems.append("recursion limit")
+if getattr(signal.getsignal(signal.SIGTERM), "__name__", "") == "<lambda>": problems.append("SIGTERM handler")
 try:
     import libmod
     problems.append("libmod")

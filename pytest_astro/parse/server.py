@@ -261,11 +261,12 @@ class _Snapshot:
     """The process state a DAG file can change and the next file in the same child must not see.
 
     Restored between files: project modules (re-imported by the next file, so each file records
-    its own dependencies and sees fresh module state), ``sys.path``, ``os.environ``, the working
-    directory, ``sys.argv``, warning filters, the values served as variables and connections.
-    Checked, not restorable: new threads, replaced attributes of Airflow's and Python's core
-    modules (a monkeypatch). A file that leaves either behind ends its child after its result,
-    so the files after it start from a fresh fork.
+    its own dependencies and sees fresh module state), ``sys.path``, ``sys.meta_path``,
+    ``os.environ`` (and the time zone), the working directory, the umask, ``sys.argv``, the
+    recursion limit, the locale, signal handlers, warning filters, the values served as variables
+    and connections. Checked, not restorable: new threads, replaced attributes of Airflow's and
+    Python's core modules (a monkeypatch). A file that leaves either behind ends its child after
+    its result, so the files after it start from a fresh fork.
     """
 
     def __init__(self, watched: list[Any]) -> None:
@@ -284,6 +285,11 @@ class _Snapshot:
         self.store = {k: dict(v) for k, v in STORE.items()}
         self.threads = threading.active_count()
         self.watched = [(obj, dict(vars(obj))) for obj in watched]
+        self.umask = os.umask(0o22)
+        os.umask(self.umask)
+        self.recursion_limit = sys.getrecursionlimit()
+        self.locale = _locale()
+        self.signals = {sig: signal.getsignal(sig) for sig in _SIGNALS}
 
     def restore(self, paths: _Paths) -> str | None:
         """Put back what can be put back; the reason to stop this child, if any."""
@@ -300,11 +306,24 @@ class _Snapshot:
         sys.path[:] = self.path
         sys.meta_path[:] = self.meta_path
         if os.environ != self.environ:
+            tz = os.environ.get("TZ")
             os.environ.clear()
             os.environ.update(self.environ)
+            if tz != os.environ.get("TZ"):
+                time.tzset()
         if os.getcwd() != self.cwd:
             os.chdir(self.cwd)
+        os.umask(self.umask)
         sys.argv[:] = self.argv
+        if sys.getrecursionlimit() != self.recursion_limit:
+            sys.setrecursionlimit(self.recursion_limit)
+        if self.locale is not None and _locale() != self.locale:
+            import locale
+
+            locale.setlocale(locale.LC_ALL, self.locale)
+        for sig, handler in self.signals.items():
+            if signal.getsignal(sig) is not handler and handler is not None:
+                signal.signal(sig, handler)
         if warnings.filters != self.filters:
             warnings.filters[:] = self.filters
             getattr(warnings, "_filters_mutated", lambda: None)()
@@ -318,6 +337,21 @@ class _Snapshot:
             now = vars(obj)
             if len(now) != len(before) or any(now.get(k, before) is not v for k, v in before.items()):
                 return f"the file changed {getattr(obj, '__name__', obj)!r}"
+        return None
+
+
+#: signal handlers a DAG file could install for the files after it (SIGALRM, SIGSEGV and SIGUSR1
+#: are the sandbox's own and set again for every file)
+_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGCHLD", "SIGPIPE", "SIGUSR2")
+                 if hasattr(signal, name))
+
+
+def _locale() -> str | None:
+    import locale
+
+    try:
+        return locale.setlocale(locale.LC_ALL, None)
+    except locale.Error:
         return None
 
 
@@ -483,9 +517,12 @@ def _child(paths: _Paths, targets: list[str], result_fd: int, fault_path: str, o
     real_signal(signal.SIGALRM, on_alarm)
     snapshot = _Snapshot(_watched(ad))  # after our own hooks: those are meant to stay
 
-    for target, out_path in zip(targets, out_paths):
+    for index, (target, out_path) in enumerate(zip(targets, out_paths)):
         cur.reset(target)
         reset_records()
+        if index:  # the previous file may have installed handlers of its own for these
+            real_signal(signal.SIGALRM, on_alarm)
+            faulthandler.register(signal.SIGUSR1, file=fault_file, all_threads=False)
         out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
