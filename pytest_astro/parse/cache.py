@@ -93,6 +93,7 @@ class ParseCache:
         # once, not once per importer; and a file edited while the sandbox runs is stored under the
         # digest of the content seen before (so the next run parses it again, never the reverse).
         self._digests: dict[Path, str | None] = {}
+        self._made = False  # the cache folder exists
 
     def _digest_of(self, path: Path) -> str | None:
         try:
@@ -133,12 +134,16 @@ class ParseCache:
         imported = {rel: self._digest_of(self.project.root / rel) for rel in result.imported}
         data = {"env": self.env_key, "digest": digest, "imported": imported, "result": result.to_dict()}
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            gitignore = self.project.root / ".pytest_cache" / ".gitignore"
-            if not gitignore.exists():
-                gitignore.write_text("# Created by pytest-astro automatically.\n*\n")
-            tmp = self._entry(path).with_suffix(".tmp")
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, self._entry(path))
+            if not self._made:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                gitignore = self.project.root / ".pytest_cache" / ".gitignore"
+                if not gitignore.exists():
+                    gitignore.write_text("# Created by pytest-astro automatically.\n*\n")
+                self._made = True
+            entry = str(self._entry(path))
+            tmp = f"{entry}.{os.getpid()}.tmp"  # two processes (xdist workers) never share one
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(data))
+            os.replace(tmp, entry)
         except OSError:
             pass  # a read-only checkout still works, just without a cache

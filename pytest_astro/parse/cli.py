@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump({"files": [r.to_dict() for r in results.values()], "failed": len(failed),
                    "stats": {"files": s.files, "cached": s.cached, "parsed": s.parsed, "seconds": round(s.seconds, 3),
                              "processes": s.processes, "rechecked": s.rechecked, "ended_early": s.ended_early,
-                             "airflow": s.airflow}}, sys.stdout, indent=2)
+                             "timings": s.timings, "airflow": s.airflow}}, sys.stdout, indent=2)
         print()
     elif args.format in ("github", "sarif", "gitlab"):
         out = reporting.render(reporting.parse_problems(failed), args.format, project.root)

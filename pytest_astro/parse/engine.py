@@ -42,6 +42,7 @@ class RunStats:
     processes: int = 0  # sandbox children forked
     rechecked: int = 0  # files parsed again alone after failing in a batch
     ended_early: list[str] = field(default_factory=list)  # why a child stopped before its batch's end
+    timings: dict[str, float] = field(default_factory=dict)  # the sandbox's phases, in seconds
 
 
 #: variables the sandbox always sets itself, whatever the user's environment says
@@ -177,6 +178,7 @@ class ParseEngine:
                     self.stats.processes = message["done"]["processes"]
                     self.stats.rechecked = message["done"]["rechecked"]
                     self.stats.ended_early = message["done"]["ended_early"]
+                    self.stats.timings = message["done"].get("timings", {})
                     continue
                 result = FileResult.from_dict(message["result"])
                 seen.add(result.file)

@@ -32,6 +32,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import json
+import operator
 import os
 import re
 import resource
@@ -51,6 +52,7 @@ from typing import Any
 _PROTO = os.fdopen(os.dup(1), "w", buffering=1)
 os.dup2(2, 1)
 
+_TIMES: dict[str, float] = {"started": time.perf_counter()}  # what the sandbox spent its time on
 _REAL_EXIT = os._exit  # children replace os._exit to report where a DAG file called it
 _OUTPUT_LIMIT = 4000  # characters of a file's captured output kept in its result
 
@@ -79,8 +81,16 @@ class _Paths:
     def __init__(self, root: str):
         self.root = os.path.realpath(root)
         self.prefix = self.root + os.sep
+        self._in_project: dict[str, bool] = {}
 
     def in_project(self, filename: str) -> bool:
+        try:
+            return self._in_project[filename]
+        except KeyError:
+            found = self._in_project[filename] = self._find_in_project(filename)
+            return found
+
+    def _find_in_project(self, filename: str) -> bool:
         if not filename or filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
             return False
         real = os.path.realpath(filename)
@@ -279,12 +289,15 @@ class _Snapshot:
         self.path = list(sys.path)
         self.meta_path = list(sys.meta_path)
         self.environ = dict(os.environ)
+        # compared as os.environ's own bytes mapping (no decoding of every variable per file)
+        self.environ_data = dict(getattr(os.environ, "_data", {}))
         self.cwd = os.getcwd()
         self.argv = list(sys.argv)
         self.filters = list(warnings.filters)
         self.store = {k: dict(v) for k, v in STORE.items()}
         self.threads = threading.active_count()
-        self.watched = [(obj, dict(vars(obj))) for obj in watched]
+        self.watched = [(vars(obj), set(vars(obj)), list(vars(obj).values()), getattr(obj, "__name__", obj))
+                        for obj in watched]
         self.umask = os.umask(0o22)
         os.umask(self.umask)
         self.recursion_limit = sys.getrecursionlimit()
@@ -305,7 +318,8 @@ class _Snapshot:
                 del sys.modules[name]
         sys.path[:] = self.path
         sys.meta_path[:] = self.meta_path
-        if os.environ != self.environ:
+        data = getattr(os.environ, "_data", None)
+        if (data != self.environ_data) if data is not None else (os.environ != self.environ):
             tz = os.environ.get("TZ")
             os.environ.clear()
             os.environ.update(self.environ)
@@ -333,10 +347,11 @@ class _Snapshot:
                 STORE[kind].update(values)
         if threading.active_count() > self.threads:
             return "the file started a thread"
-        for obj, before in self.watched:
-            now = vars(obj)
-            if len(now) != len(before) or any(now.get(k, before) is not v for k, v in before.items()):
-                return f"the file changed {getattr(obj, '__name__', obj)!r}"
+        for namespace, names, values, name in self.watched:
+            # same names, each bound to the very same object (identity: a replaced function or class)
+            if len(namespace) != len(names) or namespace.keys() != names \
+                    or not all(map(operator.is_, namespace.values(), values)):
+                return f"the file changed {name!r}"
         return None
 
 
@@ -722,9 +737,11 @@ def serve(request: dict) -> int:
 
     t0 = time.perf_counter()
     preloaded = _preload(request.get("preload", []), timeout)
+    _TIMES["preloaded"] = time.perf_counter()
     _warm_up(paths)
     gc.collect()
     gc.freeze()
+    _TIMES["warmed up"] = time.perf_counter()
     _send({"ready": True, "airflow": AIRFLOW_VERSION, "python": sys.version.split()[0],
            "warmup_seconds": time.perf_counter() - t0, "preloaded": len(preloaded)})
 
@@ -831,12 +848,15 @@ def serve(request: dict) -> int:
                     except OSError:
                         pass
                 job.deadline = now + 3600  # EOF follows the kill
+    _TIMES["parsed"] = time.perf_counter()
+    marks = list(_TIMES.items())
+    tally["timings"] = {name: round(t - previous, 3) for (name, t), (_, previous) in zip(marks[1:], marks)}
     _send({"done": tally})
     return 0
 
 
 #: most files one forked child parses in turn; a fork costs ~10 ms of CPU, a small file ~4 ms
-_MAX_BATCH = 32
+_MAX_BATCH = 64
 
 
 def _on_line(job: Job, line: bytes, retry_alone, per_file: float, ended_early: list[str]) -> None:
@@ -888,9 +908,11 @@ def main() -> int:
     if fatal:
         _send({"fatal": fatal})
         return 1
+    _TIMES["airflow imported"] = time.perf_counter()
     line = sys.stdin.readline()
     if not line:  # the engine found nothing to parse after all
         return 0
+    _TIMES["request read"] = time.perf_counter()
     return serve(json.loads(line))
 
 
