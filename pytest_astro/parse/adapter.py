@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import re
 from datetime import timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import airflow
@@ -40,12 +40,15 @@ class _Adapter:
         self.DagBag = DagBag
         self.DAG = DAG
 
+    @cached_property
+    def _dagbag_parameters(self) -> frozenset[str]:
+        return frozenset(inspect.signature(self.DagBag.__init__).parameters)
+
     def new_dagbag(self, dag_folder: str):
         """An empty DagBag that never reads the metadata database."""
         wanted = {"dag_folder": dag_folder, "include_examples": False, "safe_mode": False,
                   "read_dags_from_db": False, "load_op_links": False, "collect_dags": False}
-        accepted = inspect.signature(self.DagBag.__init__).parameters
-        bag = self.DagBag(**{k: v for k, v in wanted.items() if k in accepted})
+        bag = self.DagBag(**{k: v for k, v in wanted.items() if k in self._dagbag_parameters})
         # The DagBag logs each import failure with a traceback; the sandbox reports it better, and
         # a file's captured output should hold only what the file printed.
         bag._log = _Silent()
