@@ -136,3 +136,18 @@ def test_isolation_setting_is_checked(project):
     proc = run_cli("parse", cwd=project)
     assert proc.returncode == 2
     assert "isolation: expected 'batch' or 'file', got 'thread'" in proc.stderr
+
+
+def test_without_fork_the_error_says_where_to_run(tmp_path, write_files, monkeypatch):
+    """Windows has no fork (nor does Airflow run there): a clear error, before anything starts."""
+    import os
+
+    from pytest_astro.config import load_settings
+    from pytest_astro.parse.engine import EngineError, ParseEngine
+    from pytest_astro.project import Project
+
+    write_files(tmp_path, {"dags/one.py": DAG.format(dag_id="one")})
+    project = Project(load_settings(tmp_path, cache=False))
+    monkeypatch.delattr(os, "fork")
+    with pytest.raises(EngineError, match=r"needs a POSIX system \(Linux, macOS, or WSL2 on Windows\)"):
+        ParseEngine(project).parse(project.all_dag_files)

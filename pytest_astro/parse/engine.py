@@ -214,6 +214,11 @@ class _Sandbox:
     def start(self) -> None:
         if self.proc is not None:
             return
+        if not hasattr(os, "fork"):
+            raise EngineError(
+                "the parse sandbox forks a process per batch of DAG files and needs a POSIX system "
+                "(Linux, macOS, or WSL2 on Windows); Airflow itself runs only there. Run pytest-astro "
+                "in WSL2 or in a Linux container")
         project = self.project
         self._home = tempfile.TemporaryDirectory(prefix="pytest-astro-home-")
         self._stderr = tempfile.TemporaryFile(mode="w+")
