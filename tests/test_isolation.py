@@ -151,3 +151,20 @@ def test_without_fork_the_error_says_where_to_run(tmp_path, write_files, monkeyp
     monkeypatch.delattr(os, "fork")
     with pytest.raises(EngineError, match=r"needs a POSIX system \(Linux, macOS, or WSL2 on Windows\)"):
         ParseEngine(project).parse(project.all_dag_files)
+
+
+def test_what_a_file_printed_is_in_its_report(tmp_path, write_files):
+    """Output is kept per file, in a batch too: after an exception, an os._exit and a segfault."""
+    write_files(tmp_path, {
+        "dags/a_ok.py": "print('from a_ok')\n" + DAG.format(dag_id="a_ok"),
+        # (the comment makes Airflow's safe-mode heuristic take them for DAG files)
+        "dags/b_raises.py": "# airflow dag\nprint('from b_raises')\nraise RuntimeError('b')\n",
+        "dags/c_exits.py": "# airflow dag\nimport os\nprint('from c_exits', flush=True)\nos._exit(3)\n",
+        "dags/d_crashes.py": "# airflow dag\nimport ctypes\nprint('from d_crashes', flush=True)\nctypes.string_at(0)\n",
+        "dags/e_ok.py": DAG.format(dag_id="e_ok"),
+    })
+    proc = run_cli("parse", "-v", "--no-cache", "--workers", "1", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    for name in ("b_raises", "c_exits", "d_crashes"):
+        assert f"----- output while importing -----\nfrom {name}" in proc.stdout, proc.stdout
+    assert "from a_ok" not in proc.stdout  # a passing file's output is not a failure's

@@ -266,6 +266,7 @@ class _Current:
         self.dag_id_lines: dict[str, int] = {}  # to place errors Airflow reports by dag_id (a cycle)
         self.warnings: list[str] = []
         self.started = 0.0
+        self.out_path = ""  # where fds 1 and 2 point while the file is parsed
         self.reported = False  # exactly one result line per file: the parent counts them
 
     def reset(self, target: str) -> None:
@@ -438,7 +439,14 @@ def _child(paths: _Paths, targets: list[str], result_fd: int, fault_path: str, o
             cur.imported_names.append(args[0])
 
     def write_result(result: dict) -> None:
-        data = (json.dumps(result) + "\n").encode()
+        """One line to the parent: ``{"stop": ...}`` as JSON; a file's result as ``<ok> <kind> <json>``,
+        a header the parent reads instead of decoding the result (it passes the JSON on as is)."""
+        if "stop" in result:
+            line = json.dumps(result)
+        else:
+            kind = result["errors"][0].get("kind") or "-" if result["errors"] else "-"
+            line = f"{int(result['ok'])} {kind} {json.dumps(result)}"
+        data = (line + "\n").encode()
         view = memoryview(data)
         while view:
             written = os.write(result_fd, view)
@@ -468,7 +476,8 @@ def _child(paths: _Paths, targets: list[str], result_fd: int, fault_path: str, o
         write_result({"file": paths.rel(cur.target), "ok": not errors, "dags": dags, "errors": errors,
                       "warnings": cur.warnings,
                       "seconds": time.perf_counter() - cur.started,
-                      "peak_memory": usage.ru_maxrss * 1024, "imported": imported})
+                      "peak_memory": usage.ru_maxrss * 1024, "imported": imported,
+                      "stdout": _read_tail(cur.out_path)})
 
     def on_alarm(signum, frame):
         raise ParseTimeout()
@@ -542,6 +551,7 @@ def _child(paths: _Paths, targets: list[str], result_fd: int, fault_path: str, o
 
     for index, (target, out_path) in enumerate(zip(targets, out_paths)):
         cur.reset(target)
+        cur.out_path = out_path
         reset_records()
         if index:  # the previous file may have installed handlers of its own for these
             real_signal(signal.SIGALRM, on_alarm)
@@ -872,22 +882,28 @@ _MAX_BATCH = 64
 
 def _on_line(job: Job, line: bytes, retry_alone, per_file: float, ended_early: list[str]) -> None:
     """One line from a child: the result of its next file, or its last word."""
-    try:
-        message = json.loads(line.decode())
-    except ValueError:  # never written by a sane child; its file is reported as a death at EOF
+    if line.startswith(b"{"):
+        try:
+            message = json.loads(line.decode())
+        except ValueError:  # never written by a sane child; its file is reported as a death at EOF
+            return
+        if "stop" in message:
+            job.stopped = True
+            if message["stop"] != "done" and len(ended_early) < 20:
+                ended_early.append(message["stop"])  # e.g. "dags/x.py: the file started a thread"
         return
-    if "stop" in message:
-        job.stopped = True
-        if message["stop"] != "done" and len(ended_early) < 20:
-            ended_early.append(message["stop"])  # e.g. "dags/x.py: the file started a thread"
+    try:
+        ok, kind, payload = line.split(b" ", 2)
+        text = payload.decode()
+    except ValueError:
         return
     index = job.done
     job.done += 1
     job.deadline = time.monotonic() + per_file
     job.started = time.monotonic()
-    first = (message.get("errors") or [{}])[0].get("kind")
-    if message["ok"] or index == 0 or job.solo or first in _DETERMINISTIC:
-        _emit(message, job.out_paths[index])
+    if ok == b"1" or index == 0 or job.solo or kind.decode() in _DETERMINISTIC:
+        _PROTO.write('{"result": ' + text + "}\n")
+        _PROTO.flush()
     else:  # failed after other files ran in the same process: the verdict comes from a fresh fork
         retry_alone(job.files[index])
 
@@ -899,16 +915,19 @@ def _death_result(job: Job, status: int, usage, paths: _Paths, timeout: float, m
             "imported": []}
 
 
+def _read_tail(path: str) -> str:
+    """What a file printed while being imported: the end of its output file."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - 4 * _OUTPUT_LIMIT))
+            return fh.read().decode(errors="replace")[-_OUTPUT_LIMIT:]
+    except OSError:
+        return ""
+
+
 def _emit(result: dict, out_path: str) -> None:
-    try:
-        out = Path(out_path).read_text(errors="replace")
-    except OSError:
-        out = ""
-    result["stdout"] = out[-_OUTPUT_LIMIT:]
-    try:
-        os.unlink(out_path)
-    except OSError:
-        pass
+    result["stdout"] = _read_tail(out_path)
     _send({"result": result})
 
 
