@@ -490,7 +490,7 @@ def _child(paths: _Paths, targets: list[str], result_fd: int, fault_path: str, o
                  "message": f"the file called os._exit({code!r}) while being imported, which ends the "
                             "process that imports it (Airflow's DAG processor included)",
                  "source_line": "", "hint": "DAG files must not exit: remove the call", "frames": frames}], [])
-        write_result({"stop": "os._exit"})
+        write_result({"stop": f"{paths.rel(target)}: the file called os._exit"})
         real_exit(0)
 
     # Airflow installs a Python-level SIGSEGV handler, which cannot recover from a real
