@@ -8,6 +8,8 @@ mention ``airflow`` and ``dag`` (Airflow 3 also accepts ``asset``). No Airflow i
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
 import zipfile
@@ -73,14 +75,17 @@ def airflow_major_from_image(image: str | None) -> int | None:
     return None
 
 
-def might_contain_dag(path: Path, major: int) -> bool:
-    """Airflow's default "might contain a DAG" heuristic (safe mode)."""
-    if zipfile.is_zipfile(path):
+def might_contain_dag(path: Path, major: int, data: bytes | None = None) -> bool:
+    """Airflow's default "might contain a DAG" heuristic (safe mode); ``data``: the file's bytes,
+    when already read."""
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return False
+    if zipfile.is_zipfile(io.BytesIO(data)):
         return True
-    try:
-        content = path.read_bytes().lower()
-    except OSError:
-        return False
+    content = data.lower()
     if b"airflow" not in content:
         return False
     return b"dag" in content or (major >= 3 and b"asset" in content)
@@ -166,38 +171,44 @@ class Project:
 
     def relative(self, path: Path | str) -> str:
         """``path`` relative to the project root, with POSIX separators (absolute when outside)."""
-        key = os.path.abspath(path)
-        try:
-            return self._relative[key]
-        except KeyError:
-            pass
-        real = self.real(key)
-        try:
-            rel = real.relative_to(self.root).as_posix()
-        except ValueError:
-            rel = real.as_posix()
-        self._relative[key] = rel
+        raw = os.fspath(path)
+        rel = self._relative.get(raw)
+        if rel is not None:
+            return rel
+        real = self._real_str(raw)
+        root = str(self.root)
+        if real.startswith(root + os.sep):
+            rel = real[len(root) + 1:].replace(os.sep, "/")
+        elif real == root:
+            rel = "."
+        else:
+            rel = Path(real).as_posix()
+        if os.path.isabs(raw):
+            self._relative[raw] = rel
         return rel
 
     def real(self, path: Path | str) -> Path:
         """``Path(path).resolve()``, remembered: a run resolves each DAG file path several times,
         and a resolve is a system call per path component (the folder is resolved once, here)."""
-        key = os.path.abspath(path)
-        try:
-            return self._real[key]
-        except KeyError:
-            pass
-        folder, name = os.path.split(key)
-        if ".." in Path(key).parts or not name:
-            real = Path(os.path.realpath(key))
-        else:
-            real_folder = self._real_folders.get(folder)
-            if real_folder is None:
-                real_folder = self._real_folders[folder] = os.path.realpath(folder)
-            joined = os.path.join(real_folder, name)
-            real = Path(os.path.realpath(joined) if os.path.islink(joined) else joined)
-        self._real[key] = real
+        raw = os.fspath(path)
+        real = self._real.get(raw)
+        if real is None:
+            real = Path(self._real_str(raw))
+            if os.path.isabs(raw):
+                self._real[raw] = real
         return real
+
+    def _real_str(self, raw: str) -> str:
+        if not os.path.isabs(raw) or ".." in raw.split(os.sep):  # relative to the cwd, or ".." after a link
+            return os.path.realpath(raw)
+        folder, name = os.path.split(os.path.normpath(raw))
+        if not name:
+            return os.path.realpath(raw)
+        real_folder = self._real_folders.get(folder)
+        if real_folder is None:
+            real_folder = self._real_folders[folder] = os.path.realpath(folder)
+        joined = os.path.join(real_folder, name)
+        return os.path.realpath(joined) if os.path.islink(joined) else joined
 
     @cached_property
     def _relative(self) -> dict[str, str]:
@@ -236,7 +247,28 @@ class Project:
     def is_dag_candidate(self, path: Path) -> bool:
         if not (path.suffix == ".py" or zipfile.is_zipfile(path)):
             return False
-        return not self.settings.safe_mode or might_contain_dag(path, airflow_major())
+        if not self.settings.safe_mode:
+            return True
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return False
+        # read once per run: the parse cache's content hash of this file comes from the same bytes
+        # (keyed by the path as found; the cache asks with resolved paths, equal unless a symlink)
+        self.content_digests[path] = hashlib.sha256(data).hexdigest()
+        return might_contain_dag(path, airflow_major(), data)
+
+    @cached_property
+    def content_digests(self) -> dict[Path, str]:
+        """SHA-256 of the DAG files read during discovery, by resolved path."""
+        return {}
+
+    def take_content_digests(self) -> dict[Path, str]:
+        """The discovery's content hashes, once: a later parse in the same session (a test that
+        rewrote a DAG file, then built a DagBag) hashes the files again."""
+        digests = self.content_digests
+        self.content_digests = {}
+        return digests
 
     @cached_property
     def all_dag_files(self) -> list[Path]:

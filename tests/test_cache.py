@@ -136,3 +136,17 @@ def test_edits_reparse_exactly_what_they_can_change(pytester, project):
     # --cache-clear clears our results too, although the project is not pytest's rootdir
     _, parsed, _ = run(pytester, "--cache-clear")
     assert parsed == ALL
+
+
+def test_a_file_rewritten_during_the_session_is_parsed_again(tmp_path, write_files):
+    """Discovery's content hashes serve the first parse only: a test that rewrites a DAG file and
+    then asks for it again (a DagBag in a user's test) gets the new content's verdict."""
+    write_files(tmp_path, {"dags/plain.py": DAG.format(dag_id="plain")})
+    project = Project(load_settings(tmp_path))
+    files = project.all_dag_files  # discovery reads (and hashes) every file
+    engine = ParseEngine(project)
+    assert engine.parse(files)["dags/plain.py"].ok
+    (tmp_path / "dags/plain.py").write_text(DAG.format(dag_id="plain") + "\nraise RuntimeError('rewritten')\n")
+    result = engine.parse(files)["dags/plain.py"]
+    assert not result.ok and not result.cached, result
+    assert "rewritten" in result.errors[0].message

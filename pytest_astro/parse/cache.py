@@ -92,7 +92,7 @@ class ParseCache:
         # Each file is hashed once per run, before it is parsed: a shared include/ module is read
         # once, not once per importer; and a file edited while the sandbox runs is stored under the
         # digest of the content seen before (so the next run parses it again, never the reverse).
-        self._digests: dict[Path, str | None] = {}
+        self._digests: dict[Path, str | None] = dict(project.take_content_digests())
         self._made = False  # the cache folder exists
 
     def _digest_of(self, path: Path) -> str | None:
