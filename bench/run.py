@@ -406,7 +406,7 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _measure(cmd: list[str], cwd: Path, env: dict) -> dict:
+def measure(cmd: list[str], cwd: Path, env: dict) -> dict:
     """Run ``cmd``; wall time, peak RSS/PSS of its process tree, exit status, stdout tail."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -481,17 +481,14 @@ def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True
     else:
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # as-is: leave this environment's bytecode alone
 
-    def measure(cmd: list[str], cwd: Path, env: dict) -> dict:
-        if bytecode == "warm":
-            shutil.rmtree(workdir / "bytecode" / str(root.resolve()).lstrip(os.sep), ignore_errors=True)
-        return _measure(cmd, cwd, env)
-
     # Each repetition runs every approach once, in the same order (so that a slower minute of the
     # machine hits all of them); each row keeps its median run, and the checks must hold in all.
     runs: dict[str, list[dict]] = {}
     ours = pytest_cmd + ["--astro-dags", "dags", "--astro-report", "report.json"]
 
     def row(name: str, cmd: list[str], parsed: bool = False) -> dict:
+        if bytecode == "warm":  # the project's own bytecode never survives a run, as in a fresh checkout
+            shutil.rmtree(workdir / "bytecode" / str(root.resolve()).lstrip(os.sep), ignore_errors=True)
         result = measure(cmd, root, env)
         if parsed:
             result["parsed"] = sum(_report_files(root / "report.json").values())

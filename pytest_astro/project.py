@@ -19,6 +19,8 @@ from functools import cached_property, lru_cache
 from importlib import metadata
 from pathlib import Path
 
+from pytest_astro.config import Settings
+
 
 @lru_cache(maxsize=1)
 def _glob_pattern_class():
@@ -29,7 +31,6 @@ def _glob_pattern_class():
         from pathspec.patterns import GitWildMatchPattern as GitIgnoreSpecPattern
     return GitIgnoreSpecPattern
 
-from pytest_astro.config import Settings
 
 IGNORE_FILE = ".airflowignore"
 

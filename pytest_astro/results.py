@@ -100,8 +100,7 @@ class FileResult:
         """Plain JSON data (``dataclasses.asdict`` deep-copies: ~0.7 ms a file, most of a cache write)."""
         data = dict(vars(self))
         data["dags"] = [dict(vars(d)) for d in self.dags]
-        data["errors"] = [{**vars(e), "frames": [dict(vars(f)) if not isinstance(f, dict) else f for f in e.frames]}
-                          for e in self.errors]
+        data["errors"] = [{**vars(e), "frames": [dict(vars(f)) for f in e.frames]} for e in self.errors]
         return data
 
     @classmethod

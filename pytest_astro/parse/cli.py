@@ -8,6 +8,7 @@ project is parsed. Prints `path:line: message` per failing file; exit status 1 i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -83,11 +84,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     failed = [r for r in sorted(results.values(), key=lambda r: r.file) if not r.ok]
     if args.format == "json":
-        s = engine.stats
-        json.dump({"files": [r.to_dict() for r in results.values()], "failed": len(failed),
-                   "stats": {"files": s.files, "cached": s.cached, "parsed": s.parsed, "seconds": round(s.seconds, 3),
-                             "processes": s.processes, "rechecked": s.rechecked, "ended_early": s.ended_early,
-                             "timings": s.timings, "airflow": s.airflow}}, sys.stdout, indent=2)
+        stats = {**dataclasses.asdict(engine.stats), "seconds": round(engine.stats.seconds, 3)}
+        json.dump({"files": [r.to_dict() for r in results.values()], "failed": len(failed), "stats": stats},
+                  sys.stdout, indent=2)
         print()
     elif args.format in ("github", "sarif", "gitlab"):
         out = reporting.render(reporting.parse_problems(failed), args.format, project.root)

@@ -145,7 +145,6 @@ class ParseEngine:
         preload = ([[m, sorted(names)] for m, names in sorted(graph.third_party(files).items())]
                    if project.settings.preload else [])
         request = {
-            "root": str(project.root),
             "files": [str(f) for f in files],
             "timeout": project.settings.timeout,
             "memory_limit": project.settings.memory_limit,

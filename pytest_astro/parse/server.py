@@ -43,7 +43,7 @@ import tempfile
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -245,7 +245,7 @@ class Job:
     out_paths: list[str]
     started: float
     deadline: float
-    buffer: bytearray
+    buffer: bytearray = field(default_factory=bytearray)  # an incomplete line
     done: int = 0  # results received
     stopped: bool = False  # the child said it stops (all done, or ended its batch early)
     solo: bool = False  # a re-run of one file alone, in a fresh fork
@@ -635,7 +635,7 @@ def _describe_death(status: int, job: Job, paths: _Paths, timeout: float, memory
             "hint": "DAG files must not end the process (os._exit, os.abort, a C library exit)"}
 
 
-def _preload(modules: list[list], timeout: float) -> list[str]:
+def _preload(modules: list[list], timeout: float) -> None:
     """Import what the DAG files import from outside the project, once, before forking.
 
     Also resolves the names taken from each module: ``airflow.sdk`` loads ``dag``, ``task``... lazily
@@ -645,7 +645,6 @@ def _preload(modules: list[list], timeout: float) -> list[str]:
         raise ParseTimeout()
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    loaded = []
     for name, attributes in modules:
         signal.setitimer(signal.ITIMER_REAL, timeout)  # a module that hangs at import is skipped here
         try:
@@ -654,13 +653,11 @@ def _preload(modules: list[list], timeout: float) -> list[str]:
             module = importlib.import_module(name)
             for attribute in attributes:
                 getattr(module, attribute, None)
-            loaded.append(name)
         except BaseException:  # a module that fails here will fail (and be reported) in the child
             continue
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
     signal.signal(signal.SIGALRM, previous)
-    return loaded
 
 
 def _forget_bytecode(folder: str) -> None:
@@ -739,11 +736,10 @@ def start(root: str, sys_path: list[str]) -> str | None:
     return None
 
 
-def serve(request: dict) -> int:
+def serve(root: str, request: dict) -> int:
     from pytest_astro.parse.adapter import AIRFLOW_VERSION
     from pytest_astro.parse.secrets_backend import STORE
 
-    root = request["root"]
     paths = _Paths(root)
     files: list[str] = request["files"]
     timeout = float(request["timeout"])
@@ -753,8 +749,7 @@ def serve(request: dict) -> int:
     STORE["variables"].update(request.get("variables", {}))
     STORE["connections"].update(request.get("connections", {}))
 
-    t0 = time.perf_counter()
-    preloaded = _preload(request.get("preload", []), timeout)
+    _preload(request.get("preload", []), timeout)
     _TIMES["preloaded"] = time.perf_counter()
     if len(files) > 2 * workers:
         # what a warm-up and a clean heap save each child is paid once here; for a few files
@@ -763,8 +758,7 @@ def serve(request: dict) -> int:
         gc.collect()
     gc.freeze()
     _TIMES["warmed up"] = time.perf_counter()
-    _send({"ready": True, "airflow": AIRFLOW_VERSION, "python": sys.version.split()[0],
-           "warmup_seconds": time.perf_counter() - t0, "preloaded": len(preloaded)})
+    _send({"ready": True, "airflow": AIRFLOW_VERSION})
 
     tmp = tempfile.mkdtemp(prefix="pytest-astro-parse-")
     batching = request.get("isolation", "batch") == "batch"
@@ -791,12 +785,6 @@ def serve(request: dict) -> int:
             batch.append(pending.popleft()[0])
         return batch, False
 
-    def requeue(job: Job, start: int, solo_first: bool) -> None:
-        rest = [(f, False) for f in job.files[start + 1:]]
-        pending.extendleft(reversed(rest))
-        if solo_first:
-            pending.appendleft((job.files[start], True))
-
     while pending or running:
         while pending and len(running) < workers:
             targets, solo = take()
@@ -816,7 +804,7 @@ def serve(request: dict) -> int:
             os.close(write_fd)
             now = time.monotonic()
             running[read_fd] = Job(targets, pid, read_fd, fault_path, out_paths, now, now + timeout + hard_grace,
-                                   bytearray(), solo=solo)
+                                   solo=solo)
         now = time.monotonic()
         wait = max(0.0, min(job.deadline for job in running.values()) - now)
         ready, _, _ = select.select(list(running), [], [], wait)
@@ -824,10 +812,9 @@ def serve(request: dict) -> int:
             job = running[fd]
             chunk = os.read(fd, 1 << 16)
             if chunk:
-                job.buffer += chunk
-                while b"\n" in job.buffer:
-                    line, _, rest = bytes(job.buffer).partition(b"\n")
-                    job.buffer = bytearray(rest)
+                *lines, rest = (job.buffer + chunk).split(b"\n")
+                job.buffer = bytearray(rest)
+                for line in lines:
                     _on_line(job, line, lambda f: pending.appendleft((f, True)), timeout + hard_grace,
                              tally["ended_early"])
                 continue
@@ -835,16 +822,14 @@ def serve(request: dict) -> int:
             os.close(fd)
             del running[fd]
             _, status, usage = os.wait4(job.pid, 0)
-            if job.done < len(job.files) and not job.stopped:
-                # it died while parsing job.files[job.done]: a verdict, unless an earlier file of the
-                # batch may have caused it (then that file runs again, alone)
-                if job.done == 0 or job.solo or job.killed:
+            rest = job.files[job.done:]  # not reported: back to the queue
+            dead = rest.pop(0) if rest and not job.stopped else None  # it died while parsing this one
+            pending.extendleft((f, False) for f in reversed(rest))
+            if dead is not None:
+                if job.done == 0 or job.solo or job.killed:  # a verdict
                     _emit(_death_result(job, status, usage, paths, timeout, memory_limit), job.out_paths[job.done])
-                    requeue(job, job.done, solo_first=False)
-                else:
-                    requeue(job, job.done, solo_first=True)
-            elif job.done < len(job.files):
-                pending.extendleft(reversed([(f, False) for f in job.files[job.done:]]))
+                else:  # an earlier file of the batch may have caused it: that file runs again, alone
+                    pending.appendleft((dead, True))
             for path in [job.fault_path, *job.out_paths]:
                 try:
                     os.unlink(path)
@@ -943,7 +928,7 @@ def main() -> int:
     if not line:  # the engine found nothing to parse after all
         return 0
     _TIMES["request read"] = time.perf_counter()
-    return serve(json.loads(line))
+    return serve(sys.argv[1], json.loads(line))
 
 
 if __name__ == "__main__":
