@@ -20,6 +20,8 @@ files importing heavy third-party packages from site-packages) and runs, each in
                  them off, to compare like with like: one item per DAG file)
   pytest-floor   pytest with one trivial test per DAG file and no Airflow: the least any one-item-per-
                  file run costs (startup, collection, reporting)
+  pytest-floor-per-file   the same, as a plugin that collects each DAG file as its own pytest.File
+                 with one item (node ids ``dags/x.py::parse``, as ours): what that structure costs
   --ablations    ours without preloading; ours with a fresh fork per file (``isolation = "file"``);
                  a fresh interpreter per file (sampled, estimated)
 
@@ -303,6 +305,28 @@ def test_dag_file(path):
 '''
 
 
+FLOOR_PLUGIN = '''
+"""The least a plugin that collects each DAG file as a pytest.File with one item costs (no Airflow)."""
+
+import pytest
+
+
+class DagFile(pytest.File):
+    def collect(self):
+        yield Check.from_parent(self, name="parse")
+
+
+class Check(pytest.Item):
+    def runtest(self):
+        assert self.path.is_file()
+
+
+def pytest_collect_file(file_path, parent):
+    if file_path.suffix == ".py":
+        return DagFile.from_parent(parent, path=file_path)
+'''
+
+
 SPAWN_ONE = """
 import sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/dags"]
@@ -311,6 +335,7 @@ bag = DagBag(dag_folder=sys.argv[2])
 print(len(bag.dags), len(bag.import_errors))
 """
 
+FLOOR_PER_FILE = ["-p", "floor_plugin", "dags"]
 POLICIES_OFF = "[tool.pytest-astro.policies]\nselect = []\n"
 
 
@@ -338,6 +363,7 @@ def make_project(root: Path, n: int, heavy: list[str]) -> dict:
     (root / "tests/dags/test_dag_example.py").write_text(TEMPLATE_TEST.lstrip())
     (root / "tests/test_single_dagbag.py").write_text(SINGLE_DAGBAG_TEST.lstrip())
     (root / "tests/test_floor.py").write_text(FLOOR_TEST.lstrip())
+    (root / "floor_plugin.py").write_text(FLOOR_PLUGIN.lstrip())  # `python -m pytest -p floor_plugin dags`
     # the parse rows compare like with like (one item per DAG file): DAG policies off; the
     # ours-policies rows switch them back on
     (root / "pyproject.toml").write_text(POLICIES_OFF)
@@ -474,7 +500,7 @@ def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True
             shutil.rmtree(warm)
         make_project(warm, 12, heavy)
         writable = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(warm / "dags")}
-        for args in (["tests/test_single_dagbag.py"], ["tests/dags/test_dag_example.py"], ["tests/test_floor.py"],
+        for args in (["tests/test_single_dagbag.py"], ["tests/dags/test_dag_example.py"], ["tests/test_floor.py"], FLOOR_PER_FILE,
                      ["--astro-dags", "dags", "--astro-no-cache"], ["--astro-dags", "dags"]):
             subprocess.run(pytest_cmd + args, cwd=warm, env=writable, capture_output=True)
         shutil.rmtree(workdir / "bytecode" / str(warm.resolve()).lstrip(os.sep), ignore_errors=True)
@@ -500,6 +526,7 @@ def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True
         row("template", pytest_cmd + ["tests/dags/test_dag_example.py", "-p", "no:cacheprovider"])
         row("single-dagbag", pytest_cmd + ["tests/test_single_dagbag.py", "-p", "no:cacheprovider"])
         row("pytest-floor", pytest_cmd + ["tests/test_floor.py", "-p", "no:cacheprovider"])
+        row("pytest-floor-per-file", pytest_cmd + FLOOR_PER_FILE + ["-p", "no:cacheprovider"])
         shutil.rmtree(root / ".pytest_cache", ignore_errors=True)
         row("ours-cold", ours, parsed=True)
         row("ours-warm", ours, parsed=True)

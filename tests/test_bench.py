@@ -16,9 +16,12 @@ def test_bench_runs_and_checks_what_it_claims(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads(out.read_text())["sizes"]["6"]
-    assert set(rows) == {"template", "single-dagbag", "pytest-floor", "ours-cold", "ours-warm", "ours-1-dag", "ours-include"}
+    assert set(rows) == {"template", "single-dagbag", "pytest-floor", "pytest-floor-per-file", "ours-cold",
+                         "ours-warm", "ours-1-dag", "ours-include"}
     assert all(r["exit"] == 0 for r in rows.values()), {k: r["summary"] for k, r in rows.items()}
     assert rows["ours-cold"]["parsed"] == 6 and rows["ours-cold"]["sandbox_started"]
+    for floor in ("pytest-floor", "pytest-floor-per-file"):  # one item per DAG file, all run
+        assert any("6 passed" in line for line in rows[floor]["summary"]), rows[floor]["summary"]
     assert rows["ours-warm"]["parsed"] == 0 and not rows["ours-warm"]["sandbox_started"]
     assert rows["ours-1-dag"]["parsed_exactly_it"]
     assert rows["ours-include"]["parsed_exactly_importers"] and rows["ours-include"]["importers"] == 1

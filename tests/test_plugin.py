@@ -109,6 +109,24 @@ def test_single_file_argument(copy_example, pytester):
     result.stdout.fnmatch_lines(["*2 DAG files*"])
 
 
+def test_a_dags_package_is_not_imported_by_pytest(pytester, write_files):
+    """``dags/__init__.py`` makes the DAG folder a package (for ``from dags.common import ...``):
+    pytest would collect it as a Package and import ``__init__.py`` in its own process. Only the
+    sandbox may run it."""
+    record = 'import os\nopen(os.path.join(os.path.dirname(__file__), "{}imported-by"), "a").write(f"{{os.getpid()}}\\n")\n'
+    write_files(pytester.path, {
+        "dags/__init__.py": record.format("../"),
+        "dags/common.py": "OWNER = 'data'\n",
+        "dags/team/__init__.py": record.format("../../"),
+        "dags/team/etl.py": DAG.format(dag_id="etl") + "from dags.common import OWNER\nimport dags.team\n",
+    })
+    result = pytester.runpytest("--astro-dags", "-k", "parse", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*dags/team/etl.py::parse PASSED*"])
+    pids = pytester.path.joinpath("imported-by").read_text().split()
+    assert pids and str(os.getpid()) not in pids  # the sandbox imported the packages, pytest did not
+
+
 def test_off_without_the_switch_and_on_with_the_ini(copy_example, pytester):
     copy_example(EXAMPLE)
     # No --astro-dags: only the project's own tests; neither Airflow nor the engine is imported.

@@ -93,6 +93,8 @@ class ParseCache:
         # once, not once per importer; and a file edited while the sandbox runs is stored under the
         # digest of the content seen before (so the next run parses it again, never the reverse).
         self._digests: dict[Path, str | None] = dict(project.take_content_digests())
+        self._by_rel: dict[str, str | None] = {}  # the same, for the project files results name
+        self._dir = str(self.dir) + os.sep
         self._made = False  # the cache folder exists
 
     def _digest_of(self, path: Path) -> str | None:
@@ -102,19 +104,26 @@ class ParseCache:
             digest = self._digests[path] = _file_digest(path)
             return digest
 
-    def _entry(self, path: Path) -> Path:
-        return self.dir / (_digest(self.project.relative(path).encode())[:32] + ".json")
+    def _digest_of_rel(self, rel: str) -> str | None:
+        try:
+            return self._by_rel[rel]
+        except KeyError:
+            digest = self._by_rel[rel] = self._digest_of(self.project.root / rel)
+            return digest
+
+    def _entry(self, path: Path) -> str:
+        return self._dir + _digest(self.project.relative(path).encode())[:32] + ".json"
 
     def get(self, path: Path) -> FileResult | None:
-        entry = self._entry(path)
         try:
-            data = json.loads(entry.read_text())
+            with open(self._entry(path), encoding="utf-8") as fh:
+                data = json.loads(fh.read())
         except (OSError, ValueError):
             return None
         if data.get("env") != self.env_key or data.get("digest") != self._digest_of(path):
             return None
         for rel, digest in data.get("imported", {}).items():
-            if self._digest_of(self.project.root / rel) != digest:
+            if self._digest_of_rel(rel) != digest:
                 return None
         try:
             result = FileResult.from_dict(data["result"])
@@ -131,7 +140,7 @@ class ParseCache:
         digest = self._digest_of(path)
         if digest is None:
             return
-        imported = {rel: self._digest_of(self.project.root / rel) for rel in result.imported}
+        imported = {rel: self._digest_of_rel(rel) for rel in result.imported}
         data = {"env": self.env_key, "digest": digest, "imported": imported, "result": result.to_dict()}
         try:
             if not self._made:
@@ -140,7 +149,7 @@ class ParseCache:
                 if not gitignore.exists():
                     gitignore.write_text("# Created by pytest-astro automatically.\n*\n")
                 self._made = True
-            entry = str(self._entry(path))
+            entry = self._entry(path)
             tmp = f"{entry}.{os.getpid()}.tmp"  # two processes (xdist workers) never share one
             with open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(json.dumps(data))
