@@ -32,7 +32,7 @@ _DAGBAG_MODULES = ("airflow.dag_processing.dagbag", "airflow.models.dagbag")
 class _State:
     project: Project | None = None
     values: ProjectValues | None = None
-    results: dict[str, FileResult] = {}  # absolute path -> result of the isolated parse
+    results: dict[str, FileResult] = {}  # path relative to the project (as the engine keys it) -> result
     saved_env: dict[str, str | None] = {}
     saved_path: list[str] = []
     home: str | None = None
@@ -82,10 +82,11 @@ def _patch_dagbag(module) -> None:
 
     def patched_process_file(self, filepath, *args, **kwargs):
         real = os.path.realpath(str(filepath))
-        if real not in STATE.results and STATE.ensure is not None and STATE.project is not None \
+        rel = STATE.project.relative(real) if STATE.project is not None else real
+        if rel not in STATE.results and STATE.ensure is not None and STATE.project is not None \
                 and STATE.project.is_dag_file(Path(real)):
             STATE.ensure([Path(real)])
-        result = STATE.results.get(real)
+        result = STATE.results.get(rel)
         if result is not None and not result.ok:
             # Never import in this process a file that failed (it may exit, hang or crash).
             self.import_errors[str(filepath)] = failed_text(result)
@@ -174,8 +175,9 @@ def activate(project: Project, values: ProjectValues) -> None:
 
 
 def set_results(results: dict[str, FileResult]) -> None:
+    """The session's results (the same dict, keyed by path relative to the project)."""
     assert STATE.project is not None
-    STATE.results = {str(STATE.project.real(STATE.project.root / rel)): r for rel, r in results.items()}
+    STATE.results = results
 
 
 def deactivate() -> None:

@@ -84,7 +84,9 @@ def might_contain_dag(path: Path, major: int, data: bytes | None = None) -> bool
             data = path.read_bytes()
         except OSError:
             return False
-    if zipfile.is_zipfile(io.BytesIO(data)):
+    # is_zipfile looks for the end-of-central-directory record in the last 64 KiB + 22 bytes: a
+    # file without its signature there is not a zip (the check is then a substring search)
+    if b"PK\x05\x06" in data[-(65536 + 22):] and zipfile.is_zipfile(io.BytesIO(data)):
         return True
     content = data.lower()
     if b"airflow" not in content:
@@ -286,11 +288,12 @@ class Project:
         wanted: list[Path] = []
         for raw in paths:
             p = Path(raw).resolve()
-            if p.is_dir():
-                wanted += [f for f in every if f == p or p in f.parents]
-            elif p in every:
+            if p.is_dir():  # as strings: Path.parents builds a Path per level, for every file
+                prefix = os.path.join(str(p), "")
+                wanted += [f for f in every if str(f).startswith(prefix)]
+            elif p in self._dag_file_set:
                 wanted.append(p)
-        return sorted(set(wanted))
+        return sorted(set(wanted), key=str)
 
     @cached_property
     def _dag_file_set(self) -> frozenset[Path]:

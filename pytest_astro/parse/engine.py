@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_astro.imports import ImportGraph
 from pytest_astro.parse import coverage_support
 from pytest_astro.parse.cache import ParseCache
 from pytest_astro.project import Project
@@ -140,6 +139,8 @@ class ParseEngine:
         return results
 
     def _run_sandbox(self, sandbox: _Sandbox, files: list[Path]) -> Iterable[FileResult]:
+        from pytest_astro.imports import ImportGraph  # the static import scan: only when parsing
+
         project = self.project
         graph = ImportGraph(project)
         preload = ([[m, sorted(names)] for m, names in sorted(graph.third_party(files).items())]
