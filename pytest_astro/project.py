@@ -178,7 +178,8 @@ class Project:
         rel = self._relative.get(raw)
         if rel is not None:
             return rel
-        real = self._real_str(raw)
+        known = self._real.get(raw)
+        real = str(known) if known is not None else self._real_str(raw)
         root = str(self.root)
         if real.startswith(root + os.sep):
             rel = real[len(root) + 1:].replace(os.sep, "/")

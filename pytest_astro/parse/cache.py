@@ -77,12 +77,18 @@ def environment_key(project: Project) -> str:
         "pytest-astro": __version__, "airflow": airflow_version(), "python": sys.version,
         "executable": sys.executable, "settings": project.settings.parse_key(), "site": mtimes,
         "env": env, "syntax": project.ignore_file_syntax, "inputs": project_inputs_key(project),
+        "format": ENTRY_FORMAT,
     }
     return _digest(json.dumps(payload, sort_keys=True).encode())
 
 
+# Version of the entry layout: two lines, the key (what the result depends on) as JSON, then the
+# result as JSON (as reports write it, so a cached result is written out without encoding it again)
+ENTRY_FORMAT = 2
+
+
 class ParseCache:
-    """One JSON file per DAG file under ``<project>/.pytest_cache/pytest-astro/parse/``."""
+    """One file per DAG file under ``<project>/.pytest_cache/pytest-astro/parse/``."""
 
     def __init__(self, project: Project, extra_key: str = ""):
         self.project = project
@@ -117,7 +123,8 @@ class ParseCache:
     def get(self, path: Path) -> FileResult | None:
         try:
             with open(self._entry(path), encoding="utf-8") as fh:
-                data = json.loads(fh.read())
+                key, _, body = fh.read().partition("\n")
+            data = json.loads(key)
         except (OSError, ValueError):
             return None
         if data.get("env") != self.env_key or data.get("digest") != self._digest_of(path):
@@ -126,11 +133,10 @@ class ParseCache:
             if self._digest_of_rel(rel) != digest:
                 return None
         try:
-            result = FileResult.from_dict(data["result"])
-        except (KeyError, TypeError):
+            result = FileResult.from_json(body)
+        except (KeyError, TypeError, ValueError):
             return None
-        result.cached = True
-        return result
+        return result if result.cached else None
 
     def put(self, path: Path, result: FileResult) -> None:
         # Failures are re-checked every run (a missing module may have been installed, a missing
@@ -141,7 +147,8 @@ class ParseCache:
         if digest is None:
             return
         imported = {rel: self._digest_of_rel(rel) for rel in result.imported}
-        data = {"env": self.env_key, "digest": digest, "imported": imported, "result": result.to_dict()}
+        key = {"env": self.env_key, "digest": digest, "imported": imported}
+        text = json.dumps(key) + "\n" + json.dumps({**result.to_dict(), "cached": True}) + "\n"
         try:
             if not self._made:
                 self.dir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +159,7 @@ class ParseCache:
             entry = self._entry(path)
             tmp = f"{entry}.{os.getpid()}.tmp"  # two processes (xdist workers) never share one
             with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(json.dumps(data))
+                fh.write(text)
             os.replace(tmp, entry)
         except OSError:
             pass  # a read-only checkout still works, just without a cache

@@ -267,9 +267,7 @@ def _mark_duplicates(results: dict[str, FileResult]) -> None:
             continue
         for file, line in places:
             others = ", ".join(f"{f}:{ln}" if ln else f for f, ln in places if f != file)
-            result = results[file]
-            result.ok = False
-            result.errors.append(ParseError(
+            results[file].fail(ParseError(
                 kind="duplicate_dag_id", type="DuplicateDagId", file=file, line=line,
                 message=f"dag_id '{dag_id}' is also defined in {others}",
                 hint="dag_ids must be unique across the project: Airflow keeps only one of them"))
