@@ -153,11 +153,17 @@ class Serializes(Policy):
 
 
 @lru_cache(maxsize=256)
-def _module_ast(path: str, mtime: float) -> ast.Module | None:
+def _module_ast(path: str, mtime: float) -> tuple[ast.Module | None, dict[int, list[ast.Call]]]:
+    """The file's syntax tree, and its calls by line (walked once per file, not once per DAG)."""
     try:
-        return ast.parse(Path(path).read_text(encoding="utf-8"))
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
-        return None
+        return None, {}
+    calls: dict[int, list[ast.Call]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            calls.setdefault(node.lineno, []).append(node)
+    return tree, calls
 
 
 def _call_at(context: PolicyContext, dag: DagSummary) -> tuple[ast.Call | None, ast.Module | None]:
@@ -165,12 +171,12 @@ def _call_at(context: PolicyContext, dag: DagSummary) -> tuple[ast.Call | None, 
     function called there)."""
     path = context.project.root / dag.file
     try:
-        tree = _module_ast(str(path), path.stat().st_mtime)
+        tree, calls_by_line = _module_ast(str(path), path.stat().st_mtime)
     except OSError:
         return None, None
     if tree is None or not dag.line:
         return None, tree
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and n.lineno == dag.line]
+    calls = calls_by_line.get(dag.line, [])
     for call in calls:
         name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
         if name in ("DAG", "dag"):
