@@ -150,3 +150,28 @@ def test_a_file_rewritten_during_the_session_is_parsed_again(tmp_path, write_fil
     result = engine.parse(files)["dags/plain.py"]
     assert not result.ok and not result.cached, result
     assert "rewritten" in result.errors[0].message
+
+
+def test_a_report_from_the_cache_says_what_the_parse_said(pytester, write_files):
+    """Cached results are written into the report as the cache keeps them (not encoded again):
+    the same content as the parse that made them, and a verdict changed after reading them (a
+    dag_id found in two files fails both) is the one reported."""
+    write_files(pytester.path, {
+        "dags/a.py": DAG.format(dag_id="a"),
+        "dags/b.py": DAG.format(dag_id="b"),
+        "dags/same_1.py": DAG.format(dag_id="same"),
+        "dags/same_2.py": DAG.format(dag_id="same"),
+    })
+
+    def report():
+        pytester.runpytest("--astro-dags", "-k", "parse", "--astro-report", "r.json")
+        files = json.loads((pytester.path / "r.json").read_text())["files"]
+        return {f["file"]: f for f in files}
+
+    cold, warm = report(), report()
+    assert [f for f, r in warm.items() if r["cached"]] == ["dags/a.py", "dags/b.py", "dags/same_1.py", "dags/same_2.py"]
+    for result in cold.values():
+        result["cached"] = True
+    assert warm == cold
+    for name in ("dags/same_1.py", "dags/same_2.py"):
+        assert not warm[name]["ok"] and [e["kind"] for e in warm[name]["errors"]] == ["duplicate_dag_id"]
