@@ -24,6 +24,9 @@ files importing heavy third-party packages from site-packages) and runs, each in
                  with one item (node ids ``dags/x.py::parse``, as ours): what that structure costs
   --ablations    ours without preloading; ours with a fresh fork per file (``isolation = "file"``);
                  a fresh interpreter per file (sampled, estimated)
+  --instructions also count the instructions that pytest-floor, pytest-floor-per-file and ours-warm
+                 execute (valgrind's callgrind, when installed): unlike wall time, the same from run to
+                 run on a shared VM, so the warm row's distance to the floors is measured exactly
 
 Every approach gets compiled bytecode of the installed packages (``--bytecode warm``, as after
 ``pip install``); the DAG files' own bytecode is never kept, as in a fresh checkout.
@@ -45,6 +48,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -467,6 +471,19 @@ def measure(cmd: list[str], cwd: Path, env: dict) -> dict:
             "summary": [line for line in out.splitlines() if line.strip()][-2:]}
 
 
+def count_instructions(cmd: list[str], cwd: Path, env: dict) -> int | None:
+    """Instructions ``cmd`` executes in its main process (valgrind's callgrind); None without valgrind
+    or when the command fails. The warm and floor rows start no other process."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="pytest-astro-callgrind-") as tmp:
+        proc = subprocess.run([valgrind, "--tool=callgrind", f"--callgrind-out-file={tmp}/out", *cmd],
+                              cwd=cwd, env=env, capture_output=True, text=True)
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    return int(found.group(1)) if found and proc.returncode == 0 else None
+
+
 def _report_files(path: Path) -> dict[str, bool]:
     """file -> parsed (True) or from cache (False), from ``--astro-report``."""
     data = json.loads(path.read_text())
@@ -474,7 +491,7 @@ def _report_files(path: Path) -> dict[str, bool]:
 
 
 def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True, bytecode: str = "warm",
-             ablations: bool = False, repeat: int = 1) -> dict:
+             ablations: bool = False, repeat: int = 1, instructions: bool = False) -> dict:
     root = workdir / f"project-{n}"
     if root.exists():
         shutil.rmtree(root)
@@ -554,6 +571,16 @@ def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True
                 (root / "pyproject.toml").write_text(POLICIES_OFF + f"[tool.pytest-astro]\n{setting}\n")
                 shutil.rmtree(root / ".pytest_cache", ignore_errors=True)
                 row(name, ours)
+    counted: dict[str, int | None] = {}
+    if instructions:  # the warm row again, as it ran above (policies off, the cache filled)
+        (root / "pyproject.toml").write_text(POLICIES_OFF)
+        subprocess.run(ours, cwd=root, env=env, capture_output=True)
+        for name, cmd in (("pytest-floor", pytest_cmd + ["tests/test_floor.py", "-p", "no:cacheprovider"]),
+                          ("pytest-floor-per-file", pytest_cmd + FLOOR_PER_FILE + ["-p", "no:cacheprovider"]),
+                          ("ours-warm", ours)):
+            if bytecode == "warm":
+                shutil.rmtree(workdir / "bytecode" / str(root.resolve()).lstrip(os.sep), ignore_errors=True)
+            counted[name] = count_instructions(cmd, root, env)
     rows: dict[str, dict] = {}
     for name, results in runs.items():
         ordered = sorted(results, key=lambda r: r["seconds"])
@@ -578,6 +605,11 @@ def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True
         row["x_single"] = round(row["seconds"] / base["seconds"], 3) if base["seconds"] else None
         row["mem_x_single"] = round(row["peak_pss"] / base["peak_pss"], 3) if base["peak_pss"] and row["peak_pss"] else None
     rows["ours-cold"]["x_template"] = round(rows["ours-cold"]["seconds"] / rows["template"]["seconds"], 3)
+    for name, count in counted.items():
+        rows[name]["instructions"] = count
+    floor = counted.get("pytest-floor-per-file")
+    if counted.get("ours-warm") and floor:
+        rows["ours-warm"]["instructions_x_floor_per_file"] = round(counted["ours-warm"] / floor, 3)
     return rows
 
 
@@ -605,6 +637,10 @@ def table(results: dict) -> str:
                 notes.append(f"{r['x_template']:.2f}x template")
             if len(r.get("runs", [])) > 1:
                 notes.append(f"median of {len(r['runs'])}: {min(r['runs']):.2f}-{max(r['runs']):.2f} s")
+            if r.get("instructions"):
+                notes.append(f"{r['instructions'] / 1e9:.2f} G instructions"
+                             + (f" ({r['instructions_x_floor_per_file']:.2f}x pytest-floor-per-file)"
+                                if "instructions_x_floor_per_file" in r else ""))
             if r["exit"] != 0:
                 notes.append(f"exit {r['exit']}")
             if name == "spawn-per-file-est":
@@ -625,6 +661,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ablations", action="store_true",
                         help="also: ours without preloading, and a fresh interpreter per file (estimated)")
     parser.add_argument("--no-policies", action="store_true", help="skip the rows with the DAG policies on")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count the instructions of the floors and the warm row (needs valgrind)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run every approach this many times (interleaved) and keep each one's median")
     parser.add_argument("--workdir", default=None, help="keep the generated projects here (default: a temp dir)")
@@ -638,7 +676,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         for n in args.files:
             results["sizes"][str(n)] = run_size(n, workdir, heavy, not args.no_policies, args.bytecode, args.ablations,
-                                                args.repeat)
+                                                args.repeat, args.instructions)
             print(f"{n} files done", file=sys.stderr)
     results["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     text = table(results)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -27,3 +32,15 @@ def test_bench_runs_and_checks_what_it_claims(tmp_path):
     assert rows["ours-include"]["parsed_exactly_importers"] and rows["ours-include"]["importers"] == 1
     assert rows["single-dagbag"]["peak_pss"] > 0 and rows["ours-cold"]["processes"] >= 2
     assert "| 6 | ours-warm |" in proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instruction_counts_come_from_callgrind(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    env = dict(os.environ)
+    small = bench.count_instructions([sys.executable, "-c", "pass"], tmp_path, env)
+    more = bench.count_instructions([sys.executable, "-c", "sum(range(3_000_000))"], tmp_path, env)
+    assert small and more and more > small + 10_000_000  # a loop of 3M iterations executes more
+    assert bench.count_instructions([sys.executable, "-c", "raise SystemExit(3)"], tmp_path, env) is None
