@@ -95,7 +95,7 @@ class CIReports:
         """The table (one line with ``-q``), then, under GitHub Actions, the annotations."""
         summary = self.summary()
         terminalreporter.write_sep("-", "pytest-astro")
-        quiet = self.config.get_verbosity() < 0
+        quiet = (self.config.getoption("verbose") or 0) < 0  # Config.get_verbosity() is pytest >= 8 only
         for line in ([summary.one_line()] if quiet else summary.table()):
             terminalreporter.write_line(line)
         if reporting.in_github_actions():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -150,7 +151,7 @@ def test_off_without_the_switch_and_on_with_the_ini(copy_example, pytester):
 
 def test_help_does_not_import_airflow(pytester):
     result = pytester.run(
-        "python", "-c",
+        sys.executable, "-c",
         "import sys, pytest; pytest.main(['--help']); "
         "print('AIRFLOW LOADED' if any(m.startswith('airflow') for m in sys.modules) else 'CLEAN')")
     result.stdout.fnmatch_lines(["*--astro-dags*", "CLEAN"])
