@@ -381,3 +381,29 @@ def test_serialization_runs_only_when_its_policy_is_selected(pytester, write_fil
     assert checks("select = []").get("serialize") is None  # the costliest check is skipped...
     assert checks('select = ["DAG00"]')["serialize"] == {"ok": True}  # ...unless DAG006 may run
     assert checks('ignore = ["DAG006"]').get("serialize") is None
+
+
+def test_start_date_is_read_from_the_source_once_in_the_sandbox(pytester):
+    """DAG007 reads the DAG's constructor call from the source. The sandbox does it while parsing
+    (so a run from the cache does not parse every DAG file again); a result without that record
+    (a cache entry from before, or a read that failed) makes the policy read the source itself."""
+    from types import SimpleNamespace
+
+    from pytest_astro.policies.builtin import StaticStartDate
+    from pytest_astro.results import DagSummary
+
+    (pytester.path / "dags").mkdir()
+    (pytester.path / "dags/moving.py").write_text(dag_file("moving", start_date="datetime.now() - timedelta(days=1)"))
+    (pytester.path / "dags/fixed.py").write_text(dag_file("fixed"))
+    result = pytester.runpytest("--astro-dags", "-k", "start_date", "--astro-report", "r.json", "-v")
+    result.stdout.fnmatch_lines(["*moving.py::moving::start_date FAILED*"])
+    files = {f["file"]: f for f in json.loads((pytester.path / "r.json").read_text())["files"]}
+    moving, fixed = files["dags/moving.py"]["dags"][0], files["dags/fixed.py"]["dags"][0]
+    assert moving["checks"]["start_date_static"] == "datetime.now()"
+    assert fixed["checks"]["start_date_static"] is None
+
+    context = SimpleNamespace(project=SimpleNamespace(root=pytester.path))
+    for dag, expected in ((moving, ["start_date is computed at parse time (datetime.now())"]), (fixed, [])):
+        without = {k: v for k, v in dag["checks"].items() if k != "start_date_static"}
+        found = StaticStartDate().check(DagSummary.from_dict({**dag, "checks": without}), context)
+        assert [v.message.split(":")[0] for v in found] == expected

@@ -579,7 +579,7 @@ def _child(paths: _Paths, targets: list[str], result_fd: int, fault_path: str, o
             summaries = []
             for dag in dags:
                 summary = ad.summarize(dag, paths.rel(target), cur.dag_lines.get(id(dag)))
-                summary["checks"] = inspect_dag(dag, ad, policy_options)
+                summary["checks"] = inspect_dag(dag, ad, policy_options, (target, summary["line"]))
                 summaries.append(summary)
             del bag, dags
             failed = bool(errors)
@@ -683,6 +683,7 @@ def _warm_up(paths: _Paths) -> None:
             # modules (SQLAlchemy models, trigger and sensor classes) lazily on first use, which
             # cost every child ~120 ms (measured) unless done here once, before forking.
             import pytest_astro.parse.coverage_support  # noqa: F401
+            import pytest_astro.policies.builtin  # noqa: F401  (DAG007 reads the source in the child)
             import pytest_astro.policies.sandbox  # noqa: F401
 
             for dag in dags:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -166,17 +167,27 @@ def _module_ast(path: str, mtime: float) -> tuple[ast.Module | None, dict[int, l
     return tree, calls
 
 
-def _call_at(context: PolicyContext, dag: DagSummary) -> tuple[ast.Call | None, ast.Module | None]:
+def static_start_date(path: str, line: int | None) -> str | None:
+    """The call that computes a DAG's start_date at parse time (``datetime.now()``, ...), read from
+    the source of the DAG's constructor call on ``line`` of ``path``; None when there is none.
+
+    The parse sandbox records it (``checks["start_date_static"]``), so a run from the cache does not
+    parse every DAG file's source again."""
+    call, tree = _call_at(path, line)
+    expr = _start_date_expr(call, tree) if call is not None and tree is not None else None
+    return _dynamic_call(expr, tree) if expr is not None and tree is not None else None
+
+
+def _call_at(path: str, line: int | None) -> tuple[ast.Call | None, ast.Module | None]:
     """The call expression on the DAG's line (``DAG(...)``, or the ``@dag(...)`` decorator of the
     function called there)."""
-    path = context.project.root / dag.file
     try:
-        tree, calls_by_line = _module_ast(str(path), path.stat().st_mtime)
+        tree, calls_by_line = _module_ast(path, os.stat(path).st_mtime)
     except OSError:
         return None, None
-    if tree is None or not dag.line:
+    if tree is None or not line:
         return None, tree
-    calls = calls_by_line.get(dag.line, [])
+    calls = calls_by_line.get(line, [])
     for call in calls:
         name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
         if name in ("DAG", "dag"):
@@ -234,9 +245,11 @@ class StaticStartDate(Policy):
 
     def check(self, dag, context):
         out = []
-        call, tree = _call_at(context, dag)
-        expr = _start_date_expr(call, tree) if call is not None and tree is not None else None
-        if expr is not None and (found := _dynamic_call(expr, tree)):
+        if "start_date_static" in dag.checks:  # read by the sandbox when it parsed the file
+            found = dag.checks["start_date_static"]
+        else:
+            found = static_start_date(str(context.project.root / dag.file), dag.line)
+        if found:
             out.append(Violation(f"start_date is computed at parse time ({found}): it moves on every parse, "
                                  "so runs are skipped or never scheduled"))
         elif (recorded := dag.checks.get("start_date") or {}).get("dynamic"):

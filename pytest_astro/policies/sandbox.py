@@ -147,15 +147,27 @@ def _conn_ids(dag: Any) -> dict[str, list[str]]:
     return found
 
 
+def _static_start_date(path: str, line: int | None) -> str | None:
+    from pytest_astro.policies.builtin import static_start_date
+
+    return static_start_date(path, line)
+
+
 def needs_serialization(options: dict) -> bool:
     """Whether DAG006 (serializes) can be selected by this ``[tool.pytest-astro.policies]`` table:
     the round trip is the costliest check (~7 ms a DAG), so it is skipped when nothing reads it."""
+    return may_select(options, "DAG006", "serializes")
+
+
+def may_select(options: dict, code: str, name: str) -> bool:
+    """Whether the policy ``code`` (``name``) can be selected by this ``[tool.pytest-astro.policies]``
+    table (what the sandbox computes only for a policy that reads it)."""
     def codes(key: str) -> list[str]:
         value = options.get(key) or []
         return [value] if isinstance(value, str) else [str(v) for v in value]
 
     def matches(prefixes: list[str]) -> bool:
-        return any(p == "ALL" or "DAG006".startswith(p) or p == "serializes" for p in prefixes)
+        return any(p == "ALL" or code.startswith(p) or p == name for p in prefixes)
 
     if not isinstance(options, dict):
         return True
@@ -164,8 +176,9 @@ def needs_serialization(options: dict) -> bool:
     return selected and not matches(codes("ignore"))
 
 
-def inspect_dag(dag: Any, adapter: Any, options: dict) -> dict[str, Any]:
-    """Plain data about ``dag`` for the policies in the pytest process (never raises)."""
+def inspect_dag(dag: Any, adapter: Any, options: dict, source: tuple[str, int | None] | None = None) -> dict[str, Any]:
+    """Plain data about ``dag`` for the policies in the pytest process (never raises). ``source``:
+    the DAG file's path and the DAG's line, for what is read from the source."""
     checks: dict[str, Any] = {}
     errors: list[str] = []
     if _STATE["error"]:
@@ -177,8 +190,11 @@ def inspect_dag(dag: Any, adapter: Any, options: dict) -> dict[str, Any]:
     for key, compute in (("start_date", lambda: _start_date(constructed)),
                          ("conn_ids", lambda: _conn_ids(dag)),
                          ("task_pools", lambda: {t.task_id: str(t.pool) for t in dag.tasks if getattr(t, "pool", None)}),
-                         ("serialize", lambda: adapter.serialize_round_trip(dag))):
+                         ("serialize", lambda: adapter.serialize_round_trip(dag)),
+                         ("start_date_static", lambda: _static_start_date(*source))):
         if key == "serialize" and not needs_serialization(options):
+            continue
+        if key == "start_date_static" and (source is None or not may_select(options, "DAG007", "start_date")):
             continue
         try:
             checks[key] = compute()
