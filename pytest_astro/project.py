@@ -14,7 +14,7 @@ import os
 import re
 import zipfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -155,6 +155,12 @@ class Project:
     """An Astro project (the layout ``astro dev init`` creates)."""
 
     settings: Settings
+    # per-run memos (see real(), relative()); content_digests: SHA-256 of the DAG files read during
+    # discovery, keyed by the path as found, handed once to the parse cache (take_content_digests)
+    _relative: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _real: dict[str, Path] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _real_folders: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    content_digests: dict[Path, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def root(self) -> Path:
@@ -214,18 +220,6 @@ class Project:
         joined = os.path.join(real_folder, name)
         return os.path.realpath(joined) if os.path.islink(joined) else joined
 
-    @cached_property
-    def _relative(self) -> dict[str, str]:
-        return {}
-
-    @cached_property
-    def _real(self) -> dict[str, Path]:
-        return {}
-
-    @cached_property
-    def _real_folders(self) -> dict[str, str]:
-        return {}
-
     def dag_folder_files(self) -> Iterable[Path]:
         """Every file in the dags folder that no .airflowignore excludes (Airflow's walk)."""
         if not self.dags_path.is_dir():
@@ -261,11 +255,6 @@ class Project:
         # (keyed by the path as found; the cache asks with resolved paths, equal unless a symlink)
         self.content_digests[path] = hashlib.sha256(data).hexdigest()
         return might_contain_dag(path, airflow_major(), data)
-
-    @cached_property
-    def content_digests(self) -> dict[Path, str]:
-        """SHA-256 of the DAG files read during discovery, by resolved path."""
-        return {}
 
     def take_content_digests(self) -> dict[Path, str]:
         """The discovery's content hashes, once: a later parse in the same session (a test that

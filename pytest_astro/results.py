@@ -115,7 +115,8 @@ class FileResult:
         return json.dumps(self.to_dict())
 
     def _shape(self) -> tuple:
-        # what our code ever changes in a result after it is made (see fail()); a cheap guard
+        # what a result can change in after it is read (fail(), a test's own edits): kept text of a
+        # result whose shape changed is not used
         return (self.ok, self.cached, len(self.errors), len(self.warnings), len(self.dags))
 
     @classmethod
@@ -128,7 +129,6 @@ class FileResult:
         """Turn the verdict into a failure (e.g. a dag_id also defined in another file)."""
         self.ok = False
         self.errors.append(error)
-        self.__dict__.pop("_json", None)
 
     @classmethod
     def from_dict(cls, data: dict) -> FileResult:

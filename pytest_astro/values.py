@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from pytest_astro.config import ConfigError, Settings
 
 # airflow_settings.yaml connection field -> Airflow's JSON connection field

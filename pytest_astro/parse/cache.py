@@ -59,6 +59,11 @@ def clear(project: Project) -> None:
     shutil.rmtree(cache_dir(project), ignore_errors=True)
 
 
+# Version of the entry layout: two lines, the key (what the result depends on) as JSON, then the
+# result as JSON (as reports write it, so a cached result is written out without encoding it again)
+ENTRY_FORMAT = 2
+
+
 def environment_key(project: Project) -> str:
     """What, besides the files themselves, can change a verdict."""
     site_dirs = [*site.getsitepackages(), site.getusersitepackages()] if hasattr(site, "getsitepackages") else []
@@ -80,11 +85,6 @@ def environment_key(project: Project) -> str:
         "format": ENTRY_FORMAT,
     }
     return _digest(json.dumps(payload, sort_keys=True).encode())
-
-
-# Version of the entry layout: two lines, the key (what the result depends on) as JSON, then the
-# result as JSON (as reports write it, so a cached result is written out without encoding it again)
-ENTRY_FORMAT = 2
 
 
 class ParseCache:

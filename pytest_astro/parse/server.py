@@ -683,7 +683,6 @@ def _warm_up(paths: _Paths) -> None:
             # modules (SQLAlchemy models, trigger and sensor classes) lazily on first use, which
             # cost every child ~120 ms (measured) unless done here once, before forking.
             import pytest_astro.parse.coverage_support  # noqa: F401
-            import pytest_astro.policies.builtin  # noqa: F401  (DAG007 reads the source in the child)
             import pytest_astro.policies.sandbox  # noqa: F401
 
             for dag in dags:

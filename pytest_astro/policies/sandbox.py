@@ -18,6 +18,8 @@ import time
 from datetime import datetime
 from typing import Any
 
+from pytest_astro.policies.builtin import static_start_date
+
 # id(dag) -> what its constructor was given; filled by the DAG.__init__ wrapper of ``prepare``
 _CONSTRUCTED: dict[int, dict[str, Any]] = {}
 # dag_id -> cluster policy outcomes recorded while Airflow bagged the DAG
@@ -147,21 +149,10 @@ def _conn_ids(dag: Any) -> dict[str, list[str]]:
     return found
 
 
-def _static_start_date(path: str, line: int | None) -> str | None:
-    from pytest_astro.policies.builtin import static_start_date
-
-    return static_start_date(path, line)
-
-
-def needs_serialization(options: dict) -> bool:
-    """Whether DAG006 (serializes) can be selected by this ``[tool.pytest-astro.policies]`` table:
-    the round trip is the costliest check (~7 ms a DAG), so it is skipped when nothing reads it."""
-    return may_select(options, "DAG006", "serializes")
-
-
 def may_select(options: dict, code: str, name: str) -> bool:
     """Whether the policy ``code`` (``name``) can be selected by this ``[tool.pytest-astro.policies]``
-    table (what the sandbox computes only for a policy that reads it)."""
+    table: what only one policy reads is computed only then (the serialization round trip of DAG006
+    is the costliest check, ~7 ms a DAG)."""
     def codes(key: str) -> list[str]:
         value = options.get(key) or []
         return [value] if isinstance(value, str) else [str(v) for v in value]
@@ -187,14 +178,14 @@ def inspect_dag(dag: Any, adapter: Any, options: dict, source: tuple[str, int | 
     if constructed is not None:
         checks["kwargs"] = constructed["kwargs"]
         checks["default_args"] = constructed["default_args"]
+    wanted = {"serialize": may_select(options, "DAG006", "serializes"),
+              "start_date_static": source is not None and may_select(options, "DAG007", "start_date")}
     for key, compute in (("start_date", lambda: _start_date(constructed)),
                          ("conn_ids", lambda: _conn_ids(dag)),
                          ("task_pools", lambda: {t.task_id: str(t.pool) for t in dag.tasks if getattr(t, "pool", None)}),
                          ("serialize", lambda: adapter.serialize_round_trip(dag)),
-                         ("start_date_static", lambda: _static_start_date(*source))):
-        if key == "serialize" and not needs_serialization(options):
-            continue
-        if key == "start_date_static" and (source is None or not may_select(options, "DAG007", "start_date")):
+                         ("start_date_static", lambda: static_start_date(*source))):
+        if not wanted.get(key, True):
             continue
         try:
             checks[key] = compute()
