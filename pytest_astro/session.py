@@ -18,6 +18,7 @@ from pytest_astro import dbguard, inprocess, xdist
 from pytest_astro.config import ConfigError, Settings, find_project_root, load_settings
 from pytest_astro.parse.cache import clear as clear_parse_cache
 from pytest_astro.parse.engine import EngineError, ParseEngine
+from pytest_astro.nodes import FileHooks, InDagFile
 from pytest_astro.parse.report import location, long_text
 from pytest_astro.project import Project
 from pytest_astro.reporting_plugin import CIReports, describe, set_property
@@ -93,6 +94,7 @@ class AstroSession:
         if mismatch:
             warnings.warn(pytest.PytestConfigWarning(f"pytest-astro: {mismatch}"), stacklevel=1)
         self.counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+        self.collection_finished = False
         self._dag_files = set(self.project.all_dag_files)
         self._add_dags_folder_to_args()
         # --astro-changed: only the DAG files a change can affect are collected and parsed
@@ -206,18 +208,15 @@ class AstroSession:
         dag_ids = sorted(d.dag_id for r in (self.results or {}).values() if r.ok for d in r.dags)
         metafunc.parametrize("astro_dag", dag_ids, ids=dag_ids, indirect=True)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem):
-        """``@pytest.mark.astro_db`` lets one test connect to the (throwaway) metadata database."""
-        allowed = item.get_closest_marker("astro_db") is not None
-        dbguard.set_allowed(allowed)
-        try:
-            return (yield)
-        finally:
-            dbguard.set_allowed(False)
-
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         inprocess.deactivate()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collection_finished = True  # no conftest.py loads after this: DagFile keeps its hooks
+        # our own items never open a database: the marker's wrapper runs only when users' tests do
+        if any(not isinstance(item, InDagFile) for item in session.items):
+            self.config.pluginmanager.register(DatabaseMarker(), "astro-db-marker")
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
         resolved = self.project.real(file_path)
@@ -310,6 +309,18 @@ class AstroSession:
         out.write_text(report_json(data))
 
 
+class DatabaseMarker:
+    """``@pytest.mark.astro_db`` lets one test connect to the (throwaway) metadata database."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem):
+        dbguard.set_allowed(item.get_closest_marker("astro_db") is not None)
+        try:
+            return (yield)
+        finally:
+            dbguard.set_allowed(False)
+
+
 class RawJSON(str):
     """Text that is already JSON (a result as the cache keeps it), for ``report_json``."""
 
@@ -337,12 +348,15 @@ class _NotATestModule(pytest.File):
         return []
 
 
-class DagFile(pytest.File):
+class DagFile(FileHooks, pytest.File):
     """A DAG file: one ``parse`` item (policy items per DAG are added by the policies)."""
 
     def __init__(self, *, astro: AstroSession, **kwargs):
         super().__init__(**kwargs)
         self.astro = astro
+
+    def collection_finished(self) -> bool:
+        return self.astro.collection_finished
 
     def collect(self):
         from pytest_astro.policies.items import policy_items
@@ -359,7 +373,7 @@ class UpgradeFindings(Exception):
     pass
 
 
-class UpgradeItem(pytest.Item):
+class UpgradeItem(InDagFile, pytest.Item):
     """``--astro-upgrade-check``: passes when nothing in the file breaks on Airflow 3."""
 
     def __init__(self, **kwargs):
@@ -385,7 +399,7 @@ class UpgradeItem(pytest.Item):
         return self.path, None, f"airflow3 {self.parent.astro.project.relative(self.path)}"
 
 
-class ParseItem(pytest.Item):
+class ParseItem(InDagFile, pytest.Item):
     """Passes when the DAG file imports cleanly in the sandbox."""
 
     def __init__(self, *, result: FileResult | None, **kwargs):

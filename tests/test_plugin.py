@@ -128,6 +128,26 @@ def test_a_dags_package_is_not_imported_by_pytest(pytester, write_files):
     assert pids and str(os.getpid()) not in pids  # the sandbox imported the packages, pytest did not
 
 
+def test_a_conftest_applies_to_the_checks_under_its_folder(pytester, write_files):
+    """A conftest.py's hooks run for the DAG checks under its folder, as for any test, and for no
+    others. (Our nodes share their DAG file's hook proxy, which pytest would recompute at every
+    access; it must not be kept before every conftest.py has loaded: ``tests/`` loads after ``dags/``.)"""
+    hook = 'def pytest_runtest_setup(item):\n    open({!r}, "a").write(item.nodeid + "\\n")\n'
+    write_files(pytester.path, {
+        "pyproject.toml": '[tool.pytest-astro.policies]\nselect = ["DAG001"]\n',
+        "dags/team/conftest.py": hook.format(str(pytester.path / "team.log")),
+        "dags/team/etl.py": DAG.format(dag_id="etl"),
+        "dags/other.py": DAG.format(dag_id="other"),
+        "tests/conftest.py": hook.format(str(pytester.path / "tests.log")),
+        "tests/test_x.py": "def test_x():\n    pass\n",
+    })
+    result = pytester.runpytest("--astro-dags", "dags", "tests")
+    result.assert_outcomes(passed=5)
+    team = pytester.path.joinpath("team.log").read_text().split()
+    assert sorted(team) == ["dags/team/etl.py::etl::has_tasks", "dags/team/etl.py::parse"]
+    assert pytester.path.joinpath("tests.log").read_text().split() == ["tests/test_x.py::test_x"]
+
+
 def test_off_without_the_switch_and_on_with_the_ini(copy_example, pytester):
     copy_example(EXAMPLE)
     # No --astro-dags: only the project's own tests; neither Airflow nor the engine is imported.

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_astro.config import ConfigError
+from pytest_astro.nodes import InDagFile
 from pytest_astro.policies.api import PolicyContext, Violation, validate_policy
 from pytest_astro.policies.config import PolicyConfig, inline_exemptions
 from pytest_astro.reporting_plugin import describe, set_property
@@ -138,7 +139,7 @@ def policy_items(dag_file: Any, result: FileResult) -> Iterator[Any]:
             yield DagNode.from_parent(dag_file, name=dag.dag_id, dag=dag, result=result, run=run, policies=policies)
 
 
-class DagNode(pytest.Collector):
+class DagNode(InDagFile, pytest.Collector):
     """One DAG of a DAG file; its children are the policy items."""
 
     def __init__(self, *, dag: DagSummary, result: FileResult, run: PolicyRun, policies: list, **kwargs):
@@ -171,7 +172,7 @@ def _decorator_lines(lines: list[str], dag_line: int) -> list[int]:
     return []
 
 
-class PolicyItem(pytest.Item):
+class PolicyItem(InDagFile, pytest.Item):
     """Passes when the policy finds nothing wrong with the DAG (or the DAG is exempt, then: skipped)."""
 
     def __init__(self, *, policy: Any, **kwargs):
