@@ -1,35 +1,64 @@
-"""What the nodes of a DAG file (its items, its DAGs' policy items) share: their hook proxy.
+"""What the nodes of a DAG file (its items, its DAGs' policy items) share, that pytest would
+compute again for each of them: their hook proxy and their location's path.
 
-pytest computes ``Node.ihook`` on every access: a conftest lookup for the node's path, and a
-``stat`` of it once a run has more than 256 files (the lookup's cache size). A test's run
-reads it about seven times, so it was a tenth of a run whose results all come from the cache.
-Every node under a DAG file has the file's path, so they use the DAG file's proxy, which it
-keeps once collection is over (no conftest.py is loaded after that; before, it is asked anew).
+- pytest computes ``Node.ihook`` on every access: a conftest lookup for the node's path (and a
+  ``stat`` of it once a run has more than 256 files, the lookup's cache size), about seven times
+  per test. Every node under a DAG file has the file's path, so they use the DAG file's proxy,
+  which it keeps once collection is over (no conftest.py loads after that; before, it is asked
+  anew).
+- ``Item.location`` is the path relative to the rootdir, from pathlib's ``relative_to`` (twice)
+  and ``commonpath`` for each new file. Under the rootdir that is the path's tail, which the DAG
+  file cuts once for all its items; outside it pytest computes it as usual.
 """
 
 from __future__ import annotations
 
+import os
+from functools import cached_property
 from typing import Any
 
 
-class FileHooks:
-    """For the DAG file's collector: its hook proxy, remembered once collection has finished."""
+class _KeptHooks:
+    """``ihook`` for our nodes: a non-data descriptor, so that once the proxy is final the node keeps
+    it as a plain attribute (``__dict__["ihook"]``), read without a call."""
 
-    collection_finished: Any  # a callable: True once the session's collection is over
-
-    @property
-    def ihook(self):
-        proxy = self.__dict__.get("_astro_ihook")
-        if proxy is None:
-            proxy = self.session.gethookproxy(self.path)
-            if self.collection_finished():
-                self.__dict__["_astro_ihook"] = proxy
+    def __get__(self, node, owner=None):
+        if node is None:
+            return self
+        if isinstance(node, FileHooks):
+            proxy = node.session.gethookproxy(node.path)
+            final = node.collection_finished()
+        else:  # under a DAG file: its parent's (the same path), final once the parent kept it
+            proxy = node.parent.ihook
+            final = "ihook" in node.parent.__dict__
+        if final:
+            node.__dict__["ihook"] = proxy
         return proxy
 
 
-class InDagFile:
-    """For the nodes under a DAG file (same path): the DAG file's hook proxy."""
+class FileHooks:
+    """For the DAG file's collector: its hook proxy, kept once collection has finished."""
 
-    @property
-    def ihook(self):
-        return self.parent.ihook
+    collection_finished: Any  # a callable: True once the session's collection is over
+    ihook = _KeptHooks()
+
+    @cached_property
+    def rootdir_relpath(self) -> str | None:
+        """The path relative to the rootdir, as ``Item.location`` gives it; None outside the rootdir."""
+        root, path = os.path.join(str(self.config.rootpath), ""), str(self.path)
+        return path[len(root):] if path.startswith(root) else None
+
+
+class InDagFile:
+    """For the nodes under a DAG file (same path): the DAG file's hook proxy and rootdir-relative path."""
+
+    ihook = _KeptHooks()
+
+    @cached_property
+    def location(self) -> tuple[str, int | None, str]:
+        path, line, name = self.reportinfo()
+        dag_file = self.parent
+        while not isinstance(dag_file, FileHooks):
+            dag_file = dag_file.parent
+        rel = dag_file.rootdir_relpath if os.fspath(path) == str(self.path) else None
+        return super().location if rel is None else (rel, line, name)

@@ -13,7 +13,7 @@ import io
 import os
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from importlib import metadata
@@ -222,25 +222,48 @@ class Project:
 
     def dag_folder_files(self) -> Iterable[Path]:
         """Every file in the dags folder that no .airflowignore excludes (Airflow's walk)."""
-        if not self.dags_path.is_dir():
-            return
+        return (path for path, _, _ in self._folder_entries())
+
+    def _folder_entries(self) -> Iterator[tuple[Path, os.DirEntry, bool]]:
+        """(path, its directory entry, whether its folder is a real path: no symlink on the way).
+
+        ``os.walk(followlinks=True)``'s order (a folder's files, then its subfolders in turn), from
+        ``os.scandir``: a file's entry says whether it is a file or a link without a system call."""
         base = self.dags_path
+        if not base.is_dir():
+            return
         syntax = self.ignore_file_syntax
-        rules_by_dir: dict[Path, list[_Rule]] = {}
-        for root, dirs, files in os.walk(base, followlinks=True):
-            root_path = Path(root)
-            rules = list(rules_by_dir.get(root_path.resolve(), []))
-            if (root_path / IGNORE_FILE).is_file():
-                rules += _read_rules(root_path / IGNORE_FILE, syntax, base)
-            dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not _ignored(root_path / d, rules, True))
-            for d in dirs:
-                resolved = (root_path / d).resolve()
-                if resolved in rules_by_dir:
-                    raise RuntimeError(f"{root_path / d}: symlink loop in the dags folder; remove the link")
-                rules_by_dir[resolved] = list(rules)
-            for name in sorted(files):
-                if name != IGNORE_FILE and not _ignored(root_path / name, rules, False):
-                    yield root_path / name
+        seen: set[str] = set()  # resolved subfolders: a symlink loop is an error
+
+        def visit(folder: Path, rules: list[_Rule], real: bool) -> Iterator[tuple[Path, os.DirEntry, bool]]:
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError:
+                return
+            dirs, files = [], []
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    is_dir = False
+                (dirs if is_dir else files).append(entry)
+            if any(e.name == IGNORE_FILE and e.is_file() for e in files):
+                rules = rules + _read_rules(folder / IGNORE_FILE, syntax, base)
+            for entry in files:
+                path = folder / entry.name
+                if entry.name != IGNORE_FILE and not _ignored(path, rules, False):
+                    yield path, entry, real
+            subdirs = [d for d in dirs if d.name != "__pycache__" and not _ignored(folder / d.name, rules, True)]
+            for d in subdirs:
+                resolved = os.path.realpath(d.path)
+                if resolved in seen:
+                    raise RuntimeError(f"{folder / d.name}: symlink loop in the dags folder; remove the link")
+                seen.add(resolved)
+            for d in subdirs:
+                yield from visit(folder / d.name, rules, real and not d.is_symlink())
+
+        yield from visit(base, [], True)
 
     def is_dag_candidate(self, path: Path) -> bool:
         if not (path.suffix == ".py" or zipfile.is_zipfile(path)):
@@ -266,9 +289,18 @@ class Project:
     @cached_property
     def all_dag_files(self) -> list[Path]:
         """The files Airflow's DAG processor would parse, sorted."""
-        if not self.dags_path.is_dir():
-            return []
-        return [p for p in self.dag_folder_files() if p.is_file() and self.is_dag_candidate(p)]
+        found = []
+        for path, entry, real_folder in self._folder_entries():
+            try:
+                if not entry.is_file():
+                    continue
+            except OSError:
+                continue
+            if self.is_dag_candidate(path):
+                found.append(path)
+                if real_folder and not entry.is_symlink():  # its own real path: real() needs no call
+                    self._real[str(path)] = path
+        return found
 
     def dag_files(self, paths: Iterable[Path | str] | None = None) -> list[Path]:
         """DAG files under ``paths`` (files or folders; all of them when None)."""

@@ -148,6 +148,28 @@ def test_a_conftest_applies_to_the_checks_under_its_folder(pytester, write_files
     assert pytester.path.joinpath("tests.log").read_text().split() == ["tests/test_x.py::test_x"]
 
 
+@pytest.mark.parametrize("rootdir", [".", "tests"])
+def test_locations_are_pytests_own(pytester, write_files, rootdir):
+    """Reports locate a DAG check as pytest locates any test: the path relative to the rootdir
+    (``../dags/...`` when the DAG folder is outside it) and the 0-based line of the DAG."""
+    write_files(pytester.path, {
+        "pyproject.toml": '[tool.pytest-astro.policies]\nselect = ["DAG001"]\n',
+        "dags/team/etl.py": DAG.format(dag_id="etl"),
+        "tests/test_x.py": "def test_x():\n    pass\n",
+        "record_locations.py": "def pytest_runtest_logreport(report):\n"
+                               "    if report.when == 'call':\n"
+                               "        open('locations', 'a').write(repr((report.nodeid, report.location)) + '\\n')\n",
+    })
+    pytester.syspathinsert()
+    result = pytester.runpytest("--astro-dags", "-p", "record_locations", "--rootdir", rootdir, "dags")
+    result.assert_outcomes(passed=2)
+    found = dict(eval(line) for line in pytester.path.joinpath("locations").read_text().splitlines())
+    path = os.path.join("dags", "team", "etl.py") if rootdir == "." else os.path.join("..", "dags", "team", "etl.py")
+    dag_line = DAG.splitlines().index('with DAG("{dag_id}", start_date=datetime(2024, 1, 1), schedule=None):') - 1
+    expected = [(path, None, "parse dags/team/etl.py"), (path, dag_line, "DAG001 etl::has_tasks dags/team/etl.py")]
+    assert sorted(found.values(), key=repr) == sorted(expected, key=repr)
+
+
 def test_off_without_the_switch_and_on_with_the_ini(copy_example, pytester):
     copy_example(EXAMPLE)
     # No --astro-dags: only the project's own tests; neither Airflow nor the engine is imported.

@@ -83,6 +83,26 @@ def test_discovery_matches_airflow(tmp_path, syntax):
     assert ours == expected
 
 
+def test_discovery_follows_symlinks_as_airflow_does(tmp_path):
+    root = tmp_path.resolve()
+    _write(root, {"dags/a.py": DAGLIKE, "shared/b.py": DAGLIKE, "elsewhere/c.py": DAGLIKE})
+    (root / "dags/linked").symlink_to(root / "shared", target_is_directory=True)
+    (root / "dags/alias.py").symlink_to(root / "elsewhere/c.py")
+    project = Project(load_settings(root))
+    found = {p.relative_to(root).as_posix() for p in project.all_dag_files}
+    assert found == _airflow_discovery(root, "glob") == {"dags/a.py", "dags/alias.py", "dags/linked/b.py"}
+    # discovery remembers the real path of what is not behind a link; a link resolves to its target
+    assert project.real(root / "dags/a.py") == root / "dags/a.py"
+    assert project.real(root / "dags/alias.py") == root / "elsewhere/c.py"
+    assert project.real(root / "dags/linked/b.py") == root / "shared/b.py"
+    assert project.relative(root / "dags/linked/b.py") == "shared/b.py"
+    (root / "dags/broken.py").symlink_to(root / "nowhere.py")  # skipped, as Airflow skips it
+    assert len(Project(load_settings(root)).all_dag_files) == 3
+    (root / "shared/loop").symlink_to(root / "dags", target_is_directory=True)
+    with pytest.raises(RuntimeError, match="dags/linked/loop/linked: symlink loop in the dags folder"):
+        Project(load_settings(root)).all_dag_files
+
+
 def test_ignore_syntax_follows_airflow_env(tmp_path, monkeypatch):
     _write(tmp_path, {"dags/x_test.py": DAGLIKE, "dags/.airflowignore": "_test\\.py$\n"})
     monkeypatch.setenv("AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX", "regexp")
