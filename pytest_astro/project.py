@@ -39,12 +39,18 @@ IGNORE_FILE = ".airflowignore"
 def airflow_version() -> str | None:
     """The installed Airflow's version, read from package metadata (Airflow is not imported).
 
-    Cached: reading package metadata costs ~4 ms, and discovery asks once per file."""
-    for dist in ("apache-airflow", "apache-airflow-core"):
+    Cached, and read from the ``Version:`` header alone: ``metadata.version()`` parses the whole
+    METADATA file with the email package (Airflow's is ~37 KB: ~4 ms)."""
+    for name in ("apache-airflow", "apache-airflow-core"):
         try:
-            return metadata.version(dist)
+            dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue
+        headers = (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").partition("\n\n")[0]
+        for line in headers.splitlines():
+            if line.startswith("Version:"):
+                return line[len("Version:"):].strip()
+        return dist.version
     return None
 
 

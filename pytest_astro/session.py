@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -221,7 +222,11 @@ class AstroSession:
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
         resolved = self.project.real(file_path)
         if resolved in self._dag_files and (self._selected is None or resolved in self._selected):
-            return DagFile.from_parent(parent, path=file_path, astro=self)
+            # a file of the parent's folder is named by its file name: said here, pytest need not find
+            # that out with pathlib (a compare and a relative_to per file)
+            in_folder = os.path.dirname(str(file_path)) == str(parent.path)
+            name = file_path.name.replace("\\", "/") if in_folder else None
+            return DagFile.from_parent(parent, path=file_path, name=name, astro=self)
         return None
 
     @pytest.hookimpl(tryfirst=True)

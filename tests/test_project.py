@@ -151,3 +151,17 @@ def test_sizes():
     assert parse_size("4GiB") == 4 * 1024**3
     assert parse_size("512MB") == 512 * 1000**2
     assert parse_size(0) == 0
+
+
+def test_airflow_version_is_the_installed_one():
+    from importlib import metadata
+
+    from pytest_astro.project import airflow_version
+
+    airflow_version.cache_clear()
+    try:
+        expected = metadata.version("apache-airflow")
+    except metadata.PackageNotFoundError:
+        expected = metadata.version("apache-airflow-core")
+    assert airflow_version() == expected
+    assert expected.count(".") >= 2
