@@ -26,7 +26,9 @@ class _KeptHooks:
         if node is None:
             return self
         if isinstance(node, FileHooks):
-            proxy = node.session.gethookproxy(node.path)
+            # asked for its folder (the same conftest files), as one Path object for all of the
+            # folder's files: pytest's lookup then hits its cache instead of stat()ing each file
+            proxy = node.session.gethookproxy(node.folder or node.path)
             final = node.collection_finished()
         else:  # under a DAG file: its parent's (the same path), final once the parent kept it
             proxy = node.parent.ihook
@@ -40,6 +42,7 @@ class FileHooks:
     """For the DAG file's collector: its hook proxy, kept once collection has finished."""
 
     collection_finished: Any  # a callable: True once the session's collection is over
+    folder: Any  # the path of the folder's collector (None: ask with the file's own path)
     ihook = _KeptHooks()
 
     @cached_property

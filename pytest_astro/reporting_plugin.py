@@ -7,6 +7,7 @@ sees every worker's reports). Our items describe themselves with ``user_properti
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ def describe(item: pytest.Item, *, dag_file: str, line: int | None, dag_id: str 
     set_property(item, "dag_id", dag_id)
 
 
+@lru_cache(maxsize=1)  # asked once per test
 def _junit_key():
     try:
         from _pytest.junitxml import xml_key  # what pytest's own record_xml_attribute uses

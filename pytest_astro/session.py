@@ -226,7 +226,8 @@ class AstroSession:
             # that out with pathlib (a compare and a relative_to per file)
             in_folder = os.path.dirname(str(file_path)) == str(parent.path)
             name = file_path.name.replace("\\", "/") if in_folder else None
-            return DagFile.from_parent(parent, path=file_path, name=name, astro=self)
+            return DagFile.from_parent(parent, path=file_path, name=name, astro=self,
+                                       folder=parent.path if in_folder else None)
         return None
 
     @pytest.hookimpl(tryfirst=True)
@@ -356,9 +357,10 @@ class _NotATestModule(pytest.File):
 class DagFile(FileHooks, pytest.File):
     """A DAG file: one ``parse`` item (policy items per DAG are added by the policies)."""
 
-    def __init__(self, *, astro: AstroSession, **kwargs):
+    def __init__(self, *, astro: AstroSession, folder: Path | None = None, **kwargs):
         super().__init__(**kwargs)
         self.astro = astro
+        self.folder = folder  # its folder's collector's path (one object for all of its files)
 
     def collection_finished(self) -> bool:
         return self.astro.collection_finished

@@ -144,7 +144,7 @@ def test_init_writes_the_default_path_prints_the_config_and_does_not_overwrite(t
     snippet = out[out.index("[tool.pytest-astro.deploy.branches]"):]
     # the printed table is what the gate reads, once the ids are filled in
     toml_text = snippet.replace("<main Deployment id>", "clmain").replace("<dev Deployment id>", "cldev")
-    import tomllib
+    from pytest_astro.config import tomllib  # the standard library's, or tomli before Python 3.11
 
     table = tomllib.loads(toml_text.replace("[tool.pytest-astro.deploy.branches]", "[deploy.branches]"))
     cfg = deploy_config.load(table, tmp_path / "pyproject.toml")
