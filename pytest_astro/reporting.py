@@ -317,7 +317,7 @@ class RunSummary:
         results = list(results)
         timed = sorted((r for r in results if not r.cached and r.seconds), key=lambda r: -r.seconds)
         return cls(files=len(results), cached=getattr(stats, "cached", 0),
-                   failed_files=sum(not r.ok for r in results), dags=sum(len(r.dags) for r in results),
+                   failed_files=sum(not r.ok for r in results), dags=sum(r.dag_count() for r in results),
                    seconds=getattr(stats, "seconds", 0.0), workers=workers, airflow=getattr(stats, "airflow", ""),
                    processes=getattr(stats, "processes", 0), rechecked=getattr(stats, "rechecked", 0),
                    failures=Counter(p.failure_class or "exception" for p in problems),

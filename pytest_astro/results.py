@@ -84,24 +84,38 @@ class DagSummary:
 
 @dataclass
 class FileResult:
-    """The verdict on one DAG file."""
+    """The verdict on one DAG file.
+
+    Only ``file`` and ``ok`` have no default, and no field has a class-level one: a result read from
+    the cache (``from_cache``) holds its outline and decodes the rest of its JSON on first use of a
+    field it lacks (``__getattr__``), so a run where nothing changed builds no DAG summaries it does
+    not look at (~3% of such a run's instructions)."""
 
     file: str  # relative to the project root, POSIX separators
     ok: bool
     dags: list[DagSummary] = field(default_factory=list)
     errors: list[ParseError] = field(default_factory=list)
-    seconds: float = 0.0
-    peak_memory: int = 0  # bytes (max RSS of the process that parsed the file)
+    seconds: float = field(default_factory=float)
+    peak_memory: int = field(default_factory=int)  # bytes (max RSS of the process that parsed the file)
     imported: list[str] = field(default_factory=list)  # project modules the file imported (relative)
     warnings: list[str] = field(default_factory=list)  # `path:line: message`, e.g. placeholder variables
-    stdout: str = ""  # what the file printed while being imported (cut to a few KB)
-    cached: bool = False
+    stdout: str = field(default_factory=str)  # what the file printed while being imported (cut to a few KB)
+    cached: bool = field(default_factory=bool)
+
+    def __getattr__(self, name: str) -> Any:
+        # called only for an attribute the instance lacks: a cached result's details, on first use
+        lazy = self.__dict__.pop("_lazy", None)
+        if lazy is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        for key, value in vars(type(self).from_dict(json.loads(lazy))).items():
+            self.__dict__.setdefault(key, value)
+        return getattr(self, name)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (``dataclasses.asdict`` deep-copies: ~0.7 ms a file, most of a cache write)."""
-        data = dict(vars(self))
-        data.pop("_json", None)
-        data["dags"] = [dict(vars(d)) for d in self.dags]
+        dags = self.dags  # (a cached result decodes its details here)
+        data = {name: value for name, value in vars(self).items() if not name.startswith("_")}
+        data["dags"] = [dict(vars(d)) for d in dags]
         data["errors"] = [{**vars(e), "frames": [dict(vars(f)) for f in e.frames]} for e in self.errors]
         return data
 
@@ -117,11 +131,41 @@ class FileResult:
     def _shape(self) -> tuple:
         # what a result can change in after it is read (fail(), a test's own edits): kept text of a
         # result whose shape changed is not used
-        return (self.ok, self.cached, len(self.errors), len(self.warnings), len(self.dags))
+        return (self.ok, self.cached, len(self.errors), len(self.warnings), self.dag_count())
+
+    def dag_refs(self) -> list[tuple[str, str, int | None]]:
+        """``(dag_id, file, line)`` of each DAG (a cached result answers from its outline)."""
+        outline = self.__dict__.get("_outline")
+        if outline is not None and "dags" not in self.__dict__:
+            return [(dag_id, file, line) for dag_id, file, line in outline]
+        return [(d.dag_id, d.file, d.line) for d in self.dags]
+
+    def dag_count(self) -> int:
+        outline = self.__dict__.get("_outline")
+        if outline is not None and "dags" not in self.__dict__:
+            return len(outline)
+        return len(self.dags)
+
+    def outline(self) -> dict[str, Any] | None:
+        """What ``from_cache`` needs besides the JSON text, for a result without errors."""
+        if self.errors or not self.ok:
+            return None
+        return {"file": self.file, "warnings": list(self.warnings), "imported": list(self.imported),
+                "dags": [list(ref) for ref in self.dag_refs()]}
 
     @classmethod
     def from_json(cls, text: str) -> FileResult:
         result = cls.from_dict(json.loads(text))
+        result.__dict__["_json"] = (text, result._shape())
+        return result
+
+    @classmethod
+    def from_cache(cls, text: str, outline: dict[str, Any]) -> FileResult:
+        """A cached result without errors: ``outline`` now, the rest of ``text`` (its JSON) on first use."""
+        result = cls.__new__(cls)
+        result.__dict__.update(file=outline["file"], ok=True, cached=True, errors=[],
+                               warnings=list(outline["warnings"]), imported=list(outline["imported"]),
+                               _outline=outline["dags"], _lazy=text)
         result.__dict__["_json"] = (text, result._shape())
         return result
 

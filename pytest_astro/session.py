@@ -412,13 +412,13 @@ class ParseItem(InDagFile, pytest.Item):
     def __init__(self, *, result: FileResult | None, **kwargs):
         super().__init__(**kwargs)
         self.result = result
+        refs = result.dag_refs() if result is not None else []  # (a cached result's outline)
+        dag_ids = ",".join(dag_id for dag_id, _, _ in refs)
         if result is not None:
-            self.user_properties.append(("dag_ids", ",".join(d.dag_id for d in result.dags)))
+            self.user_properties.append(("dag_ids", dag_ids))
         error = result.errors[0] if result is not None and result.errors else None
-        first_dag = result.dags[0] if result is not None and result.dags else None
         describe(self, dag_file=self.parent.astro.project.relative(self.path),
-                 line=location(result, error)[1] if error else (first_dag.line if first_dag else None),
-                 dag_id=",".join(d.dag_id for d in result.dags) if result else "")
+                 line=location(result, error)[1] if error else (refs[0][2] if refs else None), dag_id=dag_ids)
 
     def runtest(self) -> None:
         if not (self.result and self.result.ok):

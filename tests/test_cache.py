@@ -16,6 +16,7 @@ from pytest_astro.config import load_settings
 from pytest_astro.parse.cache import ParseCache
 from pytest_astro.parse.engine import ParseEngine
 from pytest_astro.project import Project
+from pytest_astro.results import DagSummary, FileResult, ParseError
 from pytest_astro.values import load_values
 from tests.conftest import DAG
 
@@ -198,3 +199,30 @@ def test_a_damaged_entry_is_parsed_again(pytester, project):
     assert parsed == ALL and failed == []
     result, parsed, failed = run(pytester)  # and the entries are whole again
     assert parsed == [] and failed == []
+
+
+def test_a_cached_result_is_the_stored_one(tmp_path):
+    """A result read back from the cache equals the one stored: its outline (what a run from the
+    cache reads: ids, files and lines of its DAGs, warnings) at once, the rest when first used."""
+    (tmp_path / "dags").mkdir()
+    dag_file = tmp_path / "dags" / "two.py"
+    dag_file.write_text("# airflow dag\n")
+    project = Project(load_settings(tmp_path))
+    stored = FileResult(file="dags/two.py", ok=True, seconds=0.25, peak_memory=123, stdout="hello\n",
+                        warnings=["dags/two.py:3: placeholder"], imported=[],
+                        dags=[DagSummary(dag_id="a", file="dags/two.py", line=3, tags=["x"], retries=2),
+                              DagSummary(dag_id="b", file="include/factory.py", line=9, task_ids=["t"])])
+    ParseCache(project).put(dag_file, stored)
+    got = ParseCache(project).get(dag_file)
+    assert got is not None and got.cached
+    assert got.dag_refs() == [("a", "dags/two.py", 3), ("b", "include/factory.py", 9)]
+    assert got.dag_count() == 2 and got.warnings == stored.warnings and got.errors == []
+    assert got.to_json() == json.dumps({**stored.to_dict(), "cached": True})  # the kept text, as stored
+    assert got.dags == stored.dags and got.seconds == 0.25 and got.stdout == "hello\n"
+    assert got == FileResult(**{**vars(stored), "cached": True})
+    assert got.to_dict() == {**stored.to_dict(), "cached": True}
+    # a result with errors (a syntax error, the only failure kept) is read whole
+    stored.ok, stored.dags = False, []
+    stored.errors = [ParseError(kind="syntax", type="SyntaxError", message="bad", file="dags/two.py", line=1)]
+    ParseCache(project).put(dag_file, stored)
+    assert ParseCache(project).get(dag_file) == FileResult(**{**vars(stored), "cached": True})

@@ -59,9 +59,10 @@ def clear(project: Project) -> None:
     shutil.rmtree(cache_dir(project), ignore_errors=True)
 
 
-# Version of the entry layout: two lines, the key (what the result depends on) as JSON, then the
-# result as JSON (as reports write it, so a cached result is written out without encoding it again)
-ENTRY_FORMAT = 2
+# Version of the entry layout: two lines, the key (what the result depends on, and for a result
+# without errors its outline and the digest of the next line) as JSON, then the result as JSON (as
+# reports write it, so a cached result is written out without encoding it again)
+ENTRY_FORMAT = 3
 
 
 def environment_key(project: Project) -> str:
@@ -123,7 +124,7 @@ class ParseCache:
     def get(self, path: Path) -> FileResult | None:
         try:
             with open(self._entry(path), "rb") as fh:  # bytes: a text-mode file costs ~6 µs more per entry
-                key, _, body = fh.read().partition(b"\n")
+                key, _, body = fh.read().rstrip(b"\n").partition(b"\n")
             data = json.loads(key)
         except (OSError, ValueError):
             return None
@@ -132,7 +133,13 @@ class ParseCache:
         for rel, digest in data.get("imported", {}).items():
             if self._digest_of_rel(rel) != digest:
                 return None
+        outline = data.get("outline")
         try:
+            if outline is not None:
+                # decoded when first used, so checked whole now (a file cut short, a partial restore)
+                if _digest(body) != data.get("body"):
+                    return None
+                return FileResult.from_cache(body.decode(), outline)
             result = FileResult.from_json(body.decode())
         except (KeyError, TypeError, ValueError):  # UnicodeDecodeError is a ValueError
             return None
@@ -147,8 +154,12 @@ class ParseCache:
         if digest is None:
             return
         imported = {rel: self._digest_of_rel(rel) for rel in result.imported}
+        body = json.dumps({**result.to_dict(), "cached": True})
         key = {"env": self.env_key, "digest": digest, "imported": imported}
-        text = json.dumps(key) + "\n" + json.dumps({**result.to_dict(), "cached": True}) + "\n"
+        outline = result.outline()
+        if outline is not None:
+            key.update(outline=outline, body=_digest(body.encode()))
+        text = json.dumps(key) + "\n" + body + "\n"
         try:
             if not self._made:
                 self.dir.mkdir(parents=True, exist_ok=True)

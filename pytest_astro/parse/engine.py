@@ -134,7 +134,7 @@ class ParseEngine:
         self.stats.files = len(files)
         self.stats.parsed = len(todo)
         self.stats.failed = sum(not r.ok for r in results.values())
-        self.stats.dags = sum(len(r.dags) for r in results.values())
+        self.stats.dags = sum(r.dag_count() for r in results.values())
         self.stats.seconds = time.perf_counter() - started
         return results
 
@@ -259,8 +259,8 @@ def _mark_duplicates(results: dict[str, FileResult]) -> None:
     """A dag_id defined in two files fails both, each naming the other (Airflow keeps only one)."""
     where: dict[str, list[tuple[str, int | None]]] = defaultdict(list)
     for result in results.values():
-        for dag in result.dags:
-            where[dag.dag_id].append((dag.file, dag.line))
+        for dag_id, file, line in result.dag_refs():
+            where[dag_id].append((file, line))
     for dag_id, places in where.items():
         files = {f for f, _ in places}
         if len(files) < 2:
