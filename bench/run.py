@@ -24,9 +24,10 @@ files importing heavy third-party packages from site-packages) and runs, each in
                  with one item (node ids ``dags/x.py::parse``, as ours): what that structure costs
   --ablations    ours without preloading; ours with a fresh fork per file (``isolation = "file"``);
                  a fresh interpreter per file (sampled, estimated)
-  --instructions also count the instructions that pytest-floor, pytest-floor-per-file and ours-warm
-                 execute (valgrind's callgrind, when installed): unlike wall time, the same from run to
-                 run on a shared VM, so the warm row's distance to the floors is measured exactly
+  --instructions also count the instructions that single-dagbag, pytest-floor, pytest-floor-per-file
+                 and ours-warm execute (valgrind's callgrind, when installed; each is one process):
+                 unlike wall time, the same from run to run on a shared VM, so the warm row's ratio to
+                 single-dagbag and its distance to the floors are measured exactly
 
 Every approach gets compiled bytecode of the installed packages (``--bytecode warm``, as after
 ``pip install``); the DAG files' own bytecode is never kept, as in a fresh checkout.
@@ -575,7 +576,8 @@ def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True
     if instructions:  # the warm row again, as it ran above (policies off, the cache filled)
         (root / "pyproject.toml").write_text(POLICIES_OFF)
         subprocess.run(ours, cwd=root, env=env, capture_output=True)
-        for name, cmd in (("pytest-floor", pytest_cmd + ["tests/test_floor.py", "-p", "no:cacheprovider"]),
+        for name, cmd in (("single-dagbag", pytest_cmd + ["tests/test_single_dagbag.py", "-p", "no:cacheprovider"]),
+                          ("pytest-floor", pytest_cmd + ["tests/test_floor.py", "-p", "no:cacheprovider"]),
                           ("pytest-floor-per-file", pytest_cmd + FLOOR_PER_FILE + ["-p", "no:cacheprovider"]),
                           ("ours-warm", ours)):
             if bytecode == "warm":
@@ -607,7 +609,10 @@ def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True
     rows["ours-cold"]["x_template"] = round(rows["ours-cold"]["seconds"] / rows["template"]["seconds"], 3)
     for name, count in counted.items():
         rows[name]["instructions"] = count
-    floor = counted.get("pytest-floor-per-file")
+    floor, single = counted.get("pytest-floor-per-file"), counted.get("single-dagbag")
+    for name, count in counted.items():
+        if count and single:
+            rows[name]["instructions_x_single"] = round(count / single, 3)
     if counted.get("ours-warm") and floor:
         rows["ours-warm"]["instructions_x_floor_per_file"] = round(counted["ours-warm"] / floor, 3)
     return rows
@@ -638,9 +643,10 @@ def table(results: dict) -> str:
             if len(r.get("runs", [])) > 1:
                 notes.append(f"median of {len(r['runs'])}: {min(r['runs']):.2f}-{max(r['runs']):.2f} s")
             if r.get("instructions"):
-                notes.append(f"{r['instructions'] / 1e9:.2f} G instructions"
-                             + (f" ({r['instructions_x_floor_per_file']:.2f}x pytest-floor-per-file)"
-                                if "instructions_x_floor_per_file" in r else ""))
+                ratios = [f"{r[key]:.3f}x {label}" for key, label in (
+                    ("instructions_x_single", "single-dagbag"), ("instructions_x_floor_per_file", "pytest-floor-per-file"))
+                    if key in r and name not in label]
+                notes.append(f"{r['instructions'] / 1e9:.2f} G instructions" + (f" ({', '.join(ratios)})" if ratios else ""))
             if r["exit"] != 0:
                 notes.append(f"exit {r['exit']}")
             if name == "spawn-per-file-est":
