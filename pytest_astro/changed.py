@@ -11,7 +11,6 @@ feeds every parse changed (``airflow_settings.yaml``, ``requirements.txt``, ``.e
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -92,17 +91,10 @@ GLOBAL_INPUTS = ("airflow_settings.yaml", "requirements.txt", "packages.txt", ".
 
 def _recorded_readers(project: Project, changed: set[Path]) -> set[Path]:
     """DAG files whose last cached parse imported or read one of ``changed`` (recorded by the sandbox)."""
-    from pytest_astro.parse.cache import cache_dir
+    from pytest_astro.parse.cache import recorded_imports
 
-    found = set()
-    for entry in cache_dir(project).glob("*.json"):
-        try:
-            data = json.loads(entry.read_text())
-            if any((project.root / rel).resolve() in changed for rel in data.get("imported", {})):
-                found.add((project.root / data["result"]["file"]).resolve())
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return found
+    return {(project.root / file).resolve() for file, imported in recorded_imports(project)
+            if any((project.root / rel).resolve() in changed for rel in imported)}
 
 
 def affected_dag_files(project: Project, changed: Iterable[Path], dag_files: Iterable[Path]) -> list[Path]:

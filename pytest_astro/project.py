@@ -19,7 +19,7 @@ from functools import cached_property, lru_cache
 from importlib import metadata
 from pathlib import Path
 
-from pytest_astro.config import Settings
+from pytest_astro.config import ConfigError, Settings
 
 
 @lru_cache(maxsize=1)
@@ -264,7 +264,8 @@ class Project:
             for d in subdirs:
                 resolved = os.path.realpath(d.path)
                 if resolved in seen:
-                    raise RuntimeError(f"{folder / d.name}: symlink loop in the dags folder; remove the link")
+                    raise ConfigError(f"{folder / d.name}: symlink loop in the dags folder (it leads back to "
+                                      f"{resolved}, which Airflow would walk again and again); remove the link")
                 seen.add(resolved)
             for d in subdirs:
                 yield from visit(folder / d.name, rules, real and not d.is_symlink())

@@ -133,25 +133,27 @@ class FileResult:
         # result whose shape changed is not used
         return (self.ok, self.cached, len(self.errors), len(self.warnings), self.dag_count())
 
+    def _unread_dags(self) -> list | None:
+        # a cached result's outline of its DAGs, while its details are not decoded
+        return None if "dags" in self.__dict__ else self.__dict__.get("_outline")
+
     def dag_refs(self) -> list[tuple[str, str, int | None]]:
         """``(dag_id, file, line)`` of each DAG (a cached result answers from its outline)."""
-        outline = self.__dict__.get("_outline")
-        if outline is not None and "dags" not in self.__dict__:
+        outline = self._unread_dags()
+        if outline is not None:
             return [(dag_id, file, line) for dag_id, file, line in outline]
         return [(d.dag_id, d.file, d.line) for d in self.dags]
 
     def dag_count(self) -> int:
-        outline = self.__dict__.get("_outline")
-        if outline is not None and "dags" not in self.__dict__:
-            return len(outline)
-        return len(self.dags)
+        outline = self._unread_dags()
+        return len(outline) if outline is not None else len(self.dags)
 
     def outline(self) -> dict[str, Any] | None:
-        """What ``from_cache`` needs besides the JSON text, for a result without errors."""
+        """What ``from_cache`` needs besides the JSON text, the file and its imports: for a result
+        without errors, its warnings and its DAGs' ids, files and lines."""
         if self.errors or not self.ok:
             return None
-        return {"file": self.file, "warnings": list(self.warnings), "imported": list(self.imported),
-                "dags": [list(ref) for ref in self.dag_refs()]}
+        return {"warnings": list(self.warnings), "dags": [list(ref) for ref in self.dag_refs()]}
 
     @classmethod
     def from_json(cls, text: str) -> FileResult:
@@ -160,12 +162,11 @@ class FileResult:
         return result
 
     @classmethod
-    def from_cache(cls, text: str, outline: dict[str, Any]) -> FileResult:
+    def from_cache(cls, text: str, file: str, imported: list[str], outline: dict[str, Any]) -> FileResult:
         """A cached result without errors: ``outline`` now, the rest of ``text`` (its JSON) on first use."""
         result = cls.__new__(cls)
-        result.__dict__.update(file=outline["file"], ok=True, cached=True, errors=[],
-                               warnings=list(outline["warnings"]), imported=list(outline["imported"]),
-                               _outline=outline["dags"], _lazy=text)
+        result.__dict__.update(file=file, ok=True, cached=True, errors=[], imported=imported,
+                               warnings=list(outline["warnings"]), _outline=outline["dags"], _lazy=text)
         result.__dict__["_json"] = (text, result._shape())
         return result
 

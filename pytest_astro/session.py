@@ -17,9 +17,9 @@ import pytest
 
 from pytest_astro import dbguard, inprocess, xdist
 from pytest_astro.config import ConfigError, Settings, find_project_root, load_settings
+from pytest_astro.nodes import FileHooks, InDagFile
 from pytest_astro.parse.cache import clear as clear_parse_cache
 from pytest_astro.parse.engine import EngineError, ParseEngine
-from pytest_astro.nodes import FileHooks, InDagFile
 from pytest_astro.parse.report import location, long_text
 from pytest_astro.project import Project
 from pytest_astro.reporting_plugin import CIReports, describe, set_property
@@ -96,7 +96,10 @@ class AstroSession:
             warnings.warn(pytest.PytestConfigWarning(f"pytest-astro: {mismatch}"), stacklevel=1)
         self.counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
         self.collection_finished = False
-        self._dag_files = set(self.project.all_dag_files)
+        try:
+            self._dag_files = set(self.project.all_dag_files)
+        except ConfigError as exc:  # a symlink loop in the DAG folder
+            raise pytest.UsageError(f"pytest-astro: {exc}") from None
         self._add_dags_folder_to_args()
         # --astro-changed: only the DAG files a change can affect are collected and parsed
         self.changed_note = ""

@@ -125,3 +125,31 @@ def test_pytest_collects_and_parses_only_affected_files(pytester):
     bad = pytester.runpytest("--astro-dags", "--astro-changed=nope")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*git ref 'nope' does not exist*"])
+
+
+READS_YAML = '''
+from datetime import datetime
+from pathlib import Path
+from airflow import DAG
+from airflow.providers.standard.operators.empty import EmptyOperator
+
+TABLES = (Path(__file__).parents[1] / "include" / "tables.yaml").read_text().split()
+with DAG("reads_yaml", start_date=datetime(2024, 1, 1), schedule=None):
+    for table in TABLES:
+        EmptyOperator(task_id=f"load_{table}")
+'''
+
+
+def test_a_file_the_last_parse_read_affects_its_reader(pytester):
+    """No import statement names ``include/tables.yaml``: only the cache knows that the last parse of
+    ``dags/reads_yaml.py`` read it, so a change to it selects that DAG file."""
+    root = make_repo(pytester.path)
+    (root / "dags/reads_yaml.py").write_text(READS_YAML)
+    (root / "include/tables.yaml").write_text("orders customers\n")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "a DAG made from a YAML list")
+    pytester.runpytest("--astro-dags", "-k", "parse").assert_outcomes(passed=5)  # fills the cache
+    (root / "include/tables.yaml").write_text("orders customers invoices\n")
+    result = pytester.runpytest("--astro-dags", "--astro-changed", "-v", "-k", "parse")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*--astro-changed: 1 affected by*", "dags/reads_yaml.py::parse PASSED*"])

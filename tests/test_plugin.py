@@ -170,6 +170,16 @@ def test_locations_are_pytests_own(pytester, write_files, rootdir):
     assert sorted(found.values(), key=repr) == sorted(expected, key=repr)
 
 
+def test_a_symlink_loop_in_the_dags_folder_is_a_usage_error(pytester, write_files):
+    write_files(pytester.path, {"dags/etl.py": DAG.format(dag_id="etl")})
+    (pytester.path / "dags" / "sub").mkdir()
+    (pytester.path / "dags" / "sub" / "up").symlink_to(pytester.path / "dags", target_is_directory=True)
+    result = pytester.runpytest("--astro-dags")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*pytest-astro: *dags/sub/up/sub: symlink loop in the dags folder*remove the link"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
 def test_off_without_the_switch_and_on_with_the_ini(copy_example, pytester):
     copy_example(EXAMPLE)
     # No --astro-dags: only the project's own tests; neither Airflow nor the engine is imported.

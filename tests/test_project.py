@@ -99,7 +99,7 @@ def test_discovery_follows_symlinks_as_airflow_does(tmp_path):
     (root / "dags/broken.py").symlink_to(root / "nowhere.py")  # skipped, as Airflow skips it
     assert len(Project(load_settings(root)).all_dag_files) == 3
     (root / "shared/loop").symlink_to(root / "dags", target_is_directory=True)
-    with pytest.raises(RuntimeError, match="dags/linked/loop/linked: symlink loop in the dags folder"):
+    with pytest.raises(ConfigError, match="dags/linked/loop/linked: symlink loop in the dags folder"):
         Project(load_settings(root)).all_dag_files
 
 

@@ -164,7 +164,7 @@ def run_gate(opts: GateOptions, out: Callable[[str], None] = print, env: dict | 
     # 4. the suite
     try:
         files, is_dag, dag_rel = project_dag_files(settings)
-    except (OSError, RuntimeError) as exc:
+    except (OSError, ConfigError) as exc:
         say(f"pytest-astro deploy: error: cannot list the DAG folder {settings.dags_path}: {exc}")
         return finish("failed", 1, str(exc))
     say("pytest-astro deploy: running the suite")

@@ -155,8 +155,7 @@ class _Project:
             from pytest_astro.project import Project
 
             project = Project(self.settings)
-            walk = getattr(project, "dag_folder_files", None) or getattr(project, "_walk")
-            self._walked = {p.resolve() for p in walk()}
+            self._walked = {p.resolve() for p in project.dag_folder_files()}
         return path.resolve() not in self._walked
 
     def context(self, path: Path) -> FileContext:

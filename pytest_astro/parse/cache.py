@@ -17,6 +17,7 @@ import json
 import os
 import site
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from pytest_astro import __version__
@@ -59,10 +60,30 @@ def clear(project: Project) -> None:
     shutil.rmtree(cache_dir(project), ignore_errors=True)
 
 
-# Version of the entry layout: two lines, the key (what the result depends on, and for a result
-# without errors its outline and the digest of the next line) as JSON, then the result as JSON (as
-# reports write it, so a cached result is written out without encoding it again)
-ENTRY_FORMAT = 3
+# Version of the entry layout: two lines, the key (the DAG file, what its result depends on, and for
+# a result without errors its outline and the digest of the next line) as JSON, then the result as
+# JSON (as reports write it, so a cached result is written out without encoding it again)
+ENTRY_FORMAT = 4
+
+
+def _read_entry(entry: str | Path) -> tuple[dict, bytes] | None:
+    """An entry's key and its result line (not decoded); None when it is unreadable."""
+    try:
+        with open(entry, "rb") as fh:  # bytes: a text-mode file costs ~6 µs more per entry
+            key, _, body = fh.read().rstrip(b"\n").partition(b"\n")
+        data = json.loads(key)
+    except (OSError, ValueError):
+        return None
+    return (data, body) if isinstance(data, dict) else None
+
+
+def recorded_imports(project: Project) -> Iterator[tuple[str, list[str]]]:
+    """(DAG file, the project files its last cached parse imported or read) of every entry: what
+    ``--astro-changed`` knows of dependencies that no import statement shows (a YAML config)."""
+    for entry in cache_dir(project).glob("*.json"):
+        read = _read_entry(entry)
+        if read is not None and isinstance(read[0].get("file"), str):
+            yield read[0]["file"], list(read[0].get("imported") or {})
 
 
 def environment_key(project: Project) -> str:
@@ -122,12 +143,10 @@ class ParseCache:
         return self._dir + _digest(self.project.relative(path).encode())[:32] + ".json"
 
     def get(self, path: Path) -> FileResult | None:
-        try:
-            with open(self._entry(path), "rb") as fh:  # bytes: a text-mode file costs ~6 µs more per entry
-                key, _, body = fh.read().rstrip(b"\n").partition(b"\n")
-            data = json.loads(key)
-        except (OSError, ValueError):
+        read = _read_entry(self._entry(path))
+        if read is None:
             return None
+        data, body = read
         if data.get("env") != self.env_key or data.get("digest") != self._digest_of(path):
             return None
         for rel, digest in data.get("imported", {}).items():
@@ -139,7 +158,7 @@ class ParseCache:
                 # decoded when first used, so checked whole now (a file cut short, a partial restore)
                 if _digest(body) != data.get("body"):
                     return None
-                return FileResult.from_cache(body.decode(), outline)
+                return FileResult.from_cache(body.decode(), data["file"], list(data["imported"]), outline)
             result = FileResult.from_json(body.decode())
         except (KeyError, TypeError, ValueError):  # UnicodeDecodeError is a ValueError
             return None
@@ -155,7 +174,7 @@ class ParseCache:
             return
         imported = {rel: self._digest_of_rel(rel) for rel in result.imported}
         body = json.dumps({**result.to_dict(), "cached": True})
-        key = {"env": self.env_key, "digest": digest, "imported": imported}
+        key = {"env": self.env_key, "file": result.file, "digest": digest, "imported": imported}
         outline = result.outline()
         if outline is not None:
             key.update(outline=outline, body=_digest(body.encode()))

@@ -72,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"pytest-astro: {project.dags_path} does not exist; run from an Astro project, or pass "
               "--project DIR / --dags-folder DIR", file=sys.stderr)
         return 2
-    files = select_files(project, args.files)
+    try:
+        files = select_files(project, args.files)
+    except ConfigError as exc:  # a symlink loop in the DAG folder
+        print(f"pytest-astro: {exc}", file=sys.stderr)
+        return 2
     if not files:
         print("pytest-astro: no DAG files to parse" + (" among the given files" if args.files else ""))
         return 0
