@@ -72,3 +72,6 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_astro.session import AstroSession  # only now: keeps `pytest --help` fast
 
     config.pluginmanager.register(AstroSession(config), "astro-session")
+    from pytest_astro.protocol import DirectRun
+
+    config.pluginmanager.register(DirectRun(config), "astro-direct-run")

@@ -386,6 +386,8 @@ class UpgradeFindings(Exception):
 class UpgradeItem(InDagFile, pytest.Item):
     """``--astro-upgrade-check``: passes when nothing in the file breaks on Airflow 3."""
 
+    runs_user_code = False  # our rules read the file: it may run without pytest's capture (protocol.py)
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         describe(self, dag_file=self.parent.astro.project.relative(self.path), line=None)
@@ -406,11 +408,14 @@ class UpgradeItem(InDagFile, pytest.Item):
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
-        return self.path, None, f"airflow3 {self.parent.astro.project.relative(self.path)}"
+        # line 0, the file's: pytest needs a line for a skip mark's location
+        return self.path, 0, f"airflow3 {self.parent.astro.project.relative(self.path)}"
 
 
 class ParseItem(InDagFile, pytest.Item):
     """Passes when the DAG file imports cleanly in the sandbox."""
+
+    runs_user_code = False  # its verdict came from the sandbox: it may run without pytest's capture
 
     def __init__(self, *, result: FileResult | None, **kwargs):
         super().__init__(**kwargs)
@@ -446,4 +451,5 @@ class ParseItem(InDagFile, pytest.Item):
         line = None
         if self.result is not None and self.result.errors:
             line = location(self.result, self.result.errors[0])[1]
-        return self.path, (line - 1) if line else None, f"{self.name} {self.result.file if self.result else ''}"
+        # the error's line, or 0 (the file's): pytest needs a line for a skip mark's location
+        return self.path, (line - 1) if line else 0, f"{self.name} {self.result.file if self.result else ''}"

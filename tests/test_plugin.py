@@ -166,7 +166,7 @@ def test_locations_are_pytests_own(pytester, write_files, rootdir):
     found = dict(eval(line) for line in pytester.path.joinpath("locations").read_text().splitlines())
     path = os.path.join("dags", "team", "etl.py") if rootdir == "." else os.path.join("..", "dags", "team", "etl.py")
     dag_line = DAG.splitlines().index('with DAG("{dag_id}", start_date=datetime(2024, 1, 1), schedule=None):') - 1
-    expected = [(path, None, "parse dags/team/etl.py"), (path, dag_line, "DAG001 etl::has_tasks dags/team/etl.py")]
+    expected = [(path, 0, "parse dags/team/etl.py"), (path, dag_line, "DAG001 etl::has_tasks dags/team/etl.py")]
     assert sorted(found.values(), key=repr) == sorted(expected, key=repr)
 
 
