@@ -228,10 +228,45 @@ class AstroSession:
             # a file of the parent's folder is named by its file name: said here, pytest need not find
             # that out with pathlib (a compare and a relative_to per file)
             in_folder = os.path.dirname(str(file_path)) == str(parent.path)
-            name = file_path.name.replace("\\", "/") if in_folder else None
-            return DagFile.from_parent(parent, path=file_path, name=name, astro=self,
-                                       folder=parent.path if in_folder else None)
+            return self._dag_file(parent, file_path, in_folder)
         return None
+
+    def _dag_file(self, parent: pytest.Collector, path: Path, in_folder: bool) -> DagFile:
+        return DagFile.from_parent(parent, path=path, name=path.name.replace("\\", "/") if in_folder else None,
+                                   astro=self, folder=parent.path if in_folder else None)
+
+    def dag_files_in(self, folder: pytest.Collector, entry: os.DirEntry) -> tuple[bool, list]:
+        """For ``DagFolder``: (whether the entry is a DAG file, its collector if it is one to check)."""
+        resolved = self.project.real(entry.path)
+        if resolved not in self._dag_files:
+            return False, []
+        if self._selected is not None and resolved not in self._selected:
+            return True, []
+        # the discovery's Path object when it is the path as found (no symlink): one fewer to make
+        return True, [self._dag_file(folder, resolved if str(resolved) == entry.path else Path(entry.path), True)]
+
+    def collects_directly(self, folder: pytest.Collector) -> bool:
+        """Whether ``folder``'s DAG files may skip pytest's per-file hooks: only when they would
+        decide what ours decides. That is, no ``--ignore`` / ``--ignore-glob`` / ``--doctest-modules``,
+        no ``collect_ignore`` in a conftest.py, and nothing but pytest and us implements
+        ``pytest_ignore_collect`` and ``pytest_collect_file`` for the folder (a plugin that makes items
+        of every .py file, pytest-mypy say, still gets the DAG files)."""
+        config = self.config
+        if config.getoption("ignore") or config.getoption("ignore_glob") or config.getoption("doctestmodules", False):
+            return False
+        try:
+            if (config._getconftest_pathlist("collect_ignore", path=folder.path)
+                    or config._getconftest_pathlist("collect_ignore_glob", path=folder.path)):
+                return False
+        except AttributeError:  # pragma: no cover - a pytest without it: its hooks decide
+            return False
+        ihook = folder.ihook
+        for hook, modules in (("pytest_ignore_collect", ("_pytest.main",)),
+                              ("pytest_collect_file", ("_pytest.python", "_pytest.doctest", __name__))):
+            if any(getattr(impl.function, "__module__", None) not in modules
+                   for impl in getattr(ihook, hook).get_hookimpls()):
+                return False
+        return True
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pycollect_makemodule(self, module_path: Path, parent: pytest.Collector):
@@ -245,12 +280,12 @@ class AstroSession:
 
     @pytest.hookimpl(tryfirst=True, optionalhook=True)  # pytest >= 8
     def pytest_collect_directory(self, path: Path, parent: pytest.Collector):
-        """A package in the DAG folder (``dags/__init__.py``, common for ``from dags.utils import``)
-        is collected as a plain folder: pytest's Package would import its ``__init__.py`` in this
-        process (to look for ``setup_module``), which runs project code, and Airflow, outside the
-        sandbox."""
-        if (path / "__init__.py").is_file() and self._in_dags_folder(self.project.real(path)):
-            return pytest.Dir.from_parent(parent, path=path)
+        """The DAG folder and its subfolders are ``DagFolder``s, plain folders: a package there
+        (``dags/__init__.py``, common for ``from dags.utils import``) would be pytest's Package,
+        which imports its ``__init__.py`` in this process (to look for ``setup_module``), running
+        project code, and Airflow, outside the sandbox."""
+        if self._in_dags_folder(self.project.real(path)):
+            return DagFolder.from_parent(parent, path=path, astro=self)
         return None
 
     def _in_dags_folder(self, real: Path) -> bool:
@@ -355,6 +390,49 @@ def report_json(data: dict) -> str:
 class _NotATestModule(pytest.File):
     def collect(self):
         return []
+
+
+if hasattr(pytest, "Dir"):  # pytest >= 8 (on pytest 7, a package's __init__.py gets _NotATestModule)
+    from _pytest.pathlib import scandir  # pytest's own, as pytest.Dir lists a folder: same order
+
+    class DagFolder(pytest.Dir):
+        """A folder of the DAG folder. Its DAG files come from the project's discovery, without
+        asking pytest's ``pytest_ignore_collect`` and ``pytest_collect_file`` hooks for each, when
+        those would decide what we decide (``AstroSession.collects_directly``): on an unchanged
+        project they were 6% of the run. Everything else in it is collected as pytest.Dir does."""
+
+        @classmethod
+        def from_parent(cls, parent, *, path: Path, astro: AstroSession):  # type: ignore[override]
+            return super(pytest.Dir, cls).from_parent(parent=parent, path=path, astro=astro)
+
+        def __init__(self, *, astro: AstroSession, **kwargs):
+            super().__init__(**kwargs)
+            self.astro = astro
+
+        def collect(self):
+            if not self.astro.collects_directly(self):
+                yield from super().collect()
+                return
+            ihook, config, session = self.ihook, self.config, self.session
+            for entry in scandir(self.path):
+                if entry.is_dir():  # as pytest.Dir
+                    path = Path(entry.path)
+                    if not session.isinitpath(path, with_parents=True):
+                        if ihook.pytest_ignore_collect(collection_path=path, config=config):
+                            continue
+                    col = ihook.pytest_collect_directory(path=path, parent=self)
+                    if col is not None:
+                        yield col
+                elif entry.is_file():
+                    dag_file, nodes = self.astro.dag_files_in(self, entry)
+                    if dag_file:
+                        yield from nodes
+                        continue
+                    path = Path(entry.path)  # as pytest.Dir
+                    if not session.isinitpath(path):
+                        if ihook.pytest_ignore_collect(collection_path=path, config=config):
+                            continue
+                    yield from ihook.pytest_collect_file(file_path=path, parent=self)
 
 
 class DagFile(FileHooks, pytest.File):

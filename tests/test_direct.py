@@ -1,5 +1,7 @@
-"""The parse checks' direct run (pytest_astro/protocol.py): pytest's phase hooks are skipped only
-where nothing but pytest hooks them, and the reports are the ones pytest's own protocol makes."""
+"""Where pytest's per-file and per-test machinery has nothing to do for a DAG file, it is skipped:
+the DAG files of a folder come straight from the discovery (session.DagFolder), and the parse
+checks run directly (protocol.py). Only where nothing but pytest would decide otherwise; the
+collection, the reports and the outcomes are the ones pytest's own way makes."""
 
 from __future__ import annotations
 
@@ -104,3 +106,67 @@ def test_the_first_failure_stops_a_run_with_x(pytester, write_files):
     result = pytester.runpytest("--astro-dags", "dags", "--astro-no-cache", "-x")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*stopping after 1 failures*"])
+
+
+# ---------------------------------------------------------------------------------------- collection
+
+DECISIONS = '''
+def pytest_collection_finish(session):
+    astro = session.config.pluginmanager.get_plugin("astro-session")
+    folders = {item.parent.parent for item in session.items if item.nodeid.startswith("dags/")}
+    with open("direct.txt", "w") as out:
+        for folder in sorted(folders, key=lambda f: f.nodeid):
+            out.write(f"{folder.nodeid} {astro.collects_directly(folder)}\\n")
+'''
+
+COLLECTION = {
+    "pyproject.toml": "[tool.pytest-astro.policies]\nselect = []\n",
+    "conftest.py": DECISIONS,
+    "dags/etl.py": DAG.format(dag_id="etl"),
+    "dags/test_named.py": DAG.format(dag_id="test_named"),  # named like a test module: still a DAG file
+    "dags/test_helpers.py": "def test_helper():\n    assert 1 + 1 == 2\n",  # a test module in the folder
+    "dags/team/sales.py": DAG.format(dag_id="sales"),
+}
+
+
+def _collected(pytester, *args: str) -> tuple[list[str], str]:
+    result = pytester.runpytest("--astro-dags", "dags", "--co", "-q", *args)
+    nodeids = sorted(line for line in result.outlines if "::" in line)
+    return nodeids, pytester.path.joinpath("direct.txt").read_text()
+
+
+def test_a_dag_folder_is_collected_directly_as_pytest_would_collect_it(pytester, write_files):
+    write_files(pytester.path, COLLECTION)
+    every = ["dags/etl.py::parse", "dags/team/sales.py::parse", "dags/test_helpers.py::test_helper",
+             "dags/test_named.py::parse"]
+    assert _collected(pytester) == (every, "dags True\ndags/team True\n")
+    # pytest's options and conftest variables that leave files out: pytest's hooks decide
+    assert _collected(pytester, "--ignore", "dags/etl.py") == (every[1:], "dags False\ndags/team False\n")
+    assert _collected(pytester, "--ignore-glob", "*/team/*") == (
+        [every[0], *every[2:]], "dags False\n")
+    write_files(pytester.path, {"dags/team/conftest.py": "collect_ignore = ['sales.py']\n"})
+    assert _collected(pytester) == (
+        [every[0], *every[2:]], "dags True\n")
+
+
+def test_a_plugin_collecting_every_python_file_still_gets_the_dag_files(pytester, write_files):
+    """pytest-mypy, pytest-flake8 and the like make an item of each .py file: their hook is asked."""
+    write_files(pytester.path, {**COLLECTION, "conftest.py": DECISIONS + '''
+import pytest
+
+class Lines(pytest.Item):
+    def runtest(self):
+        pass
+
+class Linted(pytest.File):
+    def collect(self):
+        yield Lines.from_parent(self, name="lines")
+
+def pytest_collect_file(file_path, parent):
+    if file_path.suffix == ".py" and file_path.name != "conftest.py":
+        return Linted.from_parent(parent, path=file_path)
+'''})
+    nodeids, decisions = _collected(pytester)
+    assert decisions == "dags False\ndags/team False\n"
+    assert [n for n in nodeids if n.endswith("::lines")] == [
+        "dags/etl.py::lines", "dags/team/sales.py::lines", "dags/test_helpers.py::lines", "dags/test_named.py::lines"]
