@@ -170,3 +170,49 @@ def pytest_collect_file(file_path, parent):
     assert decisions == "dags False\ndags/team False\n"
     assert [n for n in nodeids if n.endswith("::lines")] == [
         "dags/etl.py::lines", "dags/team/sales.py::lines", "dags/test_helpers.py::lines", "dags/test_named.py::lines"]
+
+
+# ------------------------------------------------------------------------------------------ policies
+
+TEAM_POLICY = '''
+from pytest_astro.policies import Policy, Violation
+
+
+class Loud(Policy):
+    code = "TEAM001"
+    name = "loud"
+    description = "prints, as the user's code may"
+
+    def check(self, dag, context):
+        print("checked", dag.dag_id)
+        return []
+
+
+def pytest_astro_dag_policies(config):
+    return [Loud()]
+'''
+
+
+def test_builtin_policies_run_directly_and_the_users_do_not(pytester, write_files):
+    """A built-in policy runs only our code; a policy of the user's, or a pytest_astro_check_dag hook,
+    runs theirs, under pytest's capture (its print is the test's captured output)."""
+    write_files(pytester.path, {
+        "pyproject.toml": '[tool.pytest-astro.policies]\nselect = ["DAG001", "TEAM001"]\n',
+        "conftest.py": RECORDER + TEAM_POLICY,
+        "dags/etl.py": DAG.format(dag_id="etl"),
+    })
+    result = pytester.runpytest("--astro-dags", "dags", "-rP")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*_ TEAM001 etl::loud dags/etl.py _*", "*Captured stdout call*", "checked etl"])
+    phases = _phases(pytester)
+    assert (phases["dags/etl.py::parse", "call"], phases["dags/etl.py::etl::has_tasks", "call"],
+            phases["dags/etl.py::etl::loud", "call"]) == (False, False, True)
+
+    write_files(pytester.path, {"conftest.py": RECORDER + TEAM_POLICY + '''
+
+def pytest_astro_check_dag(dag, policy, context):
+    return None
+'''})
+    pytester.runpytest("--astro-dags", "dags").assert_outcomes(passed=3)
+    phases = _phases(pytester)
+    assert (phases["dags/etl.py::parse", "call"], phases["dags/etl.py::etl::has_tasks", "call"]) == (False, True)

@@ -61,8 +61,18 @@ class PolicyRun:
             self.error = str(exc)
             self.policy_config = PolicyConfig(selected=[], options={}, exemptions=[])
         self._values: tuple[set[str], set[str]] | None = None
+        self._check_dag_hooks: bool | None = None
         self._lines: dict[str, list[str]] = {}
         self._inline: dict[tuple[str, int | None], list] = {}
+
+    def runs_user_code(self, policy: Any) -> bool:
+        """Whether checking ``policy`` runs code of the user's: a policy from a plugin or conftest.py,
+        or a ``pytest_astro_check_dag`` hook. A built-in policy on its own runs only ours; its item
+        may then skip pytest's capture (protocol.py). Asked when the items run: every conftest.py
+        has loaded by then."""
+        if self._check_dag_hooks is None:
+            self._check_dag_hooks = bool(self.config.hook.pytest_astro_check_dag.get_hookimpls())
+        return self._check_dag_hooks or type(policy).__module__ != "pytest_astro.policies.builtin"
 
     def all_dags(self) -> dict[str, list[DagSummary]]:
         # asked once per policy item: rebuilt only when the results change (O(files) each time
@@ -182,6 +192,10 @@ class PolicyItem(InDagFile, pytest.Item):
         self.dag: DagSummary = self.parent.dag
         self.user_properties.append(("policy", policy.code))
         describe(self, dag_file=self.dag.file, line=self.dag.line, dag_id=self.dag.dag_id)
+
+    @property
+    def runs_user_code(self) -> bool:
+        return self.parent.run.runs_user_code(self.policy)
 
     def _where(self, violation: Violation | None = None) -> str:
         file = (violation.file if violation and violation.file else None) or self.dag.file
