@@ -258,7 +258,7 @@ class AstroSession:
             if (config._getconftest_pathlist("collect_ignore", path=folder.path)
                     or config._getconftest_pathlist("collect_ignore_glob", path=folder.path)):
                 return False
-        except AttributeError:  # pragma: no cover - a pytest without it: its hooks decide
+        except (AttributeError, TypeError):  # pragma: no cover - a pytest without it (or another): its hooks decide
             return False
         ihook = folder.ihook
         for hook, modules in (("pytest_ignore_collect", ("_pytest.main",)),

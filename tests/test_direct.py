@@ -135,6 +135,10 @@ def _collected(pytester, *args: str) -> tuple[list[str], str]:
     return nodeids, pytester.path.joinpath("direct.txt").read_text()
 
 
+needs_folder_nodes = pytest.mark.skipif(not hasattr(pytest, "Dir"), reason="pytest >= 8: folders are nodes")
+
+
+@needs_folder_nodes
 def test_a_dag_folder_is_collected_directly_as_pytest_would_collect_it(pytester, write_files):
     write_files(pytester.path, COLLECTION)
     every = ["dags/etl.py::parse", "dags/team/sales.py::parse", "dags/test_helpers.py::test_helper",
@@ -149,6 +153,7 @@ def test_a_dag_folder_is_collected_directly_as_pytest_would_collect_it(pytester,
         [every[0], *every[2:]], "dags True\n")
 
 
+@needs_folder_nodes
 def test_a_plugin_collecting_every_python_file_still_gets_the_dag_files(pytester, write_files):
     """pytest-mypy, pytest-flake8 and the like make an item of each .py file: their hook is asked."""
     write_files(pytester.path, {**COLLECTION, "conftest.py": DECISIONS + '''
