@@ -228,22 +228,22 @@ class AstroSession:
             # a file of the parent's folder is named by its file name: said here, pytest need not find
             # that out with pathlib (a compare and a relative_to per file)
             in_folder = os.path.dirname(str(file_path)) == str(parent.path)
-            return self._dag_file(parent, file_path, in_folder)
+            return self.dag_file(parent, file_path, in_folder)
         return None
 
-    def _dag_file(self, parent: pytest.Collector, path: Path, in_folder: bool) -> DagFile:
+    def dag_file(self, parent: pytest.Collector, path: Path, in_folder: bool) -> DagFile:
         return DagFile.from_parent(parent, path=path, name=path.name.replace("\\", "/") if in_folder else None,
                                    astro=self, folder=parent.path if in_folder else None)
 
-    def dag_files_in(self, folder: pytest.Collector, entry: os.DirEntry) -> tuple[bool, list]:
-        """For ``DagFolder``: (whether the entry is a DAG file, its collector if it is one to check)."""
+    def dag_file_path(self, entry: os.DirEntry) -> tuple[bool, Path | None]:
+        """For ``DagFolder``: (whether the entry is a DAG file, its path if it is one to check)."""
         resolved = self.project.real(entry.path)
         if resolved not in self._dag_files:
-            return False, []
+            return False, None
         if self._selected is not None and resolved not in self._selected:
-            return True, []
+            return True, None
         # the discovery's Path object when it is the path as found (no symlink): one fewer to make
-        return True, [self._dag_file(folder, resolved if str(resolved) == entry.path else Path(entry.path), True)]
+        return True, resolved if str(resolved) == entry.path else Path(entry.path)
 
     def collects_directly(self, folder: pytest.Collector) -> bool:
         """Whether ``folder``'s DAG files may skip pytest's per-file hooks: only when they would
@@ -414,6 +414,9 @@ if hasattr(pytest, "Dir"):  # pytest >= 8 (on pytest 7, a package's __init__.py 
                 yield from super().collect()
                 return
             ihook, config, session = self.ihook, self.config, self.session
+            # of a folder that only leads to the paths on the command line (`pytest --astro-dags
+            # dags/etl.py`), pytest keeps the children on their way: the other DAG files need no node
+            everything = any(session.isinitpath(p) for p in (self.path, *self.path.parents))
             for entry in scandir(self.path):
                 if entry.is_dir():  # as pytest.Dir
                     path = Path(entry.path)
@@ -424,9 +427,10 @@ if hasattr(pytest, "Dir"):  # pytest >= 8 (on pytest 7, a package's __init__.py 
                     if col is not None:
                         yield col
                 elif entry.is_file():
-                    dag_file, nodes = self.astro.dag_files_in(self, entry)
-                    if dag_file:
-                        yield from nodes
+                    is_dag_file, path = self.astro.dag_file_path(entry)
+                    if is_dag_file:
+                        if path is not None and (everything or session.isinitpath(path)):
+                            yield self.astro.dag_file(self, path, True)
                         continue
                     path = Path(entry.path)  # as pytest.Dir
                     if not session.isinitpath(path):

@@ -148,6 +148,9 @@ def test_a_dag_folder_is_collected_directly_as_pytest_would_collect_it(pytester,
     assert _collected(pytester, "--ignore", "dags/etl.py") == (every[1:], "dags False\ndags/team False\n")
     assert _collected(pytester, "--ignore-glob", "*/team/*") == (
         [every[0], *every[2:]], "dags False\n")
+    # paths on the command line: the folder that leads to them keeps its children on their way
+    result = pytester.runpytest("--astro-dags", "dags/etl.py", "dags/team", "--co", "-q")
+    assert sorted(line for line in result.outlines if "::" in line) == [every[0], every[1]]
     write_files(pytester.path, {"dags/team/conftest.py": "collect_ignore = ['sales.py']\n"})
     assert _collected(pytester) == (
         [every[0], *every[2:]], "dags True\n")
