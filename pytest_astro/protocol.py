@@ -33,21 +33,23 @@ except ImportError:  # pragma: no cover - a pytest that moved them: its own prot
 PHASES = ("pytest_runtest_setup", "pytest_runtest_call", "pytest_runtest_teardown")
 
 
-def _pytests(impl: Any) -> bool:
-    return (getattr(impl.function, "__module__", None) or "").startswith("_pytest.")
+def only_implemented_by(ihook: Any, hook: str, modules: tuple[str, ...], *, but_wrappers: bool = False) -> bool:
+    """Whether every implementation of ``hook`` that ``ihook`` (a node's hook proxy) calls comes from
+    a module named by, or under, one of ``modules``; with ``but_wrappers``, wrappers from anywhere
+    are fine (they wrap ours as they wrap pytest's)."""
+    for impl in getattr(ihook, hook).get_hookimpls():
+        if but_wrappers and (getattr(impl, "wrapper", False) or getattr(impl, "hookwrapper", False)):
+            continue
+        if not (getattr(impl.function, "__module__", None) or "").startswith(modules):
+            return False
+    return True
 
 
 def _only_pytests_phases(ihook: Any) -> bool:
-    """True when nothing but pytest itself (and its runner's protocol, or ours) handles the phases."""
-    for name in PHASES:
-        if not all(_pytests(impl) for impl in getattr(ihook, name).get_hookimpls()):
-            return False
-    for impl in ihook.pytest_runtest_protocol.get_hookimpls():
-        if getattr(impl, "wrapper", False) or getattr(impl, "hookwrapper", False):
-            continue  # it wraps ours as it wraps pytest's
-        if impl.function.__module__ not in ("_pytest.runner", __name__):
-            return False  # e.g. pytest-rerunfailures runs the item its own way
-    return True
+    """True when nothing but pytest itself handles the phases, and nothing but its runner (or we)
+    runs the protocol: pytest-rerunfailures, say, runs the item its own way."""
+    return (all(only_implemented_by(ihook, name, ("_pytest.",)) for name in PHASES)
+            and only_implemented_by(ihook, "pytest_runtest_protocol", ("_pytest.runner", __name__), but_wrappers=True))
 
 
 class DirectRun:
