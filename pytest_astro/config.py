@@ -57,7 +57,8 @@ class Settings:
     dags_folder: str = "dags"
     plugins_folder: str = "plugins"
     timeout: float = DEFAULT_TIMEOUT
-    memory_limit: int = DEFAULT_MEMORY_LIMIT
+    memory_limit: int = DEFAULT_MEMORY_LIMIT  # resident memory a DAG file's import may add
+    address_space_limit: int = 0  # opt-in RLIMIT_AS on top of the sandbox's own (0: none)
     workers: int = 0  # 0: one per core
     cache: bool = True
     safe_mode: bool = True  # Airflow's "might contain a DAG" heuristic
@@ -87,6 +88,7 @@ class Settings:
         """The settings that can change a parse verdict (part of the cache key)."""
         return {"dags_folder": self.dags_folder, "plugins_folder": self.plugins_folder,
                 "timeout": self.timeout, "memory_limit": self.memory_limit,
+                "address_space_limit": self.address_space_limit,
                 "missing_variables": self.missing_variables, "isolation": self.isolation,
                 "policies": self.table.get("policies", {})}
 
@@ -108,7 +110,7 @@ def _coerce(values: dict, source: str) -> dict:
         where = f"{source}: {key}"
         if key == "timeout":
             out[key] = parse_seconds(value, where)
-        elif key == "memory_limit":
+        elif key in ("memory_limit", "address_space_limit"):
             out[key] = parse_size(value, where)
         elif key == "workers":
             try:

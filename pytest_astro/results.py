@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+#: the last words of an internal error (``ParseError.kind == "internal"``): a failure of pytest-astro's
+#: own code, which must never read as the user's
+INTERNAL_NOTICE = "this is a bug in pytest-astro, not in your DAG; please report it with the traceback below"
+
+
 @dataclass
 class Frame:
     """One frame of a traceback, in the user's project (``file`` relative to the project root)."""
@@ -26,7 +31,8 @@ class ParseError:
 
     ``kind`` is one of: ``exception`` (raised while importing), ``syntax``, ``missing_module``,
     ``exit`` (sys.exit / os._exit), ``timeout``, ``memory``, ``crash`` (killed by a signal),
-    ``duplicate_dag_id``, ``dag`` (a DAG that Airflow refused: cycle, cluster policy...).
+    ``duplicate_dag_id``, ``dag`` (a DAG that Airflow refused: cycle, cluster policy...), ``internal``
+    (pytest-astro's own code failed: not a verdict on the file; ``frames`` is our traceback).
     """
 
     kind: str

@@ -56,7 +56,33 @@ def select_files(project: Project, files: list[str]) -> list[Path]:
     return sorted(dag_files)
 
 
+#: the exit status when pytest-astro itself failed (as pytest's for an internal error): the verdicts
+#: printed may be incomplete, and none of the failures is the DAG files' own
+INTERNAL_ERROR = 3
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except Exception as exc:  # a bug of ours outside the sandbox: say so, never as a DAG's failure
+        import traceback
+
+        from pytest_astro.results import INTERNAL_NOTICE
+
+        where = "parse command"
+        for frame in reversed(traceback.extract_tb(exc.__traceback__)):  # our innermost frame
+            parts = Path(frame.filename).parts
+            if "pytest_astro" in parts:
+                where = f"{'/'.join(parts[len(parts) - 1 - parts[::-1].index('pytest_astro'):])} ({frame.name})"
+                break
+        sys.stdout.flush()
+        print(f"pytest-astro: internal error in pytest-astro's {where}: {type(exc).__name__}: {exc}; "
+              f"{INTERNAL_NOTICE}", file=sys.stderr)
+        traceback.print_exc()
+        return INTERNAL_ERROR
+
+
+def _run(args: argparse.Namespace) -> int:
     root = Path(args.project) if args.project else find_project_root(Path.cwd())
     try:
         settings = load_settings(root, dags_folder=args.dags_folder, timeout=args.timeout,
@@ -87,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"pytest-astro: {exc}", file=sys.stderr)
         return 2
     failed = [r for r in sorted(results.values(), key=lambda r: r.file) if not r.ok]
+    internal = [r for r in failed if any(e.kind == "internal" for e in r.errors)]
     if args.format == "json":
         stats = {**dataclasses.asdict(engine.stats), "seconds": round(engine.stats.seconds, 3)}
         json.dump({"files": [r.to_dict() for r in results.values()], "failed": len(failed), "stats": stats},
@@ -101,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             for message in result.warnings:
                 print(f"warning: {message}", file=sys.stderr)
         for result in failed:
-            if args.verbose:
+            if args.verbose or result in internal:  # our traceback is what a bug report needs
                 print(long_text(result) + "\n")
             else:
                 for error in result.errors:
@@ -116,4 +143,8 @@ def run(args: argparse.Namespace) -> int:
                 print(line)
             summary = reporting.RunSummary.build(results.values(), s, settings.worker_count(), problems)
             reporting.append_step_summary(summary.markdown(problems, project.root))
+    if internal:
+        print(f"pytest-astro: internal error on {len(internal)} file(s): a bug in pytest-astro, not in the "
+              "DAG files (exit status 3)", file=sys.stderr)
+        return INTERNAL_ERROR
     return 1 if failed else 0

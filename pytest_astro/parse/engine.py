@@ -149,6 +149,7 @@ class ParseEngine:
             "files": [str(f) for f in files],
             "timeout": project.settings.timeout,
             "memory_limit": project.settings.memory_limit,
+            "address_space_limit": project.settings.address_space_limit,
             "workers": min(project.settings.worker_count(), len(files)),
             "preload": preload,
             "policy_options": project.settings.table.get("policies", {}),

@@ -43,7 +43,8 @@ def long_text(result: FileResult) -> str:
                 prefix = error.source_line[: error.column - 1]
                 lines.append("    " + "".join(c if c.isspace() else " " for c in prefix) + "^")
         elif error.frames:
-            lines.append("Traceback (your code only):")
+            # an internal error's traceback is ours (every frame); a user's failure shows only theirs
+            lines.append("Traceback (pytest-astro):" if error.kind == "internal" else "Traceback (your code only):")
             for frame in error.frames:
                 lines.append(f'  File "{frame.file}", line {frame.line}, in {frame.function}')
                 if frame.source:

@@ -43,6 +43,7 @@ import tempfile
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,55 @@ def _size(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.3g} {unit}"
     return f"{n} bytes"
+
+
+@dataclass
+class Limits:
+    """What one DAG file may take: ``timeout`` seconds, ``memory`` bytes of resident memory on top of
+    ``baseline`` (the sandbox's own, which a forked child starts with), and, only when the project
+    opts in, ``address_space`` bytes of address space (RLIMIT_AS; 0: none)."""
+
+    timeout: float
+    memory: int = 0
+    address_space: int = 0
+    baseline: int = 0
+
+    def over(self, peak: int) -> bool:
+        return self.memory > 0 and peak - self.baseline > self.memory
+
+    def memory_error(self, peak: int) -> dict:
+        """The parts of a ParseError for a file whose import went past the memory limit."""
+        return {"kind": "memory", "type": "MemoryError",
+                "message": f"used {_size(peak - self.baseline)} at import, over the {_size(self.memory)} limit",
+                "hint": "move the allocation into a task; or raise the limit with "
+                        "--astro-memory-limit / astro_memory_limit"}
+
+
+def _maxrss(usage) -> int:
+    """Peak resident memory in bytes from a ``getrusage``/``wait4`` result (Linux counts KiB, macOS
+    bytes). A forked child's peak starts at its parent's: compare peaks, not one peak with a limit."""
+    return usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _address_space() -> int | None:
+    """This process's address space (virtual size) in bytes, None where /proc cannot tell."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[0]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _resident(pid: int) -> int | None:
+    """Resident memory of process ``pid`` in bytes, None where /proc cannot tell (macOS, a reaped pid)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class ParseTimeout(BaseException):
@@ -158,8 +208,7 @@ def _lookup_hint(kind: str, name: str) -> str:
             "their connection at run time")
 
 
-def _error_from_exception(paths: _Paths, target: str, exc: BaseException, timeout: float,
-                          memory_limit: int) -> dict:
+def _error_from_exception(paths: _Paths, target: str, exc: BaseException, limits: Limits) -> dict:
     from pytest_astro.dbguard import HEADLINE, HINT, find_in_chain
 
     frames = _user_frames(paths, exc.__traceback__)
@@ -191,15 +240,57 @@ def _error_from_exception(paths: _Paths, target: str, exc: BaseException, timeou
                      hint="DAG files must not exit: remove the call, or move it into a task")
     elif isinstance(exc, ParseTimeout):
         error.update(kind="timeout", type="Timeout",
-                     message=f"importing the file took longer than {timeout:g} s (stopped here)",
+                     message=f"importing the file took longer than {limits.timeout:g} s (stopped here)",
                      hint="find what blocks at import (a loop, a network call, a sleep) and move it "
                           "into a task; or raise the limit with --astro-timeout / astro_timeout")
-    elif isinstance(exc, MemoryError):
-        error.update(kind="memory", message=f"importing the file used more than the memory limit "
-                     f"of {_size(memory_limit)}",
-                     hint="move the allocation into a task; or raise the limit with "
-                          "--astro-memory-limit / astro_memory_limit")
+    elif isinstance(exc, MemoryError):  # malloc failed: the opt-in address-space limit, or the machine's
+        limit = (f"the address-space limit of {_size(limits.address_space)} (address_space_limit)"
+                 if limits.address_space else "the memory available")
+        error.update(kind="memory", message=f"importing the file ran out of memory: it hit {limit}",
+                     hint="move the allocation into a task" + (
+                         "; or raise address_space_limit in [tool.pytest-astro], or remove it to limit "
+                         "resident memory only" if limits.address_space else ""))
     return error
+
+
+def _error_base(paths: _Paths, target: str) -> dict:
+    """A ParseError dict about ``target`` as a whole (no line): the fields the kinds fill in."""
+    return {"kind": "exception", "type": "", "message": "", "file": paths.rel(target), "line": None,
+            "column": None, "source_line": "", "hint": "", "frames": []}
+
+
+#: pytest-astro's own package folder: frames there are ours
+_OURS = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _our_name(filename: str) -> str:
+    """``pytest_astro/parse/adapter.py`` for a file of ours; other paths as they are."""
+    if filename.startswith(_OURS):
+        return "pytest_astro/" + filename[len(_OURS):].replace(os.sep, "/")
+    return filename
+
+
+def _failure_of_ours(exc: BaseException) -> dict:
+    """What to say about an exception raised by pytest-astro's own code: the component (our innermost
+    frame), the exception, and the whole traceback (Airflow's frames too: a bug report needs them)."""
+    entries = traceback.extract_tb(exc.__traceback__)
+    ours = [fs for fs in entries if fs.filename.startswith(_OURS)]
+    return {"component": f"{_our_name(ours[-1].filename)} ({ours[-1].name})" if ours else "parse sandbox",
+            "exception": f"{type(exc).__name__}: {exc}",
+            "frames": [{"file": _our_name(fs.filename), "line": fs.lineno or 0, "function": fs.name,
+                        "source": (fs.line or "").strip()} for fs in entries]}
+
+
+def _internal_error(paths: _Paths, target: str, failure: dict, dag_id: str | None = None) -> dict:
+    """A ParseError dict (kind ``internal``) for ``failure`` (``_failure_of_ours``) while checking
+    ``target``: names the component and the DAG, and says that it is our bug, not the user's."""
+    from pytest_astro.results import INTERNAL_NOTICE
+
+    what = f"DAG {dag_id!r} of {paths.rel(target)}" if dag_id else paths.rel(target)
+    return {**_error_base(paths, target), "kind": "internal", "type": "InternalError",
+            "message": f"pytest-astro's {failure['component']} failed on {what}: {failure['exception']}; "
+                       f"{INTERNAL_NOTICE}",
+            "frames": failure["frames"]}
 
 
 def _adapter_lookup_error(exc: BaseException):
@@ -247,10 +338,13 @@ class Job:
     deadline: float
     buffer: bytearray = field(default_factory=bytearray)  # an incomplete line
     done: int = 0  # results received
-    stopped: bool = False  # the child said it stops (all done, or ended its batch early)
+    stopped: str = ""  # why the child said it stops: "done", or why it ended its batch early
     solo: bool = False  # a re-run of one file alone, in a fresh fork
     killed: bool = False
     dumped: bool = False
+    baseline: int = 0  # resident memory the child started with (the sandbox's), bytes
+    peak: int = 0  # the highest resident memory seen (sampled, then the child's ru_maxrss), bytes
+    over_memory: bool = False  # killed for going past the memory limit
 
 
 class _Current:
@@ -396,7 +490,7 @@ def _watched(ad) -> list[Any]:
 
 
 def _child(paths: _Paths, targets: list[str], result_fd: int, fault_path: str, out_paths: list[str],
-           timeout: float, memory_limit: int, policy_options: dict, missing_variables: str,
+           limits: Limits, policy_options: dict, missing_variables: str,
            coverage_settings: dict | None) -> None:
     """Runs in the forked child: parses ``targets`` in order, one result line each; never returns.
 
@@ -418,7 +512,8 @@ def _child(paths: _Paths, targets: list[str], result_fd: int, fault_path: str, o
     # a segfault into an endless loop: restore the default so faulthandler can dump and re-raise.
     signal.signal(signal.SIGSEGV, signal.SIG_DFL)
     faulthandler.enable(file=fault_file, all_threads=False)
-    # the parent sends SIGUSR1 before killing a file that ignored the soft timeout: dump where it is
+    # the parent sends SIGUSR1 before killing a file that ignored the soft timeout or went past the
+    # memory limit: dump where it is
     faulthandler.register(signal.SIGUSR1, file=fault_file, all_threads=False)
     try:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -445,17 +540,20 @@ def _child(paths: _Paths, targets: list[str], result_fd: int, fault_path: str, o
             line = json.dumps(result)
         else:
             kind = result["errors"][0].get("kind") or "-" if result["errors"] else "-"
-            line = f"{int(result['ok'])} {kind} {json.dumps(result)}"
+            # default=str: a value of the user's that summarize() let through (a description object)
+            # must not cost the file its verdict
+            line = f"{int(result['ok'])} {kind} {json.dumps(result, default=str)}"
         data = (line + "\n").encode()
         view = memoryview(data)
         while view:
             written = os.write(result_fd, view)
             view = view[written:]
+        if "stop" not in result:
+            cur.reported = True  # only once written: a failure before this reports the file again
 
     def finish(errors: list[dict], dags: list[dict]) -> None:
         if cur.reported:
             return
-        cur.reported = True
         sys.stdout.flush()
         sys.stderr.flush()
         save_coverage(measuring)
@@ -472,11 +570,10 @@ def _child(paths: _Paths, targets: list[str], result_fd: int, fault_path: str, o
         deps.discard(None)
         imported = sorted({paths.rel(f) for f in deps if os.path.isfile(f) and paths.in_project(f)
                            and paths.real(f) != cur.real_target})
-        usage = resource.getrusage(resource.RUSAGE_SELF)
         write_result({"file": paths.rel(cur.target), "ok": not errors, "dags": dags, "errors": errors,
                       "warnings": cur.warnings,
                       "seconds": time.perf_counter() - cur.started,
-                      "peak_memory": usage.ru_maxrss * 1024, "imported": imported,
+                      "peak_memory": _maxrss(resource.getrusage(resource.RUSAGE_SELF)), "imported": imported,
                       "stdout": _read_tail(cur.out_path)})
 
     def on_alarm(signum, frame):
@@ -560,35 +657,48 @@ def _child(paths: _Paths, targets: list[str], result_fd: int, fault_path: str, o
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
         os.close(out_fd)
-        if memory_limit > 0:
-            try:
-                with open("/proc/self/statm") as fh:
-                    current = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-                resource.setrlimit(resource.RLIMIT_AS, (current + memory_limit, hard_as))
-            except (ValueError, OSError):
-                pass
+        if limits.address_space > 0:  # opt-in: address space is not memory (see Limits)
+            current = _address_space()
+            if current:
+                try:
+                    resource.setrlimit(resource.RLIMIT_AS, (current + limits.address_space, hard_as))
+                except (ValueError, OSError):
+                    pass
         failed = True
-        signal.setitimer(signal.ITIMER_REAL, timeout)
+        peak_before = _maxrss(resource.getrusage(resource.RUSAGE_SELF))
+        ours = False  # past the import: what fails now is pytest-astro's own code
+        dag_id = None  # the DAG our code is looking at, named if that code fails
+        signal.setitimer(signal.ITIMER_REAL, limits.timeout)
         try:
             bag = ad.new_dagbag(target)
             dags, error_texts = ad.parse_file(bag, target)
             signal.setitimer(signal.ITIMER_REAL, 0)
-            errors = [_error_from_exception(paths, target, exc, timeout, memory_limit) for exc in cur.captured[:1]]
+            ours = True
+            errors = [_error_from_exception(paths, target, exc, limits) for exc in cur.captured[:1]]
             if not errors:
                 errors = [_error_from_text(paths, target, text, cur.dag_id_lines) for text in error_texts]
+            # the parent watches resident memory while the file runs; a peak between two of its looks
+            # (or where it cannot look: macOS) is caught here, once the import is over
+            peak = _maxrss(resource.getrusage(resource.RUSAGE_SELF))
+            if peak > peak_before and limits.over(peak):
+                errors = [{**_error_base(paths, target), **limits.memory_error(peak)}]
             summaries = []
             for dag in dags:
+                dag_id = getattr(dag, "dag_id", None)
                 summary = ad.summarize(dag, paths.rel(target), cur.dag_lines.get(id(dag)))
                 summary["checks"] = inspect_dag(dag, ad, policy_options, (target, summary["line"]))
                 summaries.append(summary)
             del bag, dags
             failed = bool(errors)
             finish(errors, summaries)
-        except BaseException as exc:  # our own failure, or a timeout outside the import itself
+        except BaseException as exc:  # a timeout or an exit Airflow does not record, or a bug of ours
             signal.setitimer(signal.ITIMER_REAL, 0)
             if cur.reported:  # failed after reporting: this child is not to be trusted further
                 break
-            finish([_error_from_exception(paths, target, exc, timeout, memory_limit)], [])
+            if ours and not isinstance(exc, MemoryError):
+                finish([_internal_error(paths, target, _failure_of_ours(exc), dag_id)], [])
+            else:
+                finish([_error_from_exception(paths, target, exc, limits)], [])
         if failed:
             break
         reason = snapshot.restore(paths)
@@ -603,10 +713,15 @@ def _child(paths: _Paths, targets: list[str], result_fd: int, fault_path: str, o
 # The parent: warm up, fork, watch deadlines, report
 
 
-def _describe_death(status: int, job: Job, paths: _Paths, timeout: float, memory_limit: int) -> dict:
+def _describe_death(status: int, job: Job, paths: _Paths, limits: Limits, peak: int) -> dict:
     """A ParseError for a child that ended without writing its result."""
-    rel = paths.rel(job.files[job.done])
-    base = {"file": rel, "line": None, "column": None, "source_line": "", "hint": "", "frames": []}
+    target = job.files[job.done]
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == _BUG_STATUS:
+        try:
+            return _internal_error(paths, target, json.loads(Path(job.fault_path + ".ours").read_text()))
+        except (OSError, ValueError):
+            pass
+    base = _error_base(paths, target)
     fault = ""
     try:
         fault = Path(job.fault_path).read_text(errors="replace")
@@ -616,16 +731,18 @@ def _describe_death(status: int, job: Job, paths: _Paths, timeout: float, memory
               for f, n, fn in re.findall(r'File "([^"]+)", line (\d+) in (\S+)', fault) if paths.in_project(f)]
     if frames:
         base.update(frames=list(reversed(frames)), file=frames[0]["file"], line=frames[0]["line"])
+    if job.over_memory:
+        return {**base, **limits.memory_error(peak)}
     if job.killed:
         return {**base, "kind": "timeout", "type": "Timeout",
-                "message": f"importing the file did not finish within {timeout:g} s and was killed",
+                "message": f"importing the file did not finish within {limits.timeout:g} s and was killed",
                 "hint": "find what blocks at import (a loop, a network call) and move it into a task; "
                         "or raise the limit with --astro-timeout / astro_timeout"}
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
         what = {"SIGSEGV": "a segmentation fault", "SIGABRT": "an abort", "SIGBUS": "a bus error",
-                "SIGKILL": "SIGKILL (out of memory?)"}.get(name, name)
+                "SIGKILL": "SIGKILL (the system's out-of-memory killer?)"}.get(name, name)
         return {**base, "kind": "crash", "type": name,
                 "message": f"the process importing the file died of {what}",
                 "hint": "usually a C extension misbehaving at import time; import it inside a task"}
@@ -729,11 +846,17 @@ def start(root: str, sys_path: list[str]) -> str | None:
                  "airflow.models.dagbag.DagBag"):
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
+    _install_guards()
+    adapter().disable_metastore_secrets()
+    return None
+
+
+def _install_guards() -> None:
+    """What parse-time code may not do, refused with a clear error in every child (installed once, in
+    the parent, before forking): reach the metadata database."""
     from pytest_astro.dbguard import install as install_db_guard
 
     install_db_guard()
-    adapter().disable_metastore_secrets()
-    return None
 
 
 def serve(root: str, request: dict) -> int:
@@ -743,7 +866,7 @@ def serve(root: str, request: dict) -> int:
     paths = _Paths(root)
     files: list[str] = request["files"]
     timeout = float(request["timeout"])
-    memory_limit = int(request["memory_limit"])
+    limits = Limits(timeout, int(request["memory_limit"]), int(request.get("address_space_limit") or 0))
     workers = max(1, int(request["workers"]))
     hard_grace = min(5.0, max(1.0, timeout / 2))
     STORE["variables"].update(request.get("variables", {}))
@@ -792,21 +915,28 @@ def serve(root: str, request: dict) -> int:
             fault_path = os.path.join(tmp, f"{n}.fault")
             out_paths = [os.path.join(tmp, f"{n}-{i}.out") for i in range(len(targets))]
             read_fd, write_fd = os.pipe()
+            # the child starts with the sandbox's resident memory: the limit is on what it adds
+            limits.baseline = _resident(os.getpid()) or _maxrss(resource.getrusage(resource.RUSAGE_SELF))
             pid = os.fork()
             if pid == 0:
                 try:
                     os.close(read_fd)
                     for job in running.values():
                         os.close(job.fd)
-                    _child(paths, targets, write_fd, fault_path, out_paths, timeout, memory_limit, *options)
+                    _child(paths, targets, write_fd, fault_path, out_paths, limits, *options)
+                except BaseException as exc:  # our own code failed outside any one file's check
+                    with open(fault_path + ".ours", "w") as fh:
+                        json.dump(_failure_of_ours(exc), fh)
                 finally:
-                    _REAL_EXIT(70)  # only reached if the child itself failed before reporting
+                    _REAL_EXIT(_BUG_STATUS)  # only reached if the child itself failed before reporting
             os.close(write_fd)
             now = time.monotonic()
             running[read_fd] = Job(targets, pid, read_fd, fault_path, out_paths, now, now + timeout + hard_grace,
-                                   solo=solo)
+                                   solo=solo, baseline=limits.baseline)
         now = time.monotonic()
         wait = max(0.0, min(job.deadline for job in running.values()) - now)
+        if limits.memory > 0:
+            wait = min(wait, _MEMORY_INTERVAL)
         ready, _, _ = select.select(list(running), [], [], wait)
         for fd in ready:
             job = running[fd]
@@ -822,20 +952,28 @@ def serve(root: str, request: dict) -> int:
             os.close(fd)
             del running[fd]
             _, status, usage = os.wait4(job.pid, 0)
+            job.peak = max(job.peak, _maxrss(usage))
             rest = job.files[job.done:]  # not reported: back to the queue
-            dead = rest.pop(0) if rest and not job.stopped else None  # it died while parsing this one
-            pending.extendleft((f, False) for f in reversed(rest))
-            if dead is not None:
+            # it died while parsing this one; or said it was done without reporting it (a bug of ours:
+            # the file must not go back to the queue, which would never empty)
+            dead = rest.pop(0) if rest and (not job.stopped or job.stopped == "done") else None
+            pending.extendleft((f, False) for f in reversed(rest) if job.stopped != "done")
+            if dead is not None and job.stopped == "done":
+                for f in [dead, *rest]:
+                    _send({"result": _unreported(paths, f)})
+            elif dead is not None:
                 if job.done == 0 or job.solo or job.killed:  # a verdict
-                    _emit(_death_result(job, status, usage, paths, timeout, memory_limit), job.out_paths[job.done])
+                    _emit(_death_result(job, status, paths, limits), job.out_paths[job.done])
                 else:  # an earlier file of the batch may have caused it: that file runs again, alone
                     pending.appendleft((dead, True))
-            for path in [job.fault_path, *job.out_paths]:
+            for path in [job.fault_path, job.fault_path + ".ours", *job.out_paths]:
                 try:
                     os.unlink(path)
                 except OSError:
                     pass
         now = time.monotonic()
+        if limits.memory > 0:
+            _watch_memory(running.values(), limits, now)
         for fd, job in list(running.items()):
             if now >= job.deadline and not job.dumped:
                 job.dumped = True  # ask faulthandler for the stack, then kill
@@ -873,7 +1011,7 @@ def _on_line(job: Job, line: bytes, retry_alone, per_file: float, ended_early: l
         except ValueError:  # never written by a sane child; its file is reported as a death at EOF
             return
         if "stop" in message:
-            job.stopped = True
+            job.stopped = message["stop"]
             if message["stop"] != "done" and len(ended_early) < 20:
                 ended_early.append(message["stop"])  # e.g. "dags/x.py: the file started a thread"
         return
@@ -885,6 +1023,7 @@ def _on_line(job: Job, line: bytes, retry_alone, per_file: float, ended_early: l
     index = job.done
     job.done += 1
     job.deadline = time.monotonic() + per_file
+    job.dumped = job.over_memory = False  # the file finished: what was asked of it was for it alone
     job.started = time.monotonic()
     if ok == b"1" or index == 0 or job.solo or kind.decode() in _DETERMINISTIC:
         _PROTO.write('{"result": ' + text + "}\n")
@@ -893,11 +1032,46 @@ def _on_line(job: Job, line: bytes, retry_alone, per_file: float, ended_early: l
         retry_alone(job.files[index])
 
 
-def _death_result(job: Job, status: int, usage, paths: _Paths, timeout: float, memory_limit: int) -> dict:
+def _death_result(job: Job, status: int, paths: _Paths, limits: Limits) -> dict:
     return {"file": paths.rel(job.files[job.done]), "ok": False, "dags": [],
-            "errors": [_describe_death(status, job, paths, timeout, memory_limit)],
-            "seconds": time.monotonic() - job.started, "peak_memory": usage.ru_maxrss * 1024,
-            "imported": []}
+            "errors": [_describe_death(status, job, paths, limits, job.peak)],
+            "seconds": time.monotonic() - job.started, "peak_memory": job.peak, "imported": []}
+
+
+def _unreported(paths: _Paths, target: str) -> dict:
+    """The result for a file a child said it was done with but never reported (a bug of ours)."""
+    from pytest_astro.results import INTERNAL_NOTICE
+
+    return {"file": paths.rel(target), "ok": False, "dags": [], "imported": [], "errors": [{
+        **_error_base(paths, target), "kind": "internal", "type": "InternalError",
+        "message": f"the parse sandbox's child ended its batch without a verdict on {paths.rel(target)}; "
+                   f"{INTERNAL_NOTICE}"}]}
+
+
+#: how often the parent looks at its children's resident memory (seconds)
+_MEMORY_INTERVAL = 0.05
+#: the exit status of a child whose own (pytest-astro's) code failed; the failure is in <fault>.ours
+_BUG_STATUS = 70
+
+
+def _watch_memory(jobs: Iterable[Job], limits: Limits, now: float) -> None:
+    """Look at each child's resident memory; one past the limit is asked for its stack (SIGUSR1, as for
+    a timeout) and killed a moment later, and its file fails as ``memory`` with the peak."""
+    for job in jobs:
+        if job.killed or job.over_memory:
+            continue
+        rss = _resident(job.pid)
+        if rss is None:
+            continue
+        job.peak = max(job.peak, rss)
+        if rss - job.baseline > limits.memory:
+            job.over_memory = True
+            job.dumped = True
+            try:
+                os.kill(job.pid, signal.SIGUSR1)
+            except OSError:
+                pass
+            job.deadline = now + _MEMORY_INTERVAL  # the kill follows (see serve)
 
 
 def _read_tail(path: str) -> str:

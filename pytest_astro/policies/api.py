@@ -104,11 +104,11 @@ class PolicyContext:
     config: Any = None
 
     def source_lines(self, file: str) -> list[str]:
-        """Lines of a project file (relative path), [] when unreadable."""
-        try:
-            return (self.project.root / file).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError):
-            return []
+        """Lines of a project file (relative path), decoded as Python decodes it (coding cookie,
+        byte-order mark, CRLF); [] when unreadable."""
+        from pytest_astro.source import source_lines
+
+        return source_lines(self.project.root / file)
 
 
 def validate_policy(policy: Any, where: str) -> str | None:

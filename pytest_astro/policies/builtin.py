@@ -12,10 +12,10 @@ import fnmatch
 import os
 import re
 from functools import lru_cache
-from pathlib import Path
 
 from pytest_astro.policies.api import Policy, PolicyContext, Violation
 from pytest_astro.results import DagSummary
+from pytest_astro.source import read_source
 
 _PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly",
             "@annually", "@midnight"}
@@ -101,27 +101,34 @@ class UniqueIds(Policy):
 
 
 def find_cycle(task_ids: list[str], edges: list[list[str]]) -> list[str] | None:
+    """One cycle of the graph (``[a, b, ..., a]``), or None. Iterative: a DAG may chain tens of
+    thousands of tasks, far deeper than Python's recursion limit."""
     down: dict[str, list[str]] = {t: [] for t in task_ids}
     for up, dn in edges:
         down.setdefault(up, []).append(dn)
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in down.get(node, []):
-            if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in list(down):
-        if node not in state and (found := visit(node)):
-            return found
+        down.setdefault(dn, [])
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in down:
+        if root in state:
+            continue
+        path = [root]  # the current depth-first path
+        where = {root: 0}  # node -> its index in path
+        todo = [iter(down[root])]  # per node of the path: the successors not yet visited
+        state[root] = 1
+        while todo:
+            nxt = next(todo[-1], None)
+            if nxt is None:
+                done = path.pop()
+                del where[done]
+                state[done] = 2
+                todo.pop()
+            elif state.get(nxt) == 1:
+                return path[where[nxt]:] + [nxt]
+            elif nxt not in state:
+                state[nxt] = 1
+                where[nxt] = len(path)
+                path.append(nxt)
+                todo.append(iter(down[nxt]))
     return None
 
 
@@ -157,7 +164,7 @@ class Serializes(Policy):
 def _module_ast(path: str, mtime: float) -> tuple[ast.Module | None, dict[int, list[ast.Call]]]:
     """The file's syntax tree, and its calls by line (walked once per file, not once per DAG)."""
     try:
-        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+        tree = ast.parse(read_source(path))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return None, {}
     calls: dict[int, list[ast.Call]] = {}

@@ -170,7 +170,7 @@ class InlineExemption:
 def inline_exemptions(lines: list[str], dag_line: int | None, extra_lines: list[int] = ()) -> list[InlineExemption]:
     """``# pytest-astro: ignore[...]`` comments that apply to the DAG created on ``dag_line``: on that
     line, on comment lines right above it, and on ``extra_lines`` (the ``@dag`` decorator)."""
-    if not dag_line:
+    if not dag_line or not 1 <= dag_line <= len(lines):  # no line, or one the source does not have
         return []
     candidates = [dag_line, *extra_lines]
     above = dag_line - 1
