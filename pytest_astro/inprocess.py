@@ -1,7 +1,8 @@
 """The database-free sandbox inside the pytest process, for users' own DAG tests.
 
 Under ``--astro-dags`` users' tests (and the ``dagbag``/``astro_dag`` fixtures) see Airflow as the
-parse sandbox does: a throwaway AIRFLOW_HOME, variables and connections from memory, the
+parse sandbox does: AIRFLOW_HOME at the project root as in the Astro runtime (what Airflow writes
+goes to a throwaway folder), variables and connections from memory, the
 metadata-database guard, and the project's folders importable. Airflow itself is imported only
 when a test (or a test module) imports it; this module sets things up so that whenever that
 happens, it happens inside the sandbox:
@@ -146,16 +147,13 @@ def activate(project: Project, values: ProjectValues) -> None:
         return
     STATE.project, STATE.values = project, values
     STATE.home = tempfile.mkdtemp(prefix="pytest-astro-home-")
+    from pytest_astro.parse.engine import airflow_env
+
+    # AIRFLOW_HOME is the project root, as in the Astro runtime; what Airflow writes goes to STATE.home
     env = {
-        "AIRFLOW_HOME": STATE.home,
+        **airflow_env(project, STATE.home),
         # a throwaway file that the guard keeps closed, unless a test is marked astro_db
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{STATE.home}/airflow.db",
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(project.dags_path),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(project.settings.plugins_path),
-        "AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX": project.ignore_file_syntax,
-        "AIRFLOW__SECRETS__BACKEND": "pytest_astro.parse.secrets_backend.MemorySecretsBackend",
-        "AIRFLOW__SECRETS__BACKEND_KWARGS": "{}",
     }
     STATE.saved_env = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

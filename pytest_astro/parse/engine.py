@@ -1,8 +1,9 @@
 """The parse engine as seen from pytest and the CLI: cache, sandbox process, duplicate dag_ids.
 
 This module never imports Airflow or the user's DAG files: it starts the sandbox
-(``server.py``) in a separate Python process with a throwaway AIRFLOW_HOME and a
-metadata-database URL that cannot be opened, and reads plain JSON results back.
+(``server.py``) in a separate Python process with AIRFLOW_HOME at the project root (as in the Astro
+runtime) but everything Airflow writes in a throwaway folder, and a metadata-database URL that
+cannot be opened, and reads plain JSON results back.
 """
 
 from __future__ import annotations
@@ -46,24 +47,46 @@ class RunStats:
 
 #: variables the sandbox always sets itself, whatever the user's environment says
 SANDBOX_OVERRIDES = frozenset({
-    "AIRFLOW_HOME", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__LOAD_EXAMPLES",
+    "AIRFLOW_HOME", "AIRFLOW_CONFIG", "AIRFLOW__LOGGING__BASE_LOG_FOLDER",
+    "AIRFLOW__SCHEDULER__CHILD_PROCESS_LOG_DIRECTORY", "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__LOAD_EXAMPLES",
     "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER", "AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX",
     "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "AIRFLOW__CORE__UNIT_TEST_MODE", "AIRFLOW__SECRETS__BACKEND",
     "AIRFLOW__SECRETS__BACKEND_KWARGS",
 })
 
 
-def sandbox_env(project: Project, home: str) -> dict[str, str]:
-    """The environment of the sandbox: the user's, with Airflow pointed away from anything real."""
-    env = dict(os.environ)
-    env.update({
-        "AIRFLOW_HOME": home,
-        # A URL that cannot be opened: nothing is ever created, any access fails (and is reported).
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/no-such-dir/airflow.db",
+def airflow_env(project: Project, scratch: str) -> dict[str, str]:
+    """Airflow's environment as the Astro runtime has it, and nothing written into the project.
+
+    AIRFLOW_HOME is the project root (the runtime's /usr/local/airflow, with dags/ in it), so that
+    DAG code and users' tests that build paths from it (``os.environ["AIRFLOW_HOME"] + "/include/..."``,
+    the Astro CLI's test template's ``os.path.relpath(path, AIRFLOW_HOME)``) see what they would see
+    there. What Airflow writes under AIRFLOW_HOME by default (its config file, logs, the child
+    process logs of the scheduler or DAG processor) goes to ``scratch`` instead."""
+    return {
+        "AIRFLOW_HOME": str(project.root),
+        "AIRFLOW_CONFIG": os.path.join(scratch, "airflow.cfg"),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": os.path.join(scratch, "logs"),
+        "AIRFLOW__SCHEDULER__CHILD_PROCESS_LOG_DIRECTORY": os.path.join(scratch, "logs", "scheduler"),  # 2.x
+        "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": os.path.join(scratch, "logs", "dag-processor"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(project.dags_path),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(project.settings.plugins_path),
         "AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX": project.ignore_file_syntax,
+        "AIRFLOW__SECRETS__BACKEND": "pytest_astro.parse.secrets_backend.MemorySecretsBackend",
+        "AIRFLOW__SECRETS__BACKEND_KWARGS": "{}",
+    }
+
+
+def sandbox_env(project: Project, home: str) -> dict[str, str]:
+    """The environment of the sandbox: the user's, with Airflow pointed away from anything real
+    (``home``: the sandbox's throwaway folder)."""
+    env = dict(os.environ)
+    env.update(airflow_env(project, home))
+    env.update({
+        # A URL that cannot be opened: nothing is ever created, any access fails (and is reported).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/no-such-dir/airflow.db",
         # the sandbox enforces its own timeout (and reports where the file was stuck)
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "0",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
@@ -72,10 +95,6 @@ def sandbox_env(project: Project, home: str) -> dict[str, str]:
         # .pyc files (PYTHONDONTWRITEBYTECODE, `uv pip install`) `import airflow` took 4.4 s
         # instead of 2.0 s (measured).
         "PYTHONPYCACHEPREFIX": os.environ.get("PYTHONPYCACHEPREFIX") or bytecode_cache_dir(),
-        # variables and connections come from memory (pytest_astro.values), never from a database
-        # or the user's own secrets backend (which could reach a cloud service from CI)
-        "AIRFLOW__SECRETS__BACKEND": "pytest_astro.parse.secrets_backend.MemorySecretsBackend",
-        "AIRFLOW__SECRETS__BACKEND_KWARGS": "{}",
     })
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
@@ -203,7 +222,7 @@ class ParseEngine:
 
 
 class _Sandbox:
-    """The sandbox process, started on demand, with its throwaway AIRFLOW_HOME and stderr file."""
+    """The sandbox process, started on demand, with its throwaway folder and stderr file."""
 
     def __init__(self, project: Project, python: str):
         self.project = project

@@ -1,8 +1,9 @@
 """The parse sandbox: a warm process that imports Airflow once and forks children that parse DAG files.
 
 Started by ``engine.py`` as ``python -m pytest_astro.parse.server`` with a sandbox environment
-(a temporary AIRFLOW_HOME, a metadata-database URL that cannot be opened). It reads one JSON
-request on stdin and writes one JSON line per file on stdout, as files finish.
+(AIRFLOW_HOME at the project root, what Airflow writes in a throwaway folder, a metadata-database URL
+that cannot be opened). It reads one JSON request on stdin and writes one JSON line per file on
+stdout, as files finish.
 
 Why forked children: user DAG code may call ``os._exit``, loop forever, segfault, allocate
 without bound, or monkeypatch Airflow and ``sys.path``. In a forked child all of that stays in
@@ -954,13 +955,12 @@ def serve(root: str, request: dict) -> int:
             _, status, usage = os.wait4(job.pid, 0)
             job.peak = max(job.peak, _maxrss(usage))
             rest = job.files[job.done:]  # not reported: back to the queue
-            # it died while parsing this one; or said it was done without reporting it (a bug of ours:
-            # the file must not go back to the queue, which would never empty)
-            dead = rest.pop(0) if rest and (not job.stopped or job.stopped == "done") else None
-            pending.extendleft((f, False) for f in reversed(rest) if job.stopped != "done")
-            if dead is not None and job.stopped == "done":
-                for f in [dead, *rest]:
-                    _send({"result": _unreported(paths, f)})
+            # it died while parsing this one; or stopped before reporting any file (a bug of ours: back
+            # in the queue, that file would come back forever)
+            dead = rest.pop(0) if rest and (not job.stopped or job.done == 0) else None
+            pending.extendleft((f, False) for f in reversed(rest))
+            if dead is not None and job.stopped:
+                _send({"result": _unreported(paths, dead)})
             elif dead is not None:
                 if job.done == 0 or job.solo or job.killed:  # a verdict
                     _emit(_death_result(job, status, paths, limits), job.out_paths[job.done])
@@ -1039,12 +1039,12 @@ def _death_result(job: Job, status: int, paths: _Paths, limits: Limits) -> dict:
 
 
 def _unreported(paths: _Paths, target: str) -> dict:
-    """The result for a file a child said it was done with but never reported (a bug of ours)."""
+    """The result for a file a child stopped at without reporting it (a bug of ours)."""
     from pytest_astro.results import INTERNAL_NOTICE
 
     return {"file": paths.rel(target), "ok": False, "dags": [], "imported": [], "errors": [{
         **_error_base(paths, target), "kind": "internal", "type": "InternalError",
-        "message": f"the parse sandbox's child ended its batch without a verdict on {paths.rel(target)}; "
+        "message": f"the parse sandbox's child stopped without a verdict on {paths.rel(target)}; "
                    f"{INTERNAL_NOTICE}"}]}
 
 
