@@ -58,3 +58,34 @@ def test_broken_airflow_settings_is_a_clear_error(tmp_path):
     assert proc.returncode == 2
     assert "airflow_settings.yaml: airflow.variables[0]: each variable needs variable_name" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+CRASHING_ENGINE = """
+import sys
+from pytest_astro.cli import main
+from pytest_astro.parse import engine
+
+
+def parse(self, files):  # stands in for a bug of ours in the pytest-process side of the engine
+    return {}["no such file"]
+
+
+engine.ParseEngine.parse = parse
+sys.exit(main(["parse"]))
+"""
+
+
+def test_an_internal_error_exits_3_and_says_it_is_ours(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags/etl.py").write_text("from airflow import DAG\n")
+    proc = subprocess.run([sys.executable, "-c", CRASHING_ENGINE], cwd=tmp_path, text=True, capture_output=True,
+                          timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    # our innermost frame names the component
+    assert proc.stderr.startswith(
+        "pytest-astro: internal error in pytest-astro's pytest_astro/parse/cli.py (_run): KeyError: 'no such "
+        "file'; this is a bug in pytest-astro, not in your DAG; please report it with the traceback below\n"
+        "Traceback (most recent call last):\n"), proc.stderr

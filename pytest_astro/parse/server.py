@@ -245,9 +245,10 @@ def _error_from_exception(paths: _Paths, target: str, exc: BaseException, limits
                      hint="find what blocks at import (a loop, a network call, a sleep) and move it "
                           "into a task; or raise the limit with --astro-timeout / astro_timeout")
     elif isinstance(exc, MemoryError):  # malloc failed: the opt-in address-space limit, or the machine's
-        limit = (f"the address-space limit of {_size(limits.address_space)} (address_space_limit)"
-                 if limits.address_space else "the memory available")
-        error.update(kind="memory", message=f"importing the file ran out of memory: it hit {limit}",
+        error.update(kind="memory", message=(
+                         f"importing the file hit the address-space limit of {_size(limits.address_space)} "
+                         "(address_space_limit)" if limits.address_space else
+                         "importing the file ran out of memory (the machine's, or a limit set outside pytest-astro)"),
                      hint="move the allocation into a task" + (
                          "; or raise address_space_limit in [tool.pytest-astro], or remove it to limit "
                          "resident memory only" if limits.address_space else ""))
