@@ -39,7 +39,7 @@ def split_url(url: str) -> tuple[str, str, str]:
 
 class Store(Protocol):
     def list(self, prefix: str) -> dict[str, str | None]: ...  # key -> md5 hex (None: unknown)
-    def upload(self, key: str, path: Path) -> None: ...
+    def upload(self, key: str, data: bytes) -> None: ...
     def delete(self, key: str) -> None: ...
 
 
@@ -62,8 +62,7 @@ class S3Store:
                 out[obj["Key"]] = etag if len(etag) == 32 and "-" not in etag else None  # multipart: not an md5
         return out
 
-    def upload(self, key: str, path: Path) -> None:
-        data = path.read_bytes()
+    def upload(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data,
                                ContentMD5=base64.b64encode(hashlib.md5(data).digest()).decode())
 
@@ -89,8 +88,8 @@ class GCSStore:
                 out[blob.name] = None
         return out
 
-    def upload(self, key: str, path: Path) -> None:
-        self.bucket.blob(key).upload_from_filename(str(path), retry=None)
+    def upload(self, key: str, data: bytes) -> None:
+        self.bucket.blob(key).upload_from_string(data, retry=None)
 
     def delete(self, key: str) -> None:
         self.bucket.blob(key).delete(retry=None)
@@ -143,10 +142,25 @@ class SyncPlan:
     uploads: list[tuple[str, Path]] = field(default_factory=list)  # (key, local file), in upload order
     deletes: list[str] = field(default_factory=list)  # keys, in delete order
     unchanged: int = 0
+    uploaded: list[str] = field(default_factory=list)  # keys done so far (for an interrupted sync's record)
+    deleted: list[str] = field(default_factory=list)
 
 
 def md5_hex(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def is_bucket_root(url: str) -> bool:
+    return not split_url(url)[2]
+
+
+def read_checked(path: Path, expected: str | None) -> bytes:
+    """``path``'s bytes, read once; DeployError when they are not the ones the plan hashed."""
+    data = path.read_bytes()
+    if expected is not None and "sha256:" + hashlib.sha256(data).hexdigest() != expected:
+        raise DeployError(f"{path} changed after it was checked (its content is not the plan's); nothing more "
+                          "is uploaded: run `pytest-astro deploy check` again")
+    return data
 
 
 def plan_sync(local: dict[str, Path], remote: dict[str, str | None], prefix: str,
@@ -167,10 +181,14 @@ def plan_sync(local: dict[str, Path], remote: dict[str, str | None], prefix: str
 
 
 def sync(url: str, files: Iterable[Path], dags_path: Path, is_dag: Callable[[Path], bool],
-         echo: Callable[[str], None], retries: int = 5, dry_run: bool = False, store: Store | None = None) -> SyncPlan:
-    """Make the bucket prefix of ``url`` hold exactly ``files`` (under ``dags_path``)."""
+         echo: Callable[[str], None], retries: int = 5, dry_run: bool = False, store: Store | None = None,
+         hashes: dict[Path, str] | None = None, plan: SyncPlan | None = None) -> SyncPlan:
+    """Make the bucket prefix of ``url`` hold exactly ``files`` (under ``dags_path``). ``hashes``: the
+    content each file must have (read once, checked, uploaded); ``plan`` is filled as the sync goes,
+    so a caller interrupted midway knows what was done."""
     _, _, prefix = split_url(url)
     store = store or open_store(url)
+    hashes = hashes or {}
     local = {p.relative_to(dags_path).as_posix(): p for p in files if p.is_file()}
     remote: dict[str, str | None] = {}
 
@@ -178,16 +196,25 @@ def sync(url: str, files: Iterable[Path], dags_path: Path, is_dag: Callable[[Pat
         remote.update(store.list(prefix))
 
     with_retries(listing, f"listing {url}", retries, echo)
-    plan = plan_sync(local, remote, prefix, is_dag)
+    computed = plan_sync(local, remote, prefix, is_dag)
+    plan = plan or SyncPlan()
+    plan.uploads, plan.deletes, plan.unchanged = computed.uploads, computed.deletes, computed.unchanged
     base = url.split("://", 1)[0] + "://" + url.split("://", 1)[1].split("/", 1)[0] + "/"
     echo(f"bucket sync {url}: {len(plan.uploads)} to upload, {len(plan.deletes)} to delete, "
          f"{plan.unchanged} unchanged")
     if dry_run:
+        for key, _ in plan.uploads:
+            echo(f"  would upload {base}{key}")
+        for key in plan.deletes:
+            echo(f"  would delete {base}{key}")
         return plan
     for key, path in plan.uploads:
         echo(f"  upload {base}{key}")
-        with_retries(lambda key=key, path=path: store.upload(key, path), f"upload of {base}{key}", retries, echo)
+        data = read_checked(path, hashes.get(path))
+        with_retries(lambda key=key, data=data: store.upload(key, data), f"upload of {base}{key}", retries, echo)
+        plan.uploaded.append(key)
     for key in plan.deletes:
         echo(f"  delete {base}{key}")
         with_retries(lambda key=key: store.delete(key), f"delete of {base}{key}", retries, echo)
+        plan.deleted.append(key)
     return plan

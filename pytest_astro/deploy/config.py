@@ -31,7 +31,14 @@ from pytest_astro.config import ConfigError
 
 TYPES = ("auto", "dags", "image", "image-only")
 _TOP_KEYS = {"type", "suite", "suite-args", "unmapped-branch", "scrub-env", "branches", "record",
-             "astro-args", "retries"}
+             "astro-args", "retries", "wait", "wait-time", "airflowignored", "allow-bucket-root", "plan"}
+AIRFLOWIGNORED = ("warn", "refuse")
+#: Astro Deployment ids are cuids: lowercase letters and digits. Anything else (``-f``, a space) is refused
+#: before it can reach the CLI's argument parser as an option.
+DEPLOYMENT_ID = re.compile(r"[a-z0-9]{1,64}")
+#: ``astro deploy --wait-time`` takes a Go duration; we accept whole seconds or h/m/s parts.
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+DEFAULT_WAIT_SECONDS = 300  # the CLI's own default for --wait-time
 _TARGET_KEYS = {"deployment", "bucket", "command", "type"}
 
 
@@ -80,6 +87,11 @@ class DeployConfig:
     record: str | None = None
     astro_args: list[str] = field(default_factory=list)
     retries: int = 5
+    wait: bool = True  # pass --wait: the deploy counts only once the Deployment is healthy
+    wait_seconds: int = DEFAULT_WAIT_SECONDS
+    airflowignored: str = "warn"  # files .airflowignore hid from the parse but shipped: warn or refuse
+    allow_bucket_root: bool = False
+    plan: str | None = None
 
     def target_for(self, branch: str | None) -> Target | None:
         """The target of ``branch``: an exact name first, then patterns in file order; None if unmapped."""
@@ -118,7 +130,11 @@ def _where(path: Path, key: str) -> str:
 
 def _str_list(value, path: Path, key: str) -> list[str]:
     if isinstance(value, str):
-        return shlex.split(value)
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise ConfigError(f"{_where(path, key)}: {exc} in {value!r}; balance the quotes, or write a "
+                              "list of strings") from None
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
     raise ConfigError(f"{_where(path, key)}: expected a list of strings (or one string), got {value!r}")
@@ -132,9 +148,7 @@ def _type(value, path: Path, key: str) -> str:
 
 def _target(value, path: Path, key: str) -> Target:
     if isinstance(value, str):
-        if not value.strip():
-            raise ConfigError(f"{_where(path, key)}: empty Deployment id; write the id shown by `astro deployment list`")
-        return Target(deployment=value.strip(), source=key)
+        return Target(deployment=check_deployment_id(value, _where(path, key)), source=key)
     if not isinstance(value, dict):
         raise ConfigError(f"{_where(path, key)}: expected a Deployment id or a table with one of "
                           f"deployment, bucket, command; got {value!r}")
@@ -142,22 +156,46 @@ def _target(value, path: Path, key: str) -> Target:
     if unknown:
         raise ConfigError(f"{_where(path, key)}: unknown key(s) {', '.join(sorted(unknown))}; "
                           f"a target takes {', '.join(sorted(_TARGET_KEYS))}")
-    chosen = [k for k in ("deployment", "bucket", "command") if value.get(k)]
+    chosen = [k for k in ("deployment", "bucket", "command") if k in value]
     if len(chosen) != 1:
         raise ConfigError(f"{_where(path, key)}: set exactly one of deployment, bucket, command "
                           f"(found {', '.join(chosen) or 'none'})")
     target = Target(source=key, type=_type(value["type"], path, f"{key}.type") if "type" in value else None)
     if "deployment" in value:
-        if not isinstance(value["deployment"], str):
-            raise ConfigError(f"{_where(path, key + '.deployment')}: expected a string")
-        target.deployment = value["deployment"].strip()
+        target.deployment = check_deployment_id(value["deployment"], _where(path, key + ".deployment"))
     elif "bucket" in value:
         target.bucket = check_bucket_url(value["bucket"], _where(path, key + ".bucket"))
     else:
         command = value["command"]
         target.command = command if isinstance(command, str) else _str_list(command, path, key + ".command")
+        if not (command.strip() if isinstance(command, str) else target.command):
+            raise ConfigError(f"{_where(path, key + '.command')}: the command is empty")
     return target
 
+
+def check_deployment_id(value, where: str) -> str:
+    """``value`` if it is an Astro Deployment id (lowercase letters and digits), else a ConfigError."""
+    if isinstance(value, str) and DEPLOYMENT_ID.fullmatch(value.strip()):
+        return value.strip()
+    raise ConfigError(f"{where}: expected an Astro Deployment id (lowercase letters and digits, as "
+                      f"`astro deployment list` shows it), got {value!r}")
+
+
+def wait_seconds(value, where: str) -> int:
+    """Whole seconds from an int or a duration such as ``"10m"``, ``"1h30m"``, ``"300s"`` (at least 1)."""
+    seconds = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and value.strip():
+        match = _DURATION.fullmatch(value.strip())
+        if match and any(match.groups()):
+            h, m, s = (int(g or 0) for g in match.groups())
+            seconds = h * 3600 + m * 60 + s
+        elif value.strip().isdigit():
+            seconds = int(value.strip())
+    if seconds is None or seconds < 1:
+        raise ConfigError(f"{where}: expected a wait time in seconds or as 10m / 1h30m / 300s, got {value!r}")
+    return seconds
 
 def check_bucket_url(url, where: str) -> str:
     if not isinstance(url, str) or not re.fullmatch(r"(s3|gs)://[a-z0-9][a-z0-9._-]{1,220}(/.*)?", url):
@@ -199,6 +237,25 @@ def load(table: dict, pyproject: Path) -> DeployConfig:
         if not isinstance(raw["record"], str):
             raise ConfigError(f"{_where(pyproject, 'record')}: expected a file path")
         cfg.record = raw["record"]
+    if "wait" in raw:
+        if not isinstance(raw["wait"], bool):
+            raise ConfigError(f"{_where(pyproject, 'wait')}: expected true or false")
+        cfg.wait = raw["wait"]
+    if "wait-time" in raw:
+        cfg.wait_seconds = wait_seconds(raw["wait-time"], _where(pyproject, "wait-time"))
+    if "airflowignored" in raw:
+        if raw["airflowignored"] not in AIRFLOWIGNORED:
+            raise ConfigError(f"{_where(pyproject, 'airflowignored')}: expected 'warn' or 'refuse', "
+                              f"got {raw['airflowignored']!r}")
+        cfg.airflowignored = raw["airflowignored"]
+    if "allow-bucket-root" in raw:
+        if not isinstance(raw["allow-bucket-root"], bool):
+            raise ConfigError(f"{_where(pyproject, 'allow-bucket-root')}: expected true or false")
+        cfg.allow_bucket_root = raw["allow-bucket-root"]
+    if "plan" in raw:
+        if not isinstance(raw["plan"], str) or not raw["plan"].strip():
+            raise ConfigError(f"{_where(pyproject, 'plan')}: expected a file path")
+        cfg.plan = raw["plan"]
     if "retries" in raw:
         if not isinstance(raw["retries"], int) or isinstance(raw["retries"], bool) or raw["retries"] < 0:
             raise ConfigError(f"{_where(pyproject, 'retries')}: expected a whole number >= 0")

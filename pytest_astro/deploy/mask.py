@@ -7,8 +7,12 @@ bucket client and any deploy command) goes through a :class:`Masker` first.
 
 from __future__ import annotations
 
+import base64
 import fnmatch
+import json
 import re
+import shlex
+import urllib.parse
 from collections.abc import Iterable, Mapping
 
 #: Variables removed from the suite's environment (shell-style patterns, matched case-sensitively).
@@ -61,9 +65,27 @@ class Masker:
                    if is_credential(k, extra) and (_SECRET_NAME.search(k) or k in extra_names(extra)))
 
     def add(self, *values: str | None) -> None:
+        """Mask ``values``, and the forms they take on the way out: each of their lines (output is
+        masked line by line), base64 and URL encodings, JSON and shell quoting."""
         for value in values:
-            if value and len(value.strip()) >= _MIN_SECRET_LEN:
-                self._secrets.add(value.strip())
+            if not value or len(value.strip()) < _MIN_SECRET_LEN:
+                continue
+            value = value.strip()
+            for form in (value, *value.splitlines(), *_encodings(value)):
+                form = form.strip()
+                if len(form) >= _MIN_SECRET_LEN:
+                    self._secrets.add(form)
+
+    def data(self, value):
+        """``value`` (JSON-like data) with every string masked, before it is serialized: a secret with
+        quotes or backslashes no longer matches once json.dumps has escaped it."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {self(str(k)): self.data(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.data(v) for v in value]
+        return value
 
     def __call__(self, text: str) -> str:
         # longest first, so a secret containing another is masked whole
@@ -71,6 +93,17 @@ class Masker:
             text = text.replace(secret, MASK)
         text = _PATTERNS[0].sub(MASK, text)
         return _PATTERNS[1].sub(lambda m: m.group(1) + MASK, text)
+
+
+def _encodings(value: str) -> list[str]:
+    raw = value.encode("utf-8", "replace")
+    forms = []
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        text = encode(raw).decode("ascii")
+        forms += [text, text.rstrip("=")]
+    forms += [urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value), json.dumps(value)[1:-1],
+              json.dumps(value, ensure_ascii=False)[1:-1], shlex.quote(value)]
+    return [f for f in forms if f != value]
 
 
 def extra_names(patterns: Iterable[str]) -> set[str]:

@@ -78,6 +78,41 @@ def run(command: list[str], cwd: Path, env: Mapping[str, str], echo: Callable[[s
     return result
 
 
+def from_reports(paths: Sequence[Path], expected_dag_files: Sequence[str] = ()) -> SuiteResult:
+    """Judge N shard reports (``pytest --astro-report`` of each shard) as one suite: every DAG file
+    parsed exactly once across them, every shard's tests counted. No process is run."""
+    result = SuiteResult([f"--reports {' '.join(map(str, paths))}"], 0, 0.0)
+    files: list = []
+    tests: dict[str, int] = {}
+    seen: dict[str, str] = {}
+    twice: list[str] = []
+    for path in paths:
+        report = _read_report(path, result)
+        if report is None:
+            if not any(str(path) in p for p in result.problems):
+                result.problems.append(f"the shard report {path} does not exist: did that shard run?")
+            continue
+        for entry in report.get("files") or []:
+            if isinstance(entry, dict):
+                name = str(entry.get("file"))
+                if name in seen:
+                    twice.append(f"{name} ({seen[name]} and {path})")
+                seen[name] = str(path)
+                files.append(entry)
+        for key, value in (report.get("tests") or {}).items():
+            if isinstance(value, int):
+                tests[key] = tests.get(key, 0) + value
+    if twice:
+        result.problems.append(f"DAG files parsed by more than one shard: {', '.join(twice[:5])}; the shards "
+                               "must split the DAG files, not repeat them")
+    if result.problems:
+        return result
+    result.report = {"files": files, "parsed": len(files), "failed": sum(not f.get("ok", False) for f in files),
+                     "tests": tests, "shards": [str(p) for p in paths]}
+    judge(result, expected_dag_files)
+    return result
+
+
 def _read_report(path: Path, result: SuiteResult) -> dict | None:
     if not path.is_file():
         return None
