@@ -35,7 +35,8 @@ def test_dag_only_change_makes_a_dag_only_deploy_with_the_token_and_a_descriptio
     short = git(s.repo, "rev-parse", "--short", "HEAD")
     proc = s.gate(env=github_push(s, s.first))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert s.deploys() == [["deploy", "clmain000", "--dags", "--description", f"{short} tune the etl DAG"]]
+    assert s.deploys() == [["deploy", "--dags", "--wait", "--wait-time=300s", f"--description={short} tune the etl DAG",
+                            "--", "clmain000"]]
     deploy_call = [c for c in s.astro_calls() if c["argv"][0] == "deploy"][0]
     assert deploy_call["env"]["ASTRO_API_TOKEN"] == TOKEN  # the CLI gets the token...
     assert "ASTRO_API_TOKEN" not in s.suite_env  # ...the suite does not
@@ -55,7 +56,7 @@ def test_a_push_of_several_commits_is_judged_on_the_whole_range(tmp_path):
     s.change({"dags/etl.py": "# airflow dag v2\n"}, "use it in a DAG")  # the last commit alone is DAG-only
     proc = s.gate(env=github_push(s, s.first))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert s.deploys()[0][:3] == ["deploy", "clmain000", "--description"]  # image: no --dags
+    assert "--dags" not in s.deploys()[0] and s.deploys()[0][-1] == "clmain000"  # image: no --dags
     assert "requirements.txt" in s.read_record()["decision"]["reason"]
 
 
@@ -249,7 +250,7 @@ def test_multiple_environments_each_branch_deploys_to_its_deployment(tmp_path, b
                 CI_COMMIT_SHA=git(s.repo, "rev-parse", "HEAD"), CI_COMMIT_BEFORE_SHA=s.first)
     proc = s.gate(env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert [d[1] for d in s.deploys()] == [deployment]
+    assert [d[-1] for d in s.deploys()] == [deployment]
 
 
 def test_a_branch_without_a_deployment_deploys_nothing_and_exits_0(tmp_path):
@@ -279,7 +280,7 @@ def test_deployment_id_overrides_the_branch_map(tmp_path):
     git(s.repo, "checkout", "-q", "-b", "feature/x")
     proc = s.gate("--deployment-id", "cloverride", "--image")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert [d[1] for d in s.deploys()] == ["cloverride"]
+    assert [d[-1] for d in s.deploys()] == ["cloverride"]
 
 
 def test_pull_request_builds_deploy_nothing(tmp_path):
@@ -327,7 +328,7 @@ def test_dry_run_prints_the_plan_and_deploys_nothing(tmp_path):
     proc = s.gate("--dry-run", env=github_push(s, s.first, ASTRO_API_TOKEN=None))
     assert proc.returncode == 0
     for text in ("target:   Astro Deployment clmain000", "type:     dags", "suite:",
-                 "deploy clmain000 --dags", "ASTRO_API_TOKEN is not set", "dry run"):
+                 "deploy --dags --wait --wait-time=300s", "-- clmain000", "ASTRO_API_TOKEN is not set", "dry run"):
         assert text in proc.stdout, text
     assert not (s.spec_path.parent / "env.json").exists()
     assert s.astro_calls() == []

@@ -150,6 +150,13 @@ def _commit_info(root: Path) -> tuple[str | None, str | None, str | None]:
     return sha, short, (subject[0] if subject else "")
 
 
+def _dirty(run: Run) -> list[str]:
+    """Tracked files that differ from HEAD, but for the plan and the record (ours, rewritten each run)."""
+    top = ci_env.git(["rev-parse", "--show-toplevel"], run.root)
+    own = {Path(p).resolve() for p in (run.plan_path, run.record_path)}
+    return [p for p in plans.dirty_files(run.root) or () if top is None or Path(top, p).resolve() not in own]
+
+
 def _listing(paths: list[str]) -> str:
     shown = ", ".join(paths[:_SHOWN])
     return shown + (f" and {len(paths) - _SHOWN} more" if len(paths) > _SHOWN else "")
@@ -233,7 +240,7 @@ def _check(run: Run, with_deploy: bool) -> tuple[int, dict]:
         raise Refused("dry-run", 0, problem or "")
     if problem:
         raise Refused("failed", 1, problem)
-    dirty = plans.dirty_files(root)
+    dirty = _dirty(run)
     if dirty:
         raise Refused("refused", 1, f"tracked files differ from the commit HEAD ({_listing(dirty)}): the deploy "
                       "would not be the commit that is recorded. Commit them, or undo them (git stash / "
@@ -248,7 +255,7 @@ def _check(run: Run, with_deploy: bool) -> tuple[int, dict]:
     if not result.ok:
         raise Refused("refused", 1, "; ".join(result.problems), [f"- {p}" for p in result.problems])
     after = plans.shipped_files(root, run.settings.dags_path, kind, run.own_files())
-    changed = after.differences(before) + [f"{p} (tracked, differs from HEAD)" for p in plans.dirty_files(root) or ()]
+    changed = after.differences(before) + [f"{p} (tracked, differs from HEAD)" for p in _dirty(run)]
     if changed:
         raise Refused("refused", 1, f"the suite changed files that the deploy would ship, after they were checked: "
                       f"{_listing(changed)}; find the test or conftest.py that writes them")
@@ -389,7 +396,7 @@ def _verify(run: Run, plan: dict) -> None:
     if plan.get("commit") and head != plan["commit"]:
         raise Refused("refused", 1, f"the plan was made for commit {plan['commit'][:12]}, but HEAD is "
                       f"{(head or '?')[:12]}: run `pytest-astro deploy check` again on this commit")
-    dirty = plans.dirty_files(root)
+    dirty = _dirty(run)
     if dirty:
         raise Refused("refused", 1, f"tracked files differ from the commit HEAD ({_listing(dirty)}): the deploy "
                       "would not be what was checked. Commit or undo them, then check again")

@@ -108,7 +108,8 @@ def read_output(result: AstroDeploy, line: str, waited: bool) -> None:
             result.dag_bundle = evidence.group(2)
         else:
             result.image_tag = evidence.group(2)
-        result.state = "waiting" if waited else "not waited"
+        if result.state == "unknown":
+            result.state = "waiting" if waited else "not waited"
     elif _HEALTHY.match(line):
         result.state = "healthy"
     elif _TIMED_OUT in line:

@@ -1,8 +1,9 @@
 """A stand-in for `python -m pytest --astro-dags` that writes the report the plugin writes.
 
 argv: REPORT SPEC. SPEC is a JSON file: {"exit": 0, "passed": 2, "failed": 0, "skipped": 0,
-"broken": ["dags/x.py"], "crash": false, "omit": ["dags/y.py"]}. The suite's environment is dumped
-beside SPEC (env.json), so tests can prove it holds no credential.
+"broken": ["dags/x.py"], "crash": false, "omit": ["dags/y.py"], "rewrite": {"dags/x.py": "text"}}.
+"rewrite" writes files after the report, as a conftest.py's pytest_sessionfinish could. The suite's
+environment is dumped beside SPEC (env.json), so tests can prove it holds no credential.
 """
 import json
 import os
@@ -28,5 +29,7 @@ tests = {k: spec.get(k, 0) for k in ("passed", "failed", "errors", "skipped")}
 tests["total"] = sum(tests.values())
 report.write_text(json.dumps({"version": 1, "files": files, "parsed": len(files),
                               "failed": sum(not f["ok"] for f in files), "tests": tests}))
+for rel, text in spec.get("rewrite", {}).items():
+    Path(rel).write_text(text)
 print(f"fake suite: {tests['passed']} passed, {tests['failed']} failed")
 sys.exit(spec.get("exit", 0))

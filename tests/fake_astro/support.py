@@ -81,6 +81,7 @@ class Scenario:
         self.spec_path.parent.mkdir()
         self.astro_log = tmp_path / "astro.jsonl"
         self.record = tmp_path / "record.json"
+        self.plan = tmp_path / "plan.json"
         self.summary = tmp_path / "summary.md"
         self.set_suite(passed=3)
         if not real_suite:
@@ -118,8 +119,10 @@ class Scenario:
         return {k: v for k, v in env.items() if v is not None}
 
     def gate(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-        """``pytest-astro deploy ARGS`` in a subprocess, from the project root."""
-        return subprocess.run([sys.executable, "-m", "pytest_astro", "deploy", "--record", str(self.record), *args],
+        """``pytest-astro deploy ARGS`` in a subprocess, from the project root (ARGS may start with the
+        phase, check or apply)."""
+        return subprocess.run([sys.executable, "-m", "pytest_astro", "deploy", *args, "--record", str(self.record),
+                               "--plan", str(self.plan)],
                               cwd=self.root, env=self.env() if env is None else env, capture_output=True,
                               text=True, timeout=300)
 

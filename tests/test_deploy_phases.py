@@ -1,0 +1,280 @@
+"""The deploy gate verifies instead of trusting: a tree that is not HEAD is refused, a deploy counts only
+when the Astro CLI printed its bundle version or image tag (and, by default, saw the Deployment
+healthy), the check phase runs without any credential and writes a plan of the files to ship with
+their hashes, and the apply phase deploys exactly those files. A real git repository per scenario, the
+fake `astro` (tests/fake_astro/astro, modelled on the CLI's code) on PATH."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+try:
+    from tests.fake_astro.support import TOKEN, Scenario, git, write
+except ImportError:  # pragma: no cover
+    from fake_astro.support import TOKEN, Scenario, git, write
+
+from pytest_astro.deploy import targets
+from pytest_astro.deploy.targets import DeployError
+
+
+def no_token(s: Scenario) -> dict:
+    return s.env(ASTRO_API_TOKEN=None)
+
+
+def suite_ran(s: Scenario) -> bool:
+    return (s.spec_path.parent / "env.json").exists()
+
+
+def deploy_calls(s: Scenario) -> list[dict]:
+    return [c for c in s.astro_calls() if c["argv"][:1] == ["deploy"]]
+
+
+# ------------------------------------------------------------------ verify, don't trust
+
+def test_a_tracked_file_that_differs_from_head_is_refused_and_listed(tmp_path):
+    s = Scenario(tmp_path)
+    (s.root / "requirements.txt").write_text("stamped-by-ci==1.0\n")  # a CI step rewrote a tracked file
+    proc = s.gate()
+    assert proc.returncode == 1, proc.stdout
+    assert "tracked files differ from the commit HEAD (requirements.txt)" in proc.stdout
+    assert not suite_ran(s) and deploy_calls(s) == []
+    assert s.read_record()["outcome"] == "refused"
+
+
+def test_astro_exit_0_without_a_deploy_is_a_failure(tmp_path):
+    """The real CLI prints a message and exits 0 without deploying on a dirty tree: without the
+    "Deployed ..." line nothing proves a deploy, whatever the status."""
+    s = Scenario(tmp_path)
+    (s.root / "dags/etl.py").write_text("# changed, not committed\n")
+    env = s.env()
+    with pytest.raises(DeployError, match="exited 0 but printed no \"Deployed DAG bundle:\" line") as info:
+        targets.astro_deploy("clmain000", "dags", "d", env, s.root, lambda line: None)
+    assert not info.value.detail.deployed
+    assert [c.get("shipped") for c in deploy_calls(s)] == [None]  # the fake did not deploy either
+
+
+def test_the_deploy_is_recorded_with_the_clis_proof_and_the_final_state(tmp_path):
+    s = Scenario(tmp_path)
+    proc = s.gate("--dags")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    deploy = s.read_record()["deploy"]
+    assert deploy["dag_bundle"].endswith("-fake") and deploy["state"] == "healthy" and deploy["exit_code"] == 0
+    assert "Deployment healthy" in proc.stdout
+    assert deploy_calls(s)[0]["wait_seconds"] == 300  # the CLI's default, passed explicitly
+    assert "DAG bundle `" in s.summary.read_text()
+
+
+def test_wait_time_is_configurable_and_no_wait_records_not_waited(tmp_path):
+    s = Scenario(tmp_path, wait_time="10m")
+    assert s.gate("--image").returncode == 0
+    assert "--wait-time=600s" in s.deploys()[0] and deploy_calls(s)[0]["wait_seconds"] == 600
+    assert s.read_record()["deploy"]["image_tag"].startswith("deploy-")
+    assert s.gate("--image", "--wait-time", "1h30m").returncode == 0
+    assert deploy_calls(s)[1]["wait_seconds"] == 5400
+    proc = s.gate("--image", "--no-wait")
+    assert proc.returncode == 0, proc.stdout
+    assert "--wait" not in s.deploys()[2] and s.read_record()["deploy"]["state"] == "not waited"
+
+
+def test_a_deployment_that_never_becomes_healthy_is_not_recorded_as_deployed(tmp_path):
+    s = Scenario(tmp_path)
+    proc = s.gate("--dags", env=s.env(FAKE_ASTRO_HEALTH="unhealthy"))
+    assert proc.returncode == 1
+    assert "did not become healthy within 300 s" in proc.stdout
+    rec = s.read_record()
+    assert rec["outcome"] == "unhealthy" and rec["deploy"]["state"] == "timed out"
+    assert rec["deploy"]["dag_bundle"]  # the deploy was made: the record says which
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("wait-time", "soon", "expected a wait time in seconds or as 10m"),
+    ("airflowignored", "maybe", "expected 'warn' or 'refuse'"),
+])
+def test_bad_wait_and_airflowignored_settings_name_the_line(tmp_path, key, value, message):
+    s = Scenario(tmp_path, **{key.replace("-", "_"): value})
+    proc = s.gate()
+    assert proc.returncode == 2 and f"[tool.pytest-astro.deploy] {key}" in proc.stdout and message in proc.stdout
+
+
+# ------------------------------------------------------------------ what is shipped is what was checked
+
+IGNORED = {"dags/.airflowignore": "helpers/\n", "dags/helpers/util.py": "# airflow dag helper\nX = 1\n",
+           "dags/sql/q.sql": "select 1\n"}
+
+
+def test_the_airflowignore_warning_and_the_shipped_files_equal_the_plan(tmp_path):
+    s = Scenario(tmp_path)
+    s.change(IGNORED)
+    proc = s.gate("--dags")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "warning: 1 file(s) are shipped but were not parsed, because .airflowignore excludes them: " \
+           "dags/helpers/util.py" in proc.stdout
+    rec = s.read_record()
+    shipped = deploy_calls(s)[0]["shipped"]  # what the CLI put in the DAG tarball
+    assert shipped == {p: h for p, h in rec["shipped"].items() if p.startswith("dags/")}
+    assert {"dags/.airflowignore", "dags/helpers/util.py", "dags/sql/q.sql", "dags/etl.py"} <= set(shipped)
+    assert rec["shipped"]["dags/sql/q.sql"].startswith("sha256:")
+
+
+def test_airflowignored_refuse_stops_the_deploy(tmp_path):
+    s = Scenario(tmp_path, airflowignored="refuse")
+    s.change(IGNORED)
+    proc = s.gate("--dags")
+    assert proc.returncode == 1 and "NOT deploying" in proc.stdout and "dags/helpers/util.py" in proc.stdout
+    assert deploy_calls(s) == []
+
+
+def test_a_suite_that_rewrites_a_dag_file_after_its_parse_deploys_nothing(tmp_path):
+    s = Scenario(tmp_path)
+    s.set_suite(passed=5, rewrite={"dags/etl.py": "import broken\n", "dags/extra.py": "# new\n"})
+    proc = s.gate("--dags")
+    assert proc.returncode == 1, proc.stdout
+    assert "the suite changed files that the deploy would ship, after they were checked" in proc.stdout
+    assert "dags/etl.py (changed)" in proc.stdout and "dags/extra.py (new)" in proc.stdout
+    assert deploy_calls(s) == []
+
+
+def test_a_link_leaving_the_project_is_refused(tmp_path):
+    s = Scenario(tmp_path)
+    outside = tmp_path / "elsewhere"
+    write(outside, {"secret.py": "KEY = 'not for the bucket'\n", "lib/x.py": "x = 1\n"})
+    (s.root / "dags/secret.py").symlink_to(outside / "secret.py")
+    (s.root / "dags/lib").symlink_to(outside / "lib")
+    proc = s.gate("--dags")
+    assert proc.returncode == 1
+    assert "dags/lib is a symbolic link to" in proc.stdout and "dags/secret.py is a symbolic link to" in proc.stdout
+    assert not suite_ran(s) and deploy_calls(s) == []
+
+
+# ------------------------------------------------------------------ two phases
+
+def test_check_without_the_token_then_apply_with_it(tmp_path):
+    s = Scenario(tmp_path)
+    s.change({"conftest.py": "open('imported-conftest', 'w').close()\n"})
+    check = s.gate("check", "--dags", env=no_token(s))
+    assert check.returncode == 0, check.stdout + check.stderr
+    plan = json.loads(s.plan.read_text())
+    assert plan["allowed"] and plan["deploy_type"] == "dags" and plan["target"]["deployment_id"] == "clmain000"
+    assert plan["commit"] == git(s.repo, "rev-parse", "HEAD") and plan["suite"]["tests"]["passed"] == 3
+    assert set(plan["files"]) == {"dags/etl.py", "dags/report.py"}
+    assert all(h.startswith("sha256:") for h in plan["files"].values())
+    assert deploy_calls(s) == [] and not s.record.exists()
+    (s.spec_path.parent / "env.json").unlink()
+    apply = s.gate("apply")
+    assert apply.returncode == 0, apply.stdout + apply.stderr
+    assert not suite_ran(s) and not (s.root / "imported-conftest").exists()  # no project code ran
+    assert s.deploys()[0][-2:] == ["--", "clmain000"] and "--dags" in s.deploys()[0]
+    rec = s.read_record()
+    assert rec["outcome"] == "deployed" and rec["shipped"] == plan["files"]
+
+
+def test_check_refuses_to_start_with_the_token_in_its_environment(tmp_path):
+    s = Scenario(tmp_path)
+    proc = s.gate("check")
+    assert proc.returncode == 2
+    assert "ASTRO_API_TOKEN in the environment this process was started with" in proc.stdout
+    assert "/proc/PID/environ" in proc.stdout
+    assert TOKEN not in proc.stdout and not suite_ran(s)
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda s: write(s.root, {"dags/new_untracked.py": "# airflow dag\n"}), "dags/new_untracked.py (new)"),
+    (lambda s: write(s.root, {"dags/etl.py": "# edited\n"}), "tracked files differ from the commit HEAD (dags/etl.py)"),
+    (lambda s: s.change({"dags/report.py": "# committed later\n"}), "the plan was made for commit"),
+])
+def test_apply_refuses_a_tree_that_is_not_the_checked_one(tmp_path, change, expected):
+    s = Scenario(tmp_path)
+    assert s.gate("check", "--dags", env=no_token(s)).returncode == 0
+    change(s)
+    proc = s.gate("apply")
+    assert proc.returncode == 1 and expected in proc.stdout, proc.stdout
+    assert deploy_calls(s) == [] and s.read_record()["outcome"] == "refused"
+
+
+def test_apply_without_an_allowed_plan_deploys_nothing(tmp_path):
+    s = Scenario(tmp_path)
+    missing = s.gate("apply")
+    assert missing.returncode == 2 and "run `pytest-astro deploy check` first" in missing.stdout
+    s.set_suite(exit=1, passed=1, failed=1)
+    assert s.gate("check", env=no_token(s)).returncode == 1
+    refused = s.gate("apply")
+    assert refused.returncode == 1 and "the check phase refused this deploy" in refused.stdout
+    assert deploy_calls(s) == []
+
+
+def test_an_unmapped_branch_checks_and_applies_to_nothing(tmp_path):
+    s = Scenario(tmp_path)
+    git(s.repo, "checkout", "-q", "-b", "feature/x")
+    assert s.gate("check", env=no_token(s)).returncode == 0
+    proc = s.gate("apply")
+    assert proc.returncode == 0 and "nothing to deploy" in proc.stdout
+    assert deploy_calls(s) == [] and s.read_record()["outcome"] == "skipped"
+
+
+def test_one_command_hides_the_token_from_the_suites_parent(tmp_path):
+    """The suite (project code) reads its parent's starting environment: the one-command gate has
+    overwritten the token there before the suite started."""
+    s = Scenario(tmp_path, suite=["{python}", "-c", READ_PARENT, "{report}"])
+    proc = s.gate("--dags")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "parent environ has ASTRO_API_TOKEN: False" in proc.stdout and "token seen: False" in proc.stdout
+
+
+READ_PARENT = """
+import json, os, sys
+raw = open(f"/proc/{os.getppid()}/environ", "rb").read().decode()
+token = os.environ.get("READ_PARENT_TOKEN", "")
+found = [v for v in raw.split("\\0") if v.startswith("ASTRO_API_TOKEN=") and v.strip("*").split("=", 1)[1]]
+print("parent environ has ASTRO_API_TOKEN:", bool(found))
+print("token seen:", "eyJhbGciOiJSUzI1NiJ9" in raw)
+files = [{"file": f"dags/{n}", "ok": True} for n in ("etl.py", "report.py")]
+json.dump({"files": files, "parsed": 2, "failed": 0, "tests": {"passed": 2}}, open(sys.argv[1], "w"))
+"""
+
+
+def test_one_command_refuses_when_an_ancestor_was_started_with_the_token(tmp_path):
+    s = Scenario(tmp_path)
+    inner = " ".join(["python", "-m", "pytest_astro", "deploy", "--record", str(s.record), "--plan", str(s.plan)])
+    import subprocess
+
+    proc = subprocess.run(["sh", "-c", f"{inner}; exit $?"], cwd=s.root, env=s.env(), capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "ASTRO_API_TOKEN in the environment ancestor process" in proc.stdout
+    assert "`pytest-astro deploy check` in a step (or shell) without the credential" in proc.stdout
+    assert not suite_ran(s) and deploy_calls(s) == []
+
+
+# ------------------------------------------------------------------ shard reports (issue 22)
+
+def shard(tmp_path, name: str, files: list[str], passed: int = 1, failed: int = 0) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps({"version": 1, "files": [{"file": f, "ok": True} for f in files],
+                                "parsed": len(files), "failed": 0,
+                                "tests": {"passed": passed, "failed": failed, "errors": 0, "skipped": 0}}))
+    return str(path)
+
+
+@pytest.mark.parametrize(("shards", "code", "message"), [
+    ([["dags/etl.py"], ["dags/report.py"]], 0, "suite passed (2 passed, 2 DAG files parsed)"),
+    ([["dags/etl.py", "dags/report.py"], ["dags/report.py"]], 1, "DAG files parsed by more than one shard: dags/report.py"),
+    ([["dags/etl.py"]], 1, "1 DAG file(s) were not parsed by the suite (e.g. dags/report.py)"),
+])
+def test_check_judges_shard_reports_instead_of_running_the_suite(tmp_path, shards, code, message):
+    s = Scenario(tmp_path)
+    paths = [shard(tmp_path, f"shard{i}.json", files) for i, files in enumerate(shards)]
+    proc = s.gate("check", "--dags", "--reports", *paths, env=no_token(s))
+    assert proc.returncode == code and message in proc.stdout, proc.stdout
+    assert not suite_ran(s)
+    assert json.loads(s.plan.read_text())["allowed"] is (code == 0)
+
+
+def test_a_failed_test_in_one_shard_refuses(tmp_path):
+    s = Scenario(tmp_path)
+    paths = [shard(tmp_path, "a.json", ["dags/etl.py"]), shard(tmp_path, "b.json", ["dags/report.py"], failed=1)]
+    proc = s.gate("check", "--reports", *paths, env=no_token(s))
+    assert proc.returncode == 1 and "the report counts failures" in proc.stdout
+    missing = s.gate("check", "--reports", paths[0], str(tmp_path / "never-written.json"), env=no_token(s))
+    assert missing.returncode == 1 and "never-written.json does not exist" in missing.stdout
