@@ -278,3 +278,89 @@ def test_a_failed_test_in_one_shard_refuses(tmp_path):
     assert proc.returncode == 1 and "the report counts failures" in proc.stdout
     missing = s.gate("check", "--reports", paths[0], str(tmp_path / "never-written.json"), env=no_token(s))
     assert missing.returncode == 1 and "never-written.json does not exist" in missing.stdout
+
+
+# ------------------------------------------------------------------ findings of the review (issue 20)
+
+def test_a_token_with_a_newline_is_masked_on_every_line(tmp_path):
+    s = Scenario(tmp_path)
+    token = "first-half-of-the-token\nsecond-half-of-the-token"
+    proc = s.gate("--dags", env=s.env(ASTRO_API_TOKEN=token, FAKE_ASTRO_FAIL="1"))
+    assert proc.returncode == 1
+    everything = proc.stdout + proc.stderr + s.record.read_text() + s.summary.read_text()
+    assert "first-half-of-the-token" not in everything and "second-half-of-the-token" not in everything
+    assert "with token ***" in proc.stdout
+
+
+def test_base64_and_url_encodings_of_the_token_are_masked(tmp_path):
+    s = Scenario(tmp_path)
+    token = "plain/token+with=odd&chars-0123"
+    command = ('python -c "import base64, os, urllib.parse; t = os.environ[\'ASTRO_API_TOKEN\']; '
+               'print(base64.b64encode(t.encode()).decode()); print(urllib.parse.quote(t, safe=\'\')); '
+               'print(urllib.parse.quote_plus(t)); print(base64.urlsafe_b64encode(t.encode()).decode().rstrip(\'=\'))"')
+    proc = s.gate("--command", command, env=s.env(ASTRO_API_TOKEN=token))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import base64
+    import urllib.parse
+    for form in (base64.b64encode(token.encode()).decode(), urllib.parse.quote(token, safe=""),
+                 urllib.parse.quote_plus(token), base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")):
+        assert form not in proc.stdout, form
+    assert proc.stdout.count("***") >= 4
+
+
+def test_a_token_with_quotes_and_a_backslash_is_masked_in_the_plan_line_and_the_record(tmp_path):
+    token = "tok'en\"with\\back-slash-0123"
+    s = Scenario(tmp_path, branches={"main": {"command": ["echo", "deploying", token]}})
+    proc = s.gate("--dry-run", env=s.env(ASTRO_API_TOKEN=token))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    deploy_line = next(line for line in proc.stdout.splitlines() if line.startswith("  deploy:"))
+    assert deploy_line == "  deploy:   echo deploying '***'"
+    text = s.record.read_text()
+    assert json.loads(text)["target"]["command"] == ["echo", "deploying", "***"]
+    for form in (token, json.dumps(token)[1:-1], "back-slash-0123"):
+        assert form not in proc.stdout + text
+
+
+@pytest.mark.parametrize("args", [("--deployment-id=-f",), ("--deployment-id=--force",),
+                                  ("--deployment-id", "clmain000 -f")])
+def test_a_deployment_id_that_is_an_option_is_refused(tmp_path, args):
+    s = Scenario(tmp_path)
+    proc = s.gate(*args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "expected an Astro Deployment id (lowercase letters and digits" in proc.stdout
+    assert deploy_calls(s) == [] and not suite_ran(s)
+
+
+def test_a_deployment_id_in_pyproject_that_is_an_option_is_refused(tmp_path):
+    s = Scenario(tmp_path, branches={"main": {"deployment": "-f"}})
+    proc = s.gate()
+    assert proc.returncode == 2 and "branches.main.deployment: expected an Astro Deployment id" in proc.stdout
+
+
+@pytest.mark.parametrize("dry_run", [(), ("--dry-run",)])
+def test_a_whitespace_deployment_id_is_a_clear_error(tmp_path, dry_run):
+    s = Scenario(tmp_path, branches={"main": {"deployment": "   "}})
+    proc = s.gate(*dry_run)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "expected an Astro Deployment id" in proc.stdout
+    assert f"{s.root / 'pyproject.toml'}:" in proc.stdout
+
+
+def test_unbalanced_quotes_in_suite_args_are_clear_errors(tmp_path):
+    s = Scenario(tmp_path)
+    proc = s.gate("--suite-args", "-k 'etl")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--suite-args: No closing quotation" in proc.stdout
+    s2 = Scenario(tmp_path / "two", suite_args="tests -k 'etl")
+    proc = s2.gate()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "[tool.pytest-astro.deploy] suite-args: No closing quotation" in proc.stdout
+    assert f"{s2.root / 'pyproject.toml'}:2" in proc.stdout
+
+
+def test_a_command_that_does_not_parse_fails_before_the_suite(tmp_path):
+    s = Scenario(tmp_path)
+    proc = s.gate("--command", "echo 'unbalanced")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "the deploy command does not parse as a shell command" in proc.stdout
+    assert not suite_ran(s)
