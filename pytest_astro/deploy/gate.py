@@ -334,7 +334,7 @@ def _dry_run_bucket(run: Run, target) -> None:
     manifest = plans.shipped_files(run.root, run.settings.dags_path, "bucket", run.own_files())
     try:
         buckets.sync(target.bucket, [run.root / p for p in manifest.files], run.root / _rel(run),
-                     lambda p: p.suffix == ".py", run.say, retries=0, dry_run=True)
+                     _is_dag(run), run.say, retries=0, dry_run=True)
     except Exception as exc:  # noqa: BLE001 - a dry run reports, it does not fail
         run.say(f"pytest-astro deploy: cannot list {target.bucket} ({type(exc).__name__}: {exc})")
 
@@ -440,7 +440,7 @@ def _apply(run: Run, plan: dict) -> int:
         elif target.kind == "bucket":
             dags = root / plan.get("dags_folder", "dags")
             files = {root / p: digest for p, digest in plan["files"].items()}
-            buckets.sync(target.bucket, list(files), dags, lambda p: p.suffix == ".py", run.say,
+            buckets.sync(target.bucket, list(files), dags, _is_dag(run), run.say,
                          retries=run.cfg.retries, hashes=files, plan=sync_plan)
             run.rec["bucket_sync"] = _sync_record(sync_plan)
         else:
@@ -477,6 +477,13 @@ def _apply(run: Run, plan: dict) -> int:
     run.say(f"pytest-astro deploy: deployed {(plan.get('commit') or '')[:7]} to {target.describe()} ({deploy_type})"
             + (f": {what}, Deployment {proof.get('state')}" if what else ""))
     return run.finish("deployed", 0)
+
+
+def _is_dag(run: Run) -> Callable[[Path], bool]:
+    """Airflow's "might contain a DAG" test (reads the file, runs nothing): DAG files are uploaded last."""
+    from pytest_astro.project import Project
+
+    return Project(run.settings).is_dag_candidate
 
 
 def _sync_record(plan: buckets.SyncPlan) -> dict:
@@ -516,7 +523,9 @@ def run_gate(opts: GateOptions, out: Callable[[str], None] = print, env: dict | 
     started with a credential cannot be helped: then it refuses, and says to run two steps."""
     run = Run(opts, dict(os.environ if env is None else env), out)
     held = exposure.credential_names(run.env)
+    hidden = {}
     if env is None and held and not opts.dry_run:
+        hidden = {k: os.environ[k] for k in held if k in os.environ}
         exposure.hide_own(held)
         found = exposure.exposed(include_self=False)
         if found:
@@ -541,6 +550,7 @@ def run_gate(opts: GateOptions, out: Callable[[str], None] = print, env: dict | 
     except OSError as exc:
         run.say(f"pytest-astro deploy: error: cannot write the plan {run.plan_path}: {exc}")
         return run.finish("failed", 1, str(exc))
+    os.environ.update(hidden)  # the suite is over: the SDKs read their credentials from here
     return _apply(run, plan)
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -151,6 +152,7 @@ class FaultyProxy:
         self.upstream_port = upstream_port
         self.fail_from: int | None = None
         self.fail_once: int | None = None
+        self.delay = 0.0  # seconds each upload is held (time to interrupt a sync midway)
         self.uploads = 0  # upload requests seen (failed ones included)
         self.failed = 0
         self.lock = threading.Lock()
@@ -183,6 +185,8 @@ class FaultyProxy:
                         n = proxy.uploads
                         fail = (proxy.fail_from is not None and n >= proxy.fail_from) or n == proxy.fail_once
                         proxy.failed += fail
+                    if proxy.delay:
+                        time.sleep(proxy.delay)
                     if fail:
                         payload = b"injected outage"
                         self.send_response(503)
