@@ -364,3 +364,21 @@ def test_a_command_that_does_not_parse_fails_before_the_suite(tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "the deploy command does not parse as a shell command" in proc.stdout
     assert not suite_ran(s)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc (Linux)")
+def test_a_process_the_suite_leaves_running_is_killed_before_the_deploy(tmp_path):
+    """A detached process from the check phase would still be there when the apply step holds the
+    token (CI steps share the machine): the gate kills what the suite left behind."""
+    import time
+
+    s = Scenario(tmp_path)
+    marker = tmp_path / "daemon"
+    s.set_suite(passed=3, daemon=str(marker))
+    proc = s.gate("check", "--dags", env=no_token(s))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pid = int((tmp_path / "daemon.pid").read_text())
+    assert f"the suite left 1 process(es) running ({pid} (python" in proc.stdout
+    time.sleep(3.5)
+    assert not (tmp_path / "daemon.woke").exists()
+    assert json.loads(s.plan.read_text())["suite"]["leftover_processes_killed"][0].startswith(f"{pid} ")

@@ -252,6 +252,9 @@ def _check(run: Run, with_deploy: bool) -> tuple[int, dict]:
     result = _run_suite(run, suite_cmd, report_path)
     plan["suite"] = result.to_dict()
     run.rec["suite"] = result.to_dict()
+    if result.leftovers:
+        run.say(f"pytest-astro deploy: warning: the suite left {len(result.leftovers)} process(es) running "
+                f"({_listing(result.leftovers)}): killed, so that none of the project's code runs beside the deploy")
     if not result.ok:
         raise Refused("refused", 1, "; ".join(result.problems), [f"- {p}" for p in result.problems])
     after = plans.shipped_files(root, run.settings.dags_path, kind, run.own_files())

@@ -12,9 +12,13 @@ no DAG file failed to parse, and every DAG file of the project is in the report.
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +35,7 @@ class SuiteResult:
     duration: float
     report: dict | None = None
     problems: list[str] = field(default_factory=list)  # why not to deploy; empty: deploy
+    leftovers: list[str] = field(default_factory=list)  # processes the suite left running, killed
 
     @property
     def ok(self) -> bool:
@@ -44,7 +49,8 @@ class SuiteResult:
         report = self.report or {}
         return {"command": self.command, "exit_code": self.exit_code, "duration_s": round(self.duration, 3),
                 "tests": self.tests, "dag_files_parsed": report.get("parsed"),
-                "dag_files_failed": report.get("failed"), "ok": self.ok, "problems": self.problems}
+                "dag_files_failed": report.get("failed"), "ok": self.ok, "problems": self.problems,
+                "leftover_processes_killed": self.leftovers}
 
 
 def build_command(suite: Sequence[str] | None, args: Sequence[str], report: Path) -> list[str]:
@@ -61,21 +67,86 @@ def run(command: list[str], cwd: Path, env: Mapping[str, str], echo: Callable[[s
     """Run the suite (its output goes line by line to ``echo``) and judge it."""
     report_path.unlink(missing_ok=True)
     start = time.monotonic()
+    reaper = _become_subreaper()
     try:
         proc = subprocess.Popen(command, cwd=cwd, env=dict(env), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                                errors="replace", bufsize=1)
+                                errors="replace", bufsize=1, start_new_session=True)
     except OSError as exc:
         return SuiteResult(command, -1, 0.0, problems=[f"cannot start the suite {command[0]!r}: {exc}; "
                                                         f"check `suite` in [tool.pytest-astro.deploy]"])
     assert proc.stdout is not None
-    for line in proc.stdout:
-        echo(line.rstrip("\n"))
+    # a process the suite leaves behind may keep the pipe open: read it aside, stop when the suite is over
+    reader = threading.Thread(target=lambda: [echo(line.rstrip("\n")) for line in proc.stdout], daemon=True)
+    reader.start()
     code = proc.wait()
-    result = SuiteResult(command, code, time.monotonic() - start)
+    leftovers = kill_leftovers(proc.pid) if reaper else []
+    reader.join(timeout=10)
+    result = SuiteResult(command, code, time.monotonic() - start, leftovers=leftovers)
     result.report = _read_report(report_path, result)
     judge(result, expected_dag_files)
     return result
+
+
+def _become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux): a process the suite
+    double-forks away is then still ours to find and stop, before the deploy (which holds the
+    token) runs on the same machine."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        name, rest = stat[stat.find("(") + 1:stat.rfind(")")], stat[stat.rfind(")") + 2:].split()
+        if len(rest) > 1 and int(rest[1]) == pid and rest[0] != "Z":
+            out.append((int(entry), name))
+    return out
+
+
+def kill_leftovers(suite_pid: int) -> list[str]:
+    """Kill what the suite left running: its process group, then every process reparented to us
+    (which a process that left the group becomes, under a subreaper). ``"PID (name)"`` of each."""
+    killed: list[str] = []
+    try:
+        os.killpg(suite_pid, signal.SIGKILL)
+    except OSError:
+        pass
+    for _ in range(50):
+        found = _children(os.getpid())
+        if not found:
+            break
+        for pid, name in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(f"{pid} ({name})")
+            except OSError:
+                pass
+        for pid, _ in found:
+            try:
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+    # the group's members that were not our children (reparented elsewhere) are gone too: reap zombies
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                break
+        except ChildProcessError:
+            break
+    return sorted(set(killed))
 
 
 def from_reports(paths: Sequence[Path], expected_dag_files: Sequence[str] = ()) -> SuiteResult:

@@ -2,7 +2,8 @@
 
 argv: REPORT SPEC. SPEC is a JSON file: {"exit": 0, "passed": 2, "failed": 0, "skipped": 0,
 "broken": ["dags/x.py"], "crash": false, "omit": ["dags/y.py"], "rewrite": {"dags/x.py": "text"}}.
-"rewrite" writes files after the report, as a conftest.py's pytest_sessionfinish could. The suite's
+"rewrite" writes files after the report, as a conftest.py's pytest_sessionfinish could; "daemon": PATH
+leaves a process running (PATH.pid), detached from the suite, that writes PATH.woke 3 s later. The suite's
 environment is dumped beside SPEC (env.json), so tests can prove it holds no credential.
 """
 import json
@@ -29,6 +30,16 @@ tests = {k: spec.get(k, 0) for k in ("passed", "failed", "errors", "skipped")}
 tests["total"] = sum(tests.values())
 report.write_text(json.dumps({"version": 1, "files": files, "parsed": len(files),
                               "failed": sum(not f["ok"] for f in files), "tests": tests}))
+if spec.get("daemon"):  # leave a process behind, as a DAG file or a test could: it waits for the deploy
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            Path(spec["daemon"] + ".pid").write_text(str(os.getpid()))
+            import time
+            time.sleep(3)
+            Path(spec["daemon"] + ".woke").write_text("still running after the suite")
+        os._exit(0)
+    os.wait()
 for rel, text in spec.get("rewrite", {}).items():
     Path(rel).write_text(text)
 print(f"fake suite: {tests['passed']} passed, {tests['failed']} failed")
