@@ -1,7 +1,10 @@
 """The deploy gate: ``pytest-astro deploy``.
 
-resolve target (:mod:`.config`, :mod:`.ci_env`) -> decide deploy type (:mod:`.changes`) -> run the
-suite without credentials (:mod:`.suite`) -> deploy (:mod:`.targets`, :mod:`.buckets`) -> record
-(:mod:`.record`). :mod:`.gate` ties them together; :mod:`.cli` is the command line. Nothing here
-imports Airflow, boto3 or google-cloud at import time.
+Check phase, without credentials: resolve target (:mod:`.config`, :mod:`.ci_env`) -> decide deploy
+type (:mod:`.changes`) -> hash the files to ship (:mod:`.plan`) -> run the suite (:mod:`.suite`) ->
+write the plan. Apply phase, with the token and no project code: verify the tree against the plan ->
+deploy (:mod:`.targets`, :mod:`.buckets`) -> confirm and wait -> record (:mod:`.record`).
+:mod:`.exposure` keeps the token out of reach of project code, :mod:`.mask` out of every output.
+:mod:`.gate` ties them together; :mod:`.cli` is the command line. Nothing here imports Airflow, boto3
+or google-cloud at import time.
 """

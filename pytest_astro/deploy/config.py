@@ -7,6 +7,11 @@
     suite-args = ["-x"]            # appended to: python -m pytest --astro-dags
     unmapped-branch = "skip"       # or "fail": a branch with no target is an error
     scrub-env = ["SNOWFLAKE_*"]    # more variables to keep away from the suite (and mask)
+    wait = true                    # astro deploy --wait (the deploy counts once the Deployment is healthy)
+    wait-time = "5m"               # seconds, or 10m / 1h30m
+    airflowignored = "warn"        # or "refuse": shipped files .airflowignore kept from the parse
+    allow-bucket-root = false      # a bucket target needs a prefix unless this is true
+    plan = "pytest-astro-plan.json"
 
     [tool.pytest-astro.deploy.branches]   # branch -> target
     main = "clmain0000000000000000000"    # a Deployment id: the Astro CLI deploys it
@@ -16,7 +21,8 @@
     other = { command = "./deploy.sh" }                        # or any command
 
 A single environment is a ``branches`` table with one entry. Each branch table may also set
-``type``. Unknown keys are errors (a typo must not silently deploy elsewhere).
+``type``. Unknown keys are errors (a typo must not silently deploy elsewhere); a Deployment id must
+look like one (lowercase letters and digits), so that it can never reach the CLI as an option.
 """
 
 from __future__ import annotations
