@@ -209,6 +209,31 @@ def check_bucket_url(url, where: str) -> str:
     return url
 
 
+def _flag(raw: dict, key: str, pyproject: Path) -> bool:
+    if not isinstance(raw[key], bool):
+        raise ConfigError(f"{_where(pyproject, key)}: expected true or false")
+    return raw[key]
+
+
+def _gate_settings(cfg: DeployConfig, raw: dict, pyproject: Path) -> None:
+    """wait, wait-time, airflowignored, allow-bucket-root, plan."""
+    if "wait" in raw:
+        cfg.wait = _flag(raw, "wait", pyproject)
+    if "wait-time" in raw:
+        cfg.wait_seconds = wait_seconds(raw["wait-time"], _where(pyproject, "wait-time"))
+    if "airflowignored" in raw:
+        if raw["airflowignored"] not in AIRFLOWIGNORED:
+            raise ConfigError(f"{_where(pyproject, 'airflowignored')}: expected 'warn' or 'refuse', "
+                              f"got {raw['airflowignored']!r}")
+        cfg.airflowignored = raw["airflowignored"]
+    if "allow-bucket-root" in raw:
+        cfg.allow_bucket_root = _flag(raw, "allow-bucket-root", pyproject)
+    if "plan" in raw:
+        if not isinstance(raw["plan"], str) or not raw["plan"].strip():
+            raise ConfigError(f"{_where(pyproject, 'plan')}: expected a file path")
+        cfg.plan = raw["plan"]
+
+
 def load(table: dict, pyproject: Path) -> DeployConfig:
     """Read ``[tool.pytest-astro.deploy]`` (``table`` is the whole ``[tool.pytest-astro]``)."""
     raw = table.get("deploy", {})
@@ -243,25 +268,7 @@ def load(table: dict, pyproject: Path) -> DeployConfig:
         if not isinstance(raw["record"], str):
             raise ConfigError(f"{_where(pyproject, 'record')}: expected a file path")
         cfg.record = raw["record"]
-    if "wait" in raw:
-        if not isinstance(raw["wait"], bool):
-            raise ConfigError(f"{_where(pyproject, 'wait')}: expected true or false")
-        cfg.wait = raw["wait"]
-    if "wait-time" in raw:
-        cfg.wait_seconds = wait_seconds(raw["wait-time"], _where(pyproject, "wait-time"))
-    if "airflowignored" in raw:
-        if raw["airflowignored"] not in AIRFLOWIGNORED:
-            raise ConfigError(f"{_where(pyproject, 'airflowignored')}: expected 'warn' or 'refuse', "
-                              f"got {raw['airflowignored']!r}")
-        cfg.airflowignored = raw["airflowignored"]
-    if "allow-bucket-root" in raw:
-        if not isinstance(raw["allow-bucket-root"], bool):
-            raise ConfigError(f"{_where(pyproject, 'allow-bucket-root')}: expected true or false")
-        cfg.allow_bucket_root = raw["allow-bucket-root"]
-    if "plan" in raw:
-        if not isinstance(raw["plan"], str) or not raw["plan"].strip():
-            raise ConfigError(f"{_where(pyproject, 'plan')}: expected a file path")
-        cfg.plan = raw["plan"]
+    _gate_settings(cfg, raw, pyproject)
     if "retries" in raw:
         if not isinstance(raw["retries"], int) or isinstance(raw["retries"], bool) or raw["retries"] < 0:
             raise ConfigError(f"{_where(pyproject, 'retries')}: expected a whole number >= 0")
