@@ -171,6 +171,21 @@ def test_check_without_the_token_then_apply_with_it(tmp_path):
     assert rec["outcome"] == "deployed" and rec["shipped"] == plan["files"]
 
 
+def test_apply_in_another_checkout_of_the_same_commit(tmp_path):
+    """CI may run the phases as two jobs: the apply job has its own clone and the plan as an artifact."""
+    s = Scenario(tmp_path, subdir="astro")
+    assert s.gate("check", "--dags", env=no_token(s)).returncode == 0
+    clone = tmp_path / "second-job"
+    git(tmp_path, "clone", "-q", str(s.repo), str(clone))
+    s.root = clone / "astro"
+    proc = s.gate("apply")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert deploy_calls(s)[0]["cwd"] == str(clone / "astro")
+    s.root.joinpath("dags/etl.py").write_text("# not what was checked\n")
+    git(clone, "commit", "-qam", "x")
+    assert s.gate("apply").returncode == 1
+
+
 def test_check_refuses_to_start_with_the_token_in_its_environment(tmp_path):
     s = Scenario(tmp_path)
     proc = s.gate("check")

@@ -44,7 +44,7 @@ AIRFLOWIGNORED = ("warn", "refuse")
 DEPLOYMENT_ID = re.compile(r"[a-z0-9]{1,64}")
 #: ``astro deploy --wait-time`` takes a Go duration; we accept whole seconds or h/m/s parts.
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-DEFAULT_WAIT_SECONDS = 300  # the CLI's own default for --wait-time
+DEFAULT_WAIT_SECONDS = 300  # the Astro CLI's own --wait-time default (cmd/cloud/deploy.go, deployWaitTime)
 _TARGET_KEYS = {"deployment", "bucket", "command", "type"}
 
 

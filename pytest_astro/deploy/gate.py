@@ -228,8 +228,8 @@ def _check(run: Run, with_deploy: bool) -> tuple[int, dict]:
     wait_seconds = (opts.wait_seconds or cfg.wait_seconds) if wait else None
     report_path = Path(tempfile.mkdtemp(prefix="pytest-astro-deploy-")) / "report.json"
     suite_cmd = suite.build_command(cfg.suite, [*cfg.suite_args, *opts.suite_args], report_path)
-    plan = {"project": str(root), "branch": branch, "commit": sha, "commit_subject": subject,
-            "target": target.to_dict(), "deploy_type": decision.type, "decision": decision.to_dict(),
+    plan = {"project": str(root), "project_in_repo": _in_repo(root), "branch": branch, "commit": sha,
+            "commit_subject": subject, "target": target.to_dict(), "deploy_type": decision.type, "decision": decision.to_dict(),
             "description": description, "wait_seconds": wait_seconds, "dags_folder": _rel(run), "allowed": False}
     line, problem = _preflight(run, target, decision.type, description, with_deploy)
     _say_plan(run, ctx, branch, short, subject, target, decision, suite_cmd, line, problem)
@@ -275,6 +275,15 @@ def _check(run: Run, with_deploy: bool) -> tuple[int, dict]:
     run.say(f"pytest-astro deploy: suite passed ({tests.get('passed', 0)} passed, "
             f"{(result.report or {}).get('parsed', '?')} DAG files parsed); {len(after.files)} files to ship")
     return 0, plan
+
+
+def _in_repo(root: Path) -> str:
+    """The project's folder relative to the top of its git work tree ("." at the top or outside git)."""
+    top = ci_env.git(["rev-parse", "--show-toplevel"], root)
+    try:
+        return root.resolve().relative_to(Path(top).resolve()).as_posix() if top else "."
+    except ValueError:
+        return "."
 
 
 def _rel(run: Run) -> str:
@@ -393,7 +402,7 @@ def _verify(run: Run, plan: dict) -> None:
             run.say(f"pytest-astro deploy: nothing to deploy ({plan.get('reason')})")
             raise Refused("skipped", 0, plan.get("reason") or "")
         raise Refused("refused", 1, f"the check phase refused this deploy: {plan.get('reason') or 'see its output'}")
-    if str(Path(plan["project"])) != str(root):
+    if plan.get("project_in_repo", ".") != _in_repo(root):  # the checkout may be elsewhere (another CI job)
         raise Refused("refused", 1, f"the plan is for the project {plan['project']}, not {root}")
     head = ci_env.git(["rev-parse", "HEAD"], root)
     if plan.get("commit") and head != plan["commit"]:

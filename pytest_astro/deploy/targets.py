@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pytest_astro.deploy.config import DEFAULT_WAIT_SECONDS
+
 TOKEN_VARIABLE = "ASTRO_API_TOKEN"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # What the Astro CLI prints once the deploy is finalized (cloud/deploy/deploy.go, finalizeDeploy, since
@@ -49,7 +51,7 @@ def check_astro(env: Mapping[str, str]) -> str:
 
 def astro_argv(exe: str, deployment_id: str, deploy_type: str, description: str,
                extra: Sequence[str] = (), wait_seconds: int | None = None) -> list[str]:
-    """``astro deploy [--dags|--image] [--wait --wait-time=Ns] --description=... EXTRA -- ID``.
+    """``astro deploy [--dags|--image] [--wait [--wait-time=Ns]] --description=... EXTRA -- ID``.
 
     No ``-f``: our own checks ran (clean tree, parse, suite), and without it the CLI's check that
     the tree matches HEAD stays a second line; a deploy it skips is caught by the missing evidence.
@@ -60,7 +62,9 @@ def astro_argv(exe: str, deployment_id: str, deploy_type: str, description: str,
     elif deploy_type == "image-only":
         argv.append("--image")
     if wait_seconds:
-        argv += ["--wait", f"--wait-time={wait_seconds}s"]
+        argv.append("--wait")
+        if wait_seconds != DEFAULT_WAIT_SECONDS:  # --wait-time needs CLI 1.38+ (deploy-action checks it)
+            argv.append(f"--wait-time={wait_seconds}s")
     return [*argv, f"--description={description}", *extra, "--", deployment_id]
 
 
