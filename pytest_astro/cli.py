@@ -17,7 +17,7 @@ from pytest_astro import __version__
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "parse": ("pytest_astro.parse.cli", "parse DAG files in an isolated, database-free sandbox"),
     "lint": ("pytest_astro.lint.cli", "static checks on DAG source (libcst), with autofixes"),
-    "deploy": ("pytest_astro.deploy.cli", "run the suite, then deploy to Astro or a bucket if it passed"),
+    "deploy": ("pytest_astro.deploy.cli", "check (no token: suite, plan), then apply (token: deploy what was checked)"),
     "ci": ("pytest_astro.ci.cli", "write CI/CD pipeline templates"),
 }
 
