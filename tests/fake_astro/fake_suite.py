@@ -33,11 +33,15 @@ report.write_text(json.dumps({"version": 1, "files": files, "parsed": len(files)
 if spec.get("daemon"):  # leave a process behind, as a DAG file or a test could: it waits for the deploy
     if os.fork() == 0:
         os.setsid()
+        import time
         if os.fork() == 0:
-            Path(spec["daemon"] + ".pid").write_text(str(os.getpid()))
-            import time
+            Path(spec["daemon"] + ".tmp").write_text(str(os.getpid()))
+            os.rename(spec["daemon"] + ".tmp", spec["daemon"] + ".pid")
             time.sleep(3)
             Path(spec["daemon"] + ".woke").write_text("still running after the suite")
+            os._exit(0)
+        while not Path(spec["daemon"] + ".pid").exists():  # the suite ends once the daemon is up
+            time.sleep(0.01)
         os._exit(0)
     os.wait()
 for rel, text in spec.get("rewrite", {}).items():
