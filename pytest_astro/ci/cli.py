@@ -2,6 +2,7 @@
 
     pytest-astro ci init --provider {github,gitlab,circleci,bitbucket,azure,jenkins}
                          [--strategy single|multi] [--branches main,dev] [--dags-repo] [--bucket URL]
+                         [--install SPEC] [--index-url URL]
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pytest_astro import __version__
     from pytest_astro.ci.generate import PROVIDERS
 
     sub = parser.add_subparsers(dest="ci_command", metavar="COMMAND")
@@ -28,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     init.add_argument("--bucket", metavar="URL", help="deploy by syncing the DAG folder to s3://... or gs://...")
     init.add_argument("--python", default="3.12", help="Python version of the CI jobs (default: 3.12)")
     init.add_argument("--airflow-version", help="Airflow to install in CI (default: the installed one)")
+    init.add_argument("--install", metavar="SPEC",
+                      help="where the pipeline installs pytest-astro from: a requirement ('pytest-astro==0.1.0'), "
+                           "a git URL ('git+https://github.com/ORG/pytest-astro@v0.1.0'), or a wheel's URL or path "
+                           f"(default: this version, pytest-astro=={__version__}, from the package index)")
+    init.add_argument("--index-url", metavar="URL",
+                      help="a private package index to install from (it must serve Airflow and the project's "
+                           "requirements too, e.g. a proxy of the public index)")
     init.add_argument("--output", metavar="PATH", type=Path,
                       help="file to write (default: the provider's usual path); '-' prints it")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -53,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print("pytest-astro ci: error: --strategy single takes one branch; use --strategy multi", file=sys.stderr)
         return 2
     opts = Options(provider=args.provider, strategy=args.strategy, branches=branches, dags_repo=args.dags_repo,
-                   bucket=args.bucket, python=args.python,
+                   bucket=args.bucket, python=args.python, install=args.install, index_url=args.index_url,
                    airflow=args.airflow_version or airflow_version() or "3.1.3")
     text = generate(opts)
     if str(args.output) == "-":
