@@ -115,8 +115,9 @@ def test_pull_requests_run_the_suite_and_pushes_run_the_gate(tmp_path, provider)
 def test_github_pipeline_shape(tmp_path):
     single = yaml.safe_load(init(tmp_path, "github")[0])
     assert single[True] == {"pull_request": {"branches": ["main"]}, "push": {"branches": ["main"]}}  # `on`
+    assert single["jobs"]["deploy-check"]["if"] == "github.event_name == 'push'"
     deploy = single["jobs"]["deploy"]
-    assert deploy["if"] == "github.event_name == 'push'"
+    assert deploy["needs"] == "deploy-check"
     assert deploy["environment"] == "${{ github.ref_name }}"  # the secret can be scoped to it
     multi = yaml.safe_load(init(tmp_path, "github", "--strategy", "multi", name="m")[0])
     assert multi[True]["push"]["branches"] == ["main", "dev"]
@@ -285,7 +286,7 @@ def test_github_workflows_pin_actions_and_grant_each_job_only_what_it_needs(tmp_
                     assert step["with"]["persist-credentials"] is False
 
 
-def test_github_publishes_sarif_junit_and_the_record_and_deploys_in_two_steps(tmp_path):
+def test_github_publishes_sarif_junit_and_the_record(tmp_path):
     data = yaml.safe_load(init(tmp_path, "github")[0])
     test_steps = data["jobs"]["test"]["steps"]
     suite = next(step["run"] for step in test_steps if "pytest --astro-dags" in step.get("run", ""))
@@ -297,14 +298,12 @@ def test_github_publishes_sarif_junit_and_the_record_and_deploys_in_two_steps(tm
     assert scanning["needs"] == "test"
     upload = scanning["steps"][-1]
     assert upload["uses"].startswith("github/codeql-action/upload-sarif@") and upload["with"]["sarif_file"] == ci.SARIF
+    plan = data["jobs"]["deploy-check"]["steps"][-1]
+    assert plan["with"]["name"] == "pytest-astro-plan" and ci.PLAN in plan["with"]["path"].split()
     deploy = data["jobs"]["deploy"]["steps"]
-    check = next(step for step in deploy if "deploy check" in step.get("run", ""))
-    apply = next(step for step in deploy if "deploy apply" in step.get("run", ""))
-    assert "env" not in check and "--fail-on-unmapped-branch" in check["run"]
-    assert apply["env"] == {"ASTRO_API_TOKEN": "${{ secrets.ASTRO_API_TOKEN }}"}
-    assert [step for step in deploy if "secrets." in json.dumps(step)] == [apply]  # the token nowhere else
-    record = deploy[-1]
-    assert record["if"] == "${{ !cancelled() }}" and ci.RECORD in record["with"]["path"].split()
+    assert any(step.get("with", {}).get("name") == "pytest-astro-plan" for step in deploy
+               if step.get("uses", "").startswith("actions/download-artifact@"))
+    assert deploy[-1]["if"] == "${{ !cancelled() }}" and ci.RECORD in deploy[-1]["with"]["path"].split()
 
 
 # --- every provider: warm, reports, two-step deploys, install source -----------------------------
@@ -326,8 +325,9 @@ def _cache_paths(provider: str, text: str) -> list[str]:
         return data["commands"]["save-parse-cache"]["steps"][0]["save_cache"]["paths"] * sum(
             job["steps"].count("restore-parse-cache") for job in data["jobs"].values())
     if provider == "bitbucket":
-        steps = [data["definitions"]["steps"][0]["step"]] + [
-            item["step"] for steps in data["pipelines"]["branches"].values() for item in steps]
+        steps = [data["definitions"]["steps"][0]["step"]] + [  # the steps that run the suite
+            item["step"] for steps in data["pipelines"]["branches"].values() for item in steps
+            if "deploy check" in json.dumps(item)]
         assert all("pytest-astro" in step["caches"] for step in steps)
         return [data["definitions"]["caches"]["pytest-astro"]] * len(steps)
     if provider == "azure":
@@ -340,7 +340,7 @@ def _cache_paths(provider: str, text: str) -> list[str]:
 def test_every_provider_keeps_the_parse_cache_in_every_job(tmp_path, provider):
     text, _ = init(tmp_path, provider, "--strategy", "multi")
     paths = _cache_paths(provider, text)
-    jobs = {"github": 2, "gitlab": 1, "circleci": 2, "bitbucket": 3, "azure": 3, "jenkins": 2}[provider]
+    jobs = {"github": 2, "gitlab": 1, "circleci": 2, "bitbucket": 3, "azure": 3, "jenkins": 2}[provider]  # suite runs
     assert len(paths) == jobs and {p.rstrip("/") for p in paths} == {ci.CACHE_DIR}
 
 
@@ -360,38 +360,60 @@ REPORTS = {  # provider -> what in the pipeline publishes the JUnit report (and 
 def test_every_provider_publishes_the_reports_and_keeps_the_record(tmp_path, provider):
     text, _ = init(tmp_path, provider)
     assert f"python -m pytest --astro-dags --junitxml={ci.JUNIT}" in text
-    assert f"--suite-args=--junitxml={ci.JUNIT}" in text  # the deploy job's suite writes it too
+    assert f"--suite-args=--junitxml={ci.JUNIT}" in text  # the deploy check's suite writes it too
     for marker in REPORTS[provider]:
         assert marker in text, marker
     assert ci.RECORD in text
 
 
-def _check_and_apply(provider: str, text: str) -> tuple[str, str]:
-    """The deploy step that runs the suite and the one that deploys, each with its environment."""
-    lines = text.splitlines()
-    check = next(i for i, line in enumerate(lines) if "pytest-astro deploy check" in line)
-    apply = next(i for i, line in enumerate(lines) if "pytest-astro deploy apply" in line)
-    assert check < apply
-    end = next((i for i in range(apply + 1, len(lines)) if re.match(r"\s*- (uses|name|task|publish|run)\b", lines[i])),
-               len(lines))
-    return lines[check], "\n".join(lines[check + 1:end])  # up to the end of the apply step
+def _check_and_apply(provider: str, text: str) -> tuple[dict | str, dict | str]:
+    """The job (Jenkins: the text) that runs the deploy check and the one that applies the plan."""
+    if provider == "jenkins":
+        return text[text.index("stage('Deploy')"):text.index("withCredentials")], text[text.index("withCredentials"):]
+    data = yaml.safe_load(text)
+    jobs = {"github": lambda: data["jobs"].values(),
+            "gitlab": lambda: [v for v in data.values() if isinstance(v, dict) and "script" in v],
+            "circleci": lambda: data["jobs"].values(),
+            "bitbucket": lambda: [item["step"] for steps in data["pipelines"]["branches"].values() for item in steps],
+            "azure": lambda: [job for stage in data["stages"] for job in stage["jobs"]]}[provider]()
+    check = [job for job in jobs if "pytest-astro deploy check" in json.dumps(job)]
+    apply = [job for job in jobs if "pytest-astro deploy apply" in json.dumps(job)]
+    assert check and apply and not [job for job in check if job in apply]  # never in the same job
+    return check[0], apply[0]
 
 
 @pytest.mark.parametrize("provider", ALL_PROVIDERS)
 @pytest.mark.parametrize("variant", ["single", "multi-gcs", "s3"])
-def test_deploys_run_the_check_without_credentials_then_apply_the_plan(tmp_path, provider, variant):
+def test_deploys_run_the_check_without_credentials_then_apply_the_plan_in_its_own_job(tmp_path, provider, variant):
     text, _ = init(tmp_path, provider, *VARIANTS[variant])
-    check, up_to_apply = _check_and_apply(provider, text)
-    assert "--plan pytest-astro-plan.json --fail-on-unmapped-branch" in check
-    assert "pytest-astro deploy apply --plan pytest-astro-plan.json" in up_to_apply
+    check, apply = _check_and_apply(provider, text)
+    check_text, apply_text = (check, apply) if provider == "jenkins" else (json.dumps(check), json.dumps(apply))
+    assert "--plan pytest-astro-plan.json --fail-on-unmapped-branch" in check_text
+    assert "pytest-astro deploy apply --plan " in apply_text and "pytest-astro-plan.json" in apply_text
+    assert "requirements.txt" not in apply_text  # the deploying job installs pytest-astro alone
     names = ci.secrets(ci.Options(provider=provider, **({"bucket": VARIANTS[variant][-1]} if variant != "single" else {})))
-    if provider in ("gitlab", "circleci", "bitbucket"):  # one environment per job: unset them for the check
-        assert all(f"-u {name}" in check for name in names)
-    elif provider == "jenkins":  # the credentials are bound around the apply step only
-        assert "withCredentials" in up_to_apply and "withCredentials" not in text[:text.index(check)]
-    else:  # github, azure: a step's own env, on the apply step only
-        assert all(f"{name}:" in up_to_apply for name in names)
-        assert not any(f"{name}:" in text[:text.index(check)].split("steps:")[-1] for name in names)
+    assert not any(name in check_text for name in names)
+    if provider == "github":
+        assert "environment" not in check and apply["environment"] and apply["needs"] == "deploy-check"
+        steps = [step for step in apply["steps"] if "secrets." in json.dumps(step)]
+        assert len(steps) == 1 and "pytest-astro deploy apply" in steps[0]["run"]  # the token in one step's env
+    elif provider == "gitlab":  # environment-scoped variables reach only jobs with an environment
+        assert "environment" not in check and apply["environment"] and apply["needs"] == ["astro-check"]
+        assert "scope" in text.splitlines()[2]  # the header says to scope the token to the environment
+    elif provider == "circleci":  # the context only on the deploy job
+        entries = [j for j in yaml.safe_load(text)["workflows"]["astro"]["jobs"] if "test" not in j]
+        checks = [e["deploy-check"] for e in entries if "deploy-check" in e]
+        deploys = [e["deploy"] for e in entries if "deploy" in e]
+        assert checks and all("context" not in e for e in checks)
+        assert all(e["context"] and e["requires"][0].startswith("deploy-check") for e in deploys)
+    elif provider == "bitbucket":  # deployment variables only in the step with `deployment:`
+        assert "deployment" not in check and apply["deployment"]
+    elif provider == "azure":  # the variable group only on the deploy job, its secrets only in one step's env
+        assert "variables" not in check and apply["dependsOn"] == check["job"]
+        steps = [step for step in apply["steps"] if "env" in step]
+        assert len(steps) == 1 and "deploy apply" in steps[0]["script"] and set(steps[0]["env"]) == set(names)
+    else:  # jenkins: the credentials are bound around the apply step only
+        assert "withCredentials" not in check and "pytest-astro deploy apply" in apply
 
 
 @pytest.mark.parametrize("provider", ALL_PROVIDERS)

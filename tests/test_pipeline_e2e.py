@@ -113,12 +113,14 @@ def make_checkout(root: Path, *ci_args: str, branches: str = f'main = "{DEPLOYME
 
 
 def run_job(exe: Path, job_bin: Path, repo: Path, job: str, *variables: str, env: dict | None = None,
-            ) -> subprocess.CompletedProcess:
-    """One job, as a runner runs it: a copy of the checkout (--shell-isolation), the cache restored
-    from and saved to gitlab-ci-local's cache folder, artifacts collected."""
+            isolation: bool = True) -> subprocess.CompletedProcess:
+    """One job (with the jobs it needs), as a runner runs it: the cache restored from and saved to
+    gitlab-ci-local's cache folder, artifacts collected and passed on. With ``isolation`` each job
+    works in its own copy of the checkout; without, in the checkout itself (the same path for every
+    job, as on a GitLab runner: the deploy plan names the project's path)."""
     path = os.pathsep.join([str(job_bin), str(FAKE_ASTRO.parent), str(exe.parent), os.environ.get("PATH", "")])
-    args = [str(exe), "--force-shell-executor", "--shell-isolation", "--no-artifacts-to-source",
-            "--ignore-predefined-vars", "CI_PIPELINE_SOURCE",
+    args = [str(exe), "--force-shell-executor", *(["--shell-isolation"] if isolation else []), "--needs",
+            "--no-artifacts-to-source", "--ignore-predefined-vars", "CI_PIPELINE_SOURCE",
             "--variable", "PIP_NO_INDEX=1", "--variable", f"PIP_FIND_LINKS={env['WHEELS']}",
             "--variable", "PIP_CONSTRAINT=",  # the template's constraints URL: the packages are installed already
             *[a for v in variables for a in ("--variable", v)], job]
@@ -170,34 +172,45 @@ def two_step_gate(tmp_path: Path) -> None:
             pytest.skip(f"`pytest-astro deploy {step}` (the two-step deploy gate) is not in this checkout yet")
 
 
-def test_the_deploy_job_checks_without_the_token_then_deploys_and_keeps_the_record(
+def scoped_token(repo: Path) -> None:
+    """ASTRO_API_TOKEN as the template's header asks: a CI/CD variable scoped to the environment
+    `main`, so only the job with `environment: main` (the deploy job) gets it."""
+    (repo / ".gitlab-ci-local-variables.yml").write_text(
+        f"ASTRO_API_TOKEN:\n  values:\n    main: {json.dumps(TOKEN)}\n")
+
+
+def test_the_deploy_jobs_check_without_the_token_then_deploy_and_keep_the_record(
         two_step_gate, tmp_path, gitlab_ci_local, job_python, wheel_dir):
     repo = make_checkout(tmp_path, "--dags-repo")  # a DAG-only deploy: no Docker service in the job
+    scoped_token(repo)
     log_file = tmp_path / "astro-calls.jsonl"
     env = {"WHEELS": str(wheel_dir), "FAKE_ASTRO_LOG": str(log_file)}
-    proc = run_job(gitlab_ci_local, job_python, repo, "astro-deploy", f"ASTRO_API_TOKEN={TOKEN}", env=env)
+    proc = run_job(gitlab_ci_local, job_python, repo, "astro-deploy", env=env, isolation=False)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-6000:]
+    assert "PASS  astro-check" in log and "PASS  astro-deploy" in log  # astro-deploy needs astro-check
     assert TOKEN not in log
     calls = [json.loads(line) for line in log_file.read_text().splitlines()]
     deploys = [c for c in calls if c["argv"][:1] == ["deploy"]]
     assert [c["argv"][:2] for c in deploys] == [["deploy", DEPLOYMENT]] and "--dags" in deploys[0]["argv"]
     assert deploys[0]["env"]["ASTRO_API_TOKEN"] == TOKEN
-    artifacts = repo / ".gitlab-ci-local" / "artifacts" / "astro-deploy"
-    record = json.loads((artifacts / "pytest-astro-deploy.json").read_text())
+    artifacts = repo / ".gitlab-ci-local" / "artifacts"
+    record = json.loads((artifacts / "astro-deploy" / "pytest-astro-deploy.json").read_text())
     assert DEPLOYMENT in json.dumps(record)
-    assert (artifacts / "pytest-astro-plan.json").is_file()
-    junit = ET.parse(artifacts / "test-results" / "pytest-astro.xml").getroot().find("testsuite")
+    assert (artifacts / "astro-deploy" / "pytest-astro-plan.json").is_file()
+    junit = ET.parse(artifacts / "astro-check" / "test-results" / "pytest-astro.xml").getroot().find("testsuite")
     assert int(junit.get("tests")) > 60 and junit.get("failures") == "0"
 
 
 def test_the_deploy_job_fails_on_a_branch_without_a_target(two_step_gate, tmp_path, gitlab_ci_local, job_python,
                                                            wheel_dir):
     repo = make_checkout(tmp_path, "--dags-repo", branches=f'production = "{DEPLOYMENT}"')
+    scoped_token(repo)
     log_file = tmp_path / "astro-calls.jsonl"
     env = {"WHEELS": str(wheel_dir), "FAKE_ASTRO_LOG": str(log_file)}
-    proc = run_job(gitlab_ci_local, job_python, repo, "astro-deploy", f"ASTRO_API_TOKEN={TOKEN}", env=env)
+    proc = run_job(gitlab_ci_local, job_python, repo, "astro-deploy", env=env, isolation=False)
     log = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "main" in log and re.search(r"no target|unmapped", log), log[-6000:]
+    assert proc.returncode != 0 and "FAIL  astro-check" in log, log[-6000:]
+    assert re.search(r"main.*(no target|unmapped)", log), log[-6000:]
     calls = [json.loads(line) for line in log_file.read_text().splitlines()] if log_file.exists() else []
     assert not [c for c in calls if c["argv"][:1] == ["deploy"]]  # nothing deployed

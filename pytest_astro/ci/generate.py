@@ -4,7 +4,11 @@ Every pipeline does the same things: on pull requests, ``python -m pytest --astr
 reports the provider shows (JUnit everywhere, SARIF on GitHub, Code Quality on GitLab); on pushes
 to the environment branches, the deploy gate in two steps: ``pytest-astro deploy check`` runs the
 suite and writes a plan without any credential in its environment, ``pytest-astro deploy apply``
-deploys that plan with the token and runs no project code. Tokens are CI secrets, scoped per
+deploys that plan with the token and runs no project code. Where the provider has jobs, they are two
+jobs (the plan passed as an artifact): a job's environment is shared by all its processes, and a
+fresh job is the only place the project's code from the check cannot have touched the tools the
+token is given to (Jenkins: two steps, the credentials bound around the apply). Tokens are CI
+secrets, scoped per
 environment where the provider can (GitHub environments, GitLab environment-scoped variables,
 CircleCI contexts, Bitbucket deployments, Azure variable groups, Jenkins credentials).
 
@@ -125,6 +129,13 @@ def install_command(opts: Options, constraint: bool = True) -> str:
     return cmd
 
 
+def apply_install_command(opts: Options) -> str:
+    """``pip install`` of pytest-astro alone, for the job that deploys: no project requirement (whose
+    installation could run code) gets near the token."""
+    cmd = f'python -m pip install "{pytest_astro_requirement(opts)}"'
+    return cmd + (f' --index-url "{opts.index_url}"' if opts.index_url else "")
+
+
 def suite_command(opts: Options, reports: tuple[str, ...] = ()) -> str:
     """The pull-request suite, writing JUnit plus the given extra reports ("sarif", "gitlab")."""
     args = [f"--junitxml={JUNIT}"]
@@ -143,19 +154,13 @@ def check_command(opts: Options, prefix: str = "") -> str:
     return cmd + f" --suite-args=--junitxml={JUNIT}"
 
 
-def apply_lines(opts: Options, prefix: str = "") -> list[str]:
+def apply_lines(opts: Options, prefix: str = "", plan: str = PLAN) -> list[str]:
     """The deploy gate's second step: deploys the checked plan, with the credentials."""
-    cmd = f"{prefix}pytest-astro deploy apply --plan {PLAN}"
+    cmd = f"{prefix}pytest-astro deploy apply --plan {plan}"
     if opts.target == "gs":
         return ['printf \'%s\' "$GCP_SA_KEY" > "$HOME/gcp-key.json"',
                 f'GOOGLE_APPLICATION_CREDENTIALS="$HOME/gcp-key.json" {cmd}']
     return [cmd]
-
-
-def unset_secrets(opts: Options) -> str:
-    """``env -u NAME ...``: runs the check step without the secrets where the provider gives the
-    whole job the same environment."""
-    return "env " + " ".join(f"-u {name}" for name in secrets(opts)) + " "
 
 
 def needs_docker(opts: Options) -> bool:
@@ -219,54 +224,61 @@ def _github(opts: Options) -> dict:
                             "environment: ${{ github.ref_name }}  # the secret can live in this environment only"),
             "astro_cli": astro if opts.target == "astro" else [],
             "suite": suite_command(opts, ("sarif",)), "check": check_command(opts),
-            "secret_env": env, "apply": apply_lines(opts), **{f"uses_{k.replace('-', '_')}": v
+            "apply_install": apply_install_command(opts), "secret_env": env, "apply": apply_lines(opts), **{f"uses_{k.replace('-', '_')}": v
                                                                for k, v in ACTIONS.items()}}
 
 
 def _gitlab(opts: Options) -> dict:
     regex = "/^(" + "|".join(re.escape(b).replace("/", r"\/") for b in opts.branches) + ")$/"
     docker = needs_docker(opts)
-    script = [f"- {json.dumps(line) if ':' in line else line}"
-              for line in [check_command(opts, unset_secrets(opts)), *apply_lines(opts)]]
     return {"branch_regex": regex,
-            "gitlab_scope": ", scoped to each environment" if opts.per_branch_secrets else "",
+            "gitlab_scope": ", scoped to each environment" if opts.per_branch_secrets else
+                            ", scoped to the environment",
             "constraints": constraints_url(opts),
-            "install": install_command(opts, constraint=False),
-            "docker_variables": ['DOCKER_HOST: "tcp://docker:2375"', 'DOCKER_TLS_CERTDIR: ""'] if docker else [],
+            "install": install_command(opts, constraint=False), "apply_install": apply_install_command(opts),
+            "docker_variables_block": (["variables:", '  DOCKER_HOST: "tcp://docker:2375"', '  DOCKER_TLS_CERTDIR: ""']
+                                       if docker else []),
             "docker_services": ["services:", "  - docker:dind"] if docker else [],
             "astro_cli": [f"- {ASTRO_CLI_INSTALL.format(sudo='')}"] if opts.target == "astro" else [],
-            "suite": suite_command(opts, ("gitlab",)), "gate": script}
+            "suite": suite_command(opts, ("gitlab",)), "check": check_command(opts),
+            "apply": [f"- {json.dumps(line) if ':' in line else line}" for line in apply_lines(opts)]}
 
 
 def _circleci(opts: Options) -> dict:
     jobs: list[str] = []
     for branch in opts.branches:
         context = f"astro-{_slug(branch)}" if opts.per_branch_secrets else "astro"
-        jobs += ["- deploy:", f"    name: deploy-{_slug(branch)}",
-                 f"    context: {context}", "    filters:", "      branches:", f"        only: {json.dumps(branch)}"]
+        only = ["    filters:", "      branches:", f"        only: {json.dumps(branch)}"]
+        jobs += ["- deploy-check:", f"    name: deploy-check-{_slug(branch)}", *only,
+                 "- deploy:", f"    name: deploy-{_slug(branch)}", f"    context: {context}",
+                 f"    requires: [deploy-check-{_slug(branch)}]", *only]
     return {"branches_json": _yaml_list(opts.branches),
             "docker_setup": ["- setup_remote_docker"] if needs_docker(opts) else [],
             "astro_cli": (["- run:", "    name: Install the Astro CLI",
                            f"    command: {ASTRO_CLI_INSTALL.format(sudo='sudo ')}"] if opts.target == "astro" else []),
-            "suite": suite_command(opts), "check": check_command(opts, unset_secrets(opts)),
+            "suite": suite_command(opts), "check": check_command(opts), "apply_install": apply_install_command(opts),
             "apply": apply_lines(opts), "deploy_jobs": jobs}
 
 
 def _bitbucket(opts: Options) -> dict:
     steps: list[str] = []
+    apply = [apply_install_command(opts)]
+    if opts.target == "astro":
+        apply.append(ASTRO_CLI_INSTALL.format(sudo=""))
+    apply += apply_lines(opts)
     for branch in opts.branches:
         deployment = branch if opts.per_branch_secrets else "production"
-        script = [install_command(opts)]
-        if opts.target == "astro":
-            script.append(ASTRO_CLI_INSTALL.format(sudo=""))
-        script += [check_command(opts, unset_secrets(opts)), *apply_lines(opts)]
         steps += [f"{json.dumps(branch)}:", "  - step:",
-                  "      name: Test, then deploy", f"      deployment: {json.dumps(deployment)}",
-                  "      caches: [pip, pytest-astro]"]
+                  "      name: Test without credentials, write the plan",
+                  "      caches: [pip, pytest-astro]", "      script:",
+                  f"        - {json.dumps(install_command(opts))}", f"        - {json.dumps(check_command(opts))}",
+                  "      artifacts:", f"        - {PLAN}", "        - test-results/**",
+                  # deployment variables reach only the step with `deployment:`
+                  "  - step:", "      name: Deploy the plan", f"      deployment: {json.dumps(deployment)}"]
         if needs_docker(opts):
             steps += ["      services:", "        - docker"]
-        steps += ["      script:"] + [f"        - {json.dumps(line)}" for line in script]
-        steps += ["      artifacts:", f"        - {PLAN}", f"        - {RECORD}", "        - test-results/**"]
+        steps += ["      script:"] + [f"        - {json.dumps(line)}" for line in apply]
+        steps += ["      artifacts:", f"        - {RECORD}"]
     return {"branch_steps": steps, "suite": suite_command(opts)}
 
 
@@ -283,22 +295,30 @@ def _azure(opts: Options) -> dict:
     for branch in opts.branches:
         name = re.sub(r"[^A-Za-z0-9_]", "_", branch)
         group = f"astro-{_slug(branch)}" if opts.per_branch_secrets else "astro"
-        jobs += [f"- job: deploy_{name}",
-                 f"  condition: eq(variables['Build.SourceBranch'], 'refs/heads/{branch}')",
-                 "  variables:", f"    - group: {group}  # holds the secret variables",
-                 "  steps:", "    - checkout: self", "      fetchDepth: \"0\"",
-                 "    - task: UsePythonVersion@0", "      inputs:", f"        versionSpec: \"{opts.python}\"",
+        condition = f"  condition: eq(variables['Build.SourceBranch'], 'refs/heads/{branch}')"
+        python = ["    - task: UsePythonVersion@0", "      inputs:", f"        versionSpec: \"{opts.python}\""]
+        jobs += [f"- job: check_{name}", "  displayName: Test without credentials, write the plan", condition,
+                 "  steps:", "    - checkout: self", "      fetchDepth: \"0\"", *python,
                  *_azure_cache_steps(opts, "    "),
-                 f"    - script: {install_command(opts)}", "      displayName: Install the project and pytest-astro"]
+                 f"    - script: {install_command(opts)}", "      displayName: Install the project and pytest-astro",
+                 f"    - script: {check_command(opts)}", "      displayName: Test without credentials, write the plan",
+                 "    - task: PublishTestResults@2", "      condition: succeededOrFailed()", "      inputs:",
+                 "        testResultsFormat: JUnit", f"        testResultsFiles: {JUNIT}",
+                 f"    - publish: $(System.DefaultWorkingDirectory)/{PLAN}", f"      artifact: pytest-astro-plan-{name}"]
+        # a job of its own: nothing the project's code did in the check can reach the token's tools
+        jobs += [f"- job: deploy_{name}", "  displayName: Deploy the plan", f"  dependsOn: check_{name}", condition,
+                 "  variables:", f"    - group: {group}  # holds the secret variables",
+                 "  steps:", "    - checkout: self", *python,
+                 f"    - script: {apply_install_command(opts)}",
+                 "      displayName: Install pytest-astro (only; the project's code does not run here)"]
         if opts.target == "astro":
             jobs += [f"    - script: {ASTRO_CLI_INSTALL.format(sudo='sudo ')}", "      displayName: Install the Astro CLI"]
-        jobs += [f"    - script: {check_command(opts)}", "      displayName: Test (no credentials), write the plan"]
-        jobs += ["    - script: |"] + [f"        {line}" for line in apply_lines(opts)]
+        jobs += ["    - download: current", f"      artifact: pytest-astro-plan-{name}"]
+        plan = f"$(Pipeline.Workspace)/pytest-astro-plan-{name}/{PLAN}"
+        jobs += ["    - script: |"] + [f"        {line}" for line in apply_lines(opts, plan=plan)]
         jobs += ["      displayName: Deploy the plan", "      env:"] + [f"        {e}" for e in env]
-        jobs += ["    - task: PublishTestResults@2", "      condition: succeededOrFailed()", "      inputs:",
-                 "        testResultsFormat: JUnit", f"        testResultsFiles: {JUNIT}",
-                 "    - publish: $(System.DefaultWorkingDirectory)/" + RECORD,
-                 "      artifact: pytest-astro-deploy-$(System.JobAttempt)",
+        jobs += ["    - publish: $(System.DefaultWorkingDirectory)/" + RECORD,
+                 f"      artifact: pytest-astro-deploy-{name}-$(System.JobAttempt)",
                  "      condition: succeededOrFailed()", "      displayName: Keep the audit record"]
     return {"branches_json": _yaml_list(opts.branches), "deploy_jobs": jobs, "suite": suite_command(opts),
             "test_cache": _azure_cache_steps(opts, "")}
