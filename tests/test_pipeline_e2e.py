@@ -192,7 +192,7 @@ def test_the_deploy_jobs_check_without_the_token_then_deploy_and_keep_the_record
     assert TOKEN not in log
     calls = [json.loads(line) for line in log_file.read_text().splitlines()]
     deploys = [c for c in calls if c["argv"][:1] == ["deploy"]]
-    assert [c["argv"][:2] for c in deploys] == [["deploy", DEPLOYMENT]] and "--dags" in deploys[0]["argv"]
+    assert len(deploys) == 1 and DEPLOYMENT in deploys[0]["argv"] and "--dags" in deploys[0]["argv"]
     assert deploys[0]["env"]["ASTRO_API_TOKEN"] == TOKEN
     artifacts = repo / ".gitlab-ci-local" / "artifacts"
     record = json.loads((artifacts / "astro-deploy" / "pytest-astro-deploy.json").read_text())
