@@ -205,7 +205,7 @@ def github_workflows(tmp_path: Path) -> list[Path]:
     """Every variant of the generated GitHub workflow, in a .github/workflows folder (where zizmor
     and actionlint expect workflows)."""
     folder = tmp_path / ".github" / "workflows"
-    for name, args in VARIANTS.items():
+    for name, args in {**VARIANTS, "shards": ["--shards", "4"]}.items():
         assert main(["ci", "init", "--provider", "github", "--airflow-version", "3.1.3",
                      "--output", str(folder / f"{name}.yml"), *args]) == 0
     return sorted(folder.glob("*.yml"))
@@ -456,3 +456,48 @@ def test_gitlab_uses_every_variable_it_declares_and_caches_what_pip_caches(tmp_p
         assert declared["PIP_CONSTRAINT"].endswith("constraints-3.1.3/constraints-3.12.txt" if "--python" not in args
                                                    else "constraints-3.1.3/constraints-3.11.txt")
         assert "--constraint" not in text  # one source of truth, overridable per pipeline run
+
+
+# --- ci init --shards N: the provider's own parallel jobs ----------------------------------------
+
+@pytest.mark.parametrize("provider", sorted(ci.SHARDED_PROVIDERS))
+def test_sharded_pipelines_validate_and_run_the_providers_parallel_form(tmp_path, provider):
+    text, path = init(tmp_path, provider, "--shards", "3", name="sharded.yml")
+    assert check_jsonschema(SCHEMAS[provider], [path]).returncode == 0
+    data = yaml.safe_load(text)
+    if provider == "github":
+        job = data["jobs"]["test"]
+        assert job["strategy"] == {"fail-fast": False, "matrix": {"shard": [1, 2, 3]}}
+        suite = next(step for step in job["steps"] if "pytest --astro-dags" in step.get("run", ""))
+        assert '--astro-shard "$SHARD/3"' in suite["run"] and suite["env"] == {"SHARD": "${{ matrix.shard }}"}
+        cache = next(step for step in job["steps"] if step.get("uses", "").startswith("actions/cache@"))
+        assert "shard${{ matrix.shard }}" in cache["with"]["key"] and "shard${{ matrix.shard }}" in cache["with"]["restore-keys"]
+        assert "pytest-astro-{shard}.sarif" in suite["run"]  # one SARIF run per shard, uploaded together
+        download = data["jobs"]["code-scanning"]["steps"][0]["with"]
+        assert download["pattern"] == "pytest-astro-reports-*" and download["merge-multiple"] is True
+    elif provider == "gitlab":
+        assert data["astro-test"]["parallel"] == 3 and "--astro-shard auto" in text
+        assert all(cache["key"].endswith("-$CI_NODE_INDEX") for cache in data["default"]["cache"]
+                   if cache["key"].startswith("pytest-astro"))
+    elif provider == "circleci":
+        assert data["jobs"]["test"]["parallelism"] == 3 and "--astro-shard auto" in text
+        restore = data["commands"]["restore-parse-cache"]["steps"][0]["restore_cache"]["keys"]
+        assert all("{{ .Environment.CIRCLE_NODE_INDEX }}" in key for key in restore)
+    else:
+        job = data["stages"][0]["jobs"][0]
+        assert job["strategy"] == {"parallel": "3"} and "--astro-shard auto" in text
+        cache = next(step for step in job["steps"] if step.get("task") == "Cache@2")
+        assert "$(System.JobPositionInPhase)" in cache["inputs"]["key"]
+    assert "--shards 3" in text.splitlines()[0]
+    # the deploy check stays one job over the whole project
+    assert "deploy check" in text and text.count("--astro-shard") == 1
+
+
+def test_unsharded_pipelines_do_not_shard_and_others_refuse_shards(tmp_path, capsys):
+    for provider in ALL_PROVIDERS:
+        assert "--astro-shard" not in init(tmp_path, provider, name="plain")[0]
+    for provider in ("bitbucket", "jenkins"):
+        assert main(["ci", "init", "--provider", provider, "--shards", "2", "--output", "-"]) == 2
+        assert "has no parallel form" in capsys.readouterr().err
+    assert main(["ci", "init", "--provider", "gitlab", "--shards", "0", "--output", "-"]) == 2
+    assert "--shards 0" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
     pytest-astro ci init --provider {github,gitlab,circleci,bitbucket,azure,jenkins}
                          [--strategy single|multi] [--branches main,dev] [--dags-repo] [--bucket URL]
-                         [--install SPEC] [--index-url URL]
+                         [--install SPEC] [--index-url URL] [--shards N]
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     init.add_argument("--index-url", metavar="URL",
                       help="a private package index to install from (it must serve Airflow and the project's "
                            "requirements too, e.g. a proxy of the public index)")
+    init.add_argument("--shards", metavar="N", type=int, default=1,
+                      help="run the pull-request suite as N parallel jobs, each checking its part of the DAG "
+                           "files (`pytest --astro-dags --astro-shard`) with its own parse cache: GitHub (a "
+                           "matrix), GitLab (parallel:), CircleCI (parallelism), Azure (strategy: parallel)")
     init.add_argument("--output", metavar="PATH", type=Path,
                       help="file to write (default: the provider's usual path); '-' prints it")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -57,14 +61,23 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"pytest-astro ci: error: {exc}", file=sys.stderr)
             return 2
+    if not 1 <= args.shards <= 64:
+        print(f"pytest-astro ci: error: --shards {args.shards}: give a number of parallel jobs from 1 to 64",
+              file=sys.stderr)
+        return 2
     branches = [b.strip() for b in (args.branches or "").split(",") if b.strip()]
     if args.strategy == "single" and len(branches) > 1:
         print("pytest-astro ci: error: --strategy single takes one branch; use --strategy multi", file=sys.stderr)
         return 2
     opts = Options(provider=args.provider, strategy=args.strategy, branches=branches, dags_repo=args.dags_repo,
                    bucket=args.bucket, python=args.python, install=args.install, index_url=args.index_url,
+                   shards=args.shards,
                    airflow=args.airflow_version or airflow_version() or "3.1.3")
-    text = generate(opts)
+    try:
+        text = generate(opts)
+    except ValueError as exc:
+        print(f"pytest-astro ci: error: {exc}", file=sys.stderr)
+        return 2
     if str(args.output) == "-":
         sys.stdout.write(text)
         return 0
