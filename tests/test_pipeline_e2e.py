@@ -125,7 +125,8 @@ def run_job(exe: Path, job_bin: Path, repo: Path, job: str, *variables: str, env
             "--variable", "PIP_CONSTRAINT=",  # the template's constraints URL: the packages are installed already
             *[a for v in variables for a in ("--variable", v)], job]
     full_env = {**os.environ, "PATH": path, **(env or {})}
-    for name in ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER", "PYTEST_CURRENT_TEST", "COV_CORE_SOURCE", "VIRTUAL_ENV"):
+    for name in ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER", "PYTEST_CURRENT_TEST", "COV_CORE_SOURCE", "VIRTUAL_ENV",
+                 "PYTHONPATH"):
         full_env.pop(name, None)
     return subprocess.run(args, cwd=repo, env=full_env, capture_output=True, text=True, timeout=900)
 
@@ -135,6 +136,18 @@ def parse_counts(log: str) -> tuple[int, int]:
     m = re.search(r"(\d+) DAG files \((\d+) unchanged, from cache\)", log)
     assert m, log[-4000:]
     return int(m.group(1)), int(m.group(2))
+
+
+def rerun_with_one_dag_changed(exe: Path, job_bin: Path, repo: Path, env: dict) -> str:
+    """The next merge request pipeline: one DAG file changed and committed, the test job run again
+    from a fresh copy of the checkout and the cache it saved; its log."""
+    with (repo / "dags" / "classic_etl.py").open("a") as fh:
+        fh.write("\n# a change that keeps the DAG valid\n")
+    git(repo, "commit", "-q", "-am", "touch one DAG file")
+    proc = run_job(exe, job_bin, repo, "astro-test", "CI_PIPELINE_SOURCE=merge_request_event", env=env)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
+    return log
 
 
 def test_the_merge_request_job_passes_publishes_its_reports_and_stays_warm(
@@ -151,15 +164,40 @@ def test_the_merge_request_job_passes_publishes_its_reports_and_stays_warm(
     assert int(junit.get("tests")) > 60 and junit.get("failures") == junit.get("errors") == "0"
     assert json.loads((artifacts / "gl-code-quality.json").read_text()) == []  # a clean project: no findings
 
-    # the next pipeline: one DAG file changed; the job starts from a fresh copy and the restored cache
-    with (repo / "dags" / "classic_etl.py").open("a") as fh:
-        fh.write("\n# a change that keeps the DAG valid\n")
-    git(repo, "commit", "-q", "-am", "touch one DAG file")
-    second = run_job(gitlab_ci_local, job_python, repo, "astro-test", "CI_PIPELINE_SOURCE=merge_request_event", env=env)
-    log = second.stdout + second.stderr
-    assert second.returncode == 0, log[-6000:]
+    log = rerun_with_one_dag_changed(gitlab_ci_local, job_python, repo, env)
     assert "imported cache 'pytest-astro-py" in log
     assert parse_counts(log) == (4, 3)  # only the changed file is parsed again
+
+
+def shard_counts(log: str) -> dict[str, tuple[int, int]]:
+    """{shard label: (DAG files, of which from the cache)} from the logs of a job's parallel copies."""
+    counts = {}
+    for job, text in re.findall(r"^(astro-test: \[\d+/\d+\]) > (.*)$", log, re.MULTILINE):
+        m = re.search(r"(\d+) DAG files \((\d+) unchanged, from cache\)", text)
+        if m:
+            counts[job] = (int(m.group(1)), int(m.group(2)))
+    return counts
+
+
+def test_sharded_merge_request_jobs_split_the_dag_files_and_each_stays_warm(
+        tmp_path, gitlab_ci_local, job_python, wheel_dir):
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True)
+    if "--astro-shard" not in proc.stdout:
+        pytest.skip("`pytest --astro-dags --astro-shard` (the shards helper's work) is not in this checkout yet")
+    repo = make_checkout(tmp_path, "--shards", "2")
+    env = {"WHEELS": str(wheel_dir)}
+    first = run_job(gitlab_ci_local, job_python, repo, "astro-test", "CI_PIPELINE_SOURCE=merge_request_event", env=env)
+    log = first.stdout + first.stderr
+    assert first.returncode == 0, log[-6000:]
+    counts = shard_counts(log)
+    assert len(counts) == 2 and sum(files for files, _ in counts.values()) == 4, (counts, log[-6000:])
+    assert all(cached == 0 for _, cached in counts.values())
+    log = rerun_with_one_dag_changed(gitlab_ci_local, job_python, repo, env)
+    assert re.search(r"imported cache 'pytest-astro-py[\d.]+-main-1'", log)
+    assert re.search(r"imported cache 'pytest-astro-py[\d.]+-main-2'", log)  # a parse cache per shard
+    again = shard_counts(log)
+    assert again.keys() == counts.keys()
+    assert sum(files - cached for files, cached in again.values()) == 1  # only the changed file, in its shard
 
 
 @pytest.fixture
