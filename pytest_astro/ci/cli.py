@@ -2,6 +2,7 @@
 
     pytest-astro ci init --provider {github,gitlab,circleci,bitbucket,azure,jenkins}
                          [--strategy single|multi] [--branches main,dev] [--dags-repo] [--bucket URL]
+                         [--install SPEC] [--index-url URL] [--shards N]
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pytest_astro import __version__
     from pytest_astro.ci.generate import PROVIDERS
 
     sub = parser.add_subparsers(dest="ci_command", metavar="COMMAND")
@@ -28,6 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     init.add_argument("--bucket", metavar="URL", help="deploy by syncing the DAG folder to s3://... or gs://...")
     init.add_argument("--python", default="3.12", help="Python version of the CI jobs (default: 3.12)")
     init.add_argument("--airflow-version", help="Airflow to install in CI (default: the installed one)")
+    init.add_argument("--install", metavar="SPEC",
+                      help="where the pipeline installs pytest-astro from: a requirement ('pytest-astro==0.1.0'), "
+                           "a git URL ('git+https://github.com/ORG/pytest-astro@v0.1.0'), or a wheel's URL or path "
+                           f"(default: this version, pytest-astro=={__version__}, from the package index)")
+    init.add_argument("--index-url", metavar="URL",
+                      help="a private package index to install from (it must serve Airflow and the project's "
+                           "requirements too, e.g. a proxy of the public index)")
+    init.add_argument("--shards", metavar="N", type=int, default=1,
+                      help="run the pull-request suite as N parallel jobs, each checking its part of the DAG "
+                           "files (`pytest --astro-dags --astro-shard`) with its own parse cache: GitHub (a "
+                           "matrix), GitLab (parallel:), CircleCI (parallelism), Azure (strategy: parallel)")
     init.add_argument("--output", metavar="PATH", type=Path,
                       help="file to write (default: the provider's usual path); '-' prints it")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -48,14 +61,23 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"pytest-astro ci: error: {exc}", file=sys.stderr)
             return 2
+    if not 1 <= args.shards <= 64:
+        print(f"pytest-astro ci: error: --shards {args.shards}: give a number of parallel jobs from 1 to 64",
+              file=sys.stderr)
+        return 2
     branches = [b.strip() for b in (args.branches or "").split(",") if b.strip()]
     if args.strategy == "single" and len(branches) > 1:
         print("pytest-astro ci: error: --strategy single takes one branch; use --strategy multi", file=sys.stderr)
         return 2
     opts = Options(provider=args.provider, strategy=args.strategy, branches=branches, dags_repo=args.dags_repo,
-                   bucket=args.bucket, python=args.python,
+                   bucket=args.bucket, python=args.python, install=args.install, index_url=args.index_url,
+                   shards=args.shards,
                    airflow=args.airflow_version or airflow_version() or "3.1.3")
-    text = generate(opts)
+    try:
+        text = generate(opts)
+    except ValueError as exc:
+        print(f"pytest-astro ci: error: {exc}", file=sys.stderr)
+        return 2
     if str(args.output) == "-":
         sys.stdout.write(text)
         return 0
