@@ -45,6 +45,7 @@ CLASS_LABELS = {
     "policy": "policy",
     "airflow3": "Airflow 3 upgrade",
     "lint": "lint",
+    "error": "error in a check",
 }
 
 

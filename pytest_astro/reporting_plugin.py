@@ -2,7 +2,9 @@
 
 Works from test reports, not items, so it gives the same output under pytest-xdist (the controller
 sees every worker's reports). Our items describe themselves with ``user_properties`` (``dag_file``,
-``line``, ``dag_id``, ``failure_class``), which also land in ``--junitxml`` as ``<property>``s.
+``line``, ``dag_id``, ``failure_class``, and one ``finding`` / ``exempted`` per policy finding, as its
+ruff-style line), which also land in ``--junitxml`` as ``<property>``s. A DAG file's item is one
+test, but the CI formats get one problem per finding, at its line.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class CIReports:
         self.astro = astro
         self.config: pytest.Config = astro.config
         self.problems: list[Problem] = []
+        self.internal_errors: list[str] = []  # our own bugs while reporting (printed at the end)
 
     @property
     def base(self) -> Path:
@@ -62,10 +65,16 @@ class CIReports:
         if report.when == "setup":
             self._junit_name(report, props)
         if report.failed:
-            self.problems.append(self._problem(report, props))
+            try:
+                self.problems.extend(self._problems(report))
+            except Exception as exc:  # a bug here must not end the run: the item's outcome stands
+                from pytest_astro.policies.items import BUG, trace_of
+
+                self.internal_errors.append(f"pytest-astro: internal error in the CI reports on {report.nodeid}: "
+                                            f"{BUG}\n{trace_of(exc)}")
 
     def _test_name(self, report: pytest.TestReport, props: dict) -> str:
-        """``dags/x.py::parse``: the node id relative to the project root (not the rootdir)."""
+        """``dags/x.py::astro``: the node id relative to the project root (not the rootdir)."""
         tail = report.nodeid.split("::", 1)[1] if "::" in report.nodeid else report.nodeid
         return f"{props['dag_file']}::{tail}"
 
@@ -75,16 +84,30 @@ class CIReports:
         if xml is not None:
             xml.node_reporter(report).add_attribute("name", self._test_name(report, props))
 
-    def _problem(self, report: pytest.TestReport, props: dict) -> Problem:
-        policy = props.get("policy")
-        failure_class = props.get("failure_class") or ("policy" if policy else "exception")
-        rule = policy or ("airflow3" if failure_class == "airflow3" else f"parse/{failure_class}")
-        label = f"{policy} {report.nodeid.rsplit('::', 1)[-1]}" if policy else reporting.class_label(failure_class)
+    def _problems(self, report: pytest.TestReport) -> list[Problem]:
+        """One problem per policy finding (at its own line), else one for the failed item."""
+        from pytest_astro.policies.items import FINDING_LINE
+
+        props = dict(report.user_properties)
+        test = self._test_name(report, props)
+        findings = [m for k, v in report.user_properties if k == "finding" and (m := FINDING_LINE.match(str(v)))]
+        findings = findings if report.when == "call" else []
+        out = [Problem(path=m["file"], line=int(m["line"]) if m["line"] else None, rule=m["code"],
+                       title=f"{m['code']} {m['dag_id']}: {test}", message=m.group(0), failure_class="policy",
+                       dag_id=m["dag_id"]) for m in findings]
+        failure_class = props.get("failure_class") or "exception"
+        if report.when != "call":
+            failure_class = "error"  # a component raised (the item errors): not the file's finding
+        elif failure_class == "policy":
+            return out
+        text = report.longreprtext.strip()
+        if findings:  # a file that failed to parse, and whose DAGs broke policies: the parse failure alone
+            text = text.split("\n" + findings[0].group(0))[0]
+        rule = "airflow3" if failure_class == "airflow3" else f"parse/{failure_class}"
         line = props.get("line")
-        return Problem(path=str(props["dag_file"]), line=int(line) if line else None, rule=rule,
-                       title=f"{label}: {self._test_name(report, props)}",
-                       message=report.longreprtext.strip() or f"{report.nodeid} failed",
-                       failure_class=failure_class, dag_id=str(props.get("dag_id", "")))
+        return [Problem(path=str(props["dag_file"]), line=int(line) if line else None, rule=rule,
+                        title=f"{reporting.class_label(failure_class)}: {test}", message=text or f"{report.nodeid} failed",
+                        failure_class=failure_class, dag_id=str(props.get("dag_id", ""))), *out]
 
     # ------------------------------------------------------------------------------ output
 
@@ -100,6 +123,8 @@ class CIReports:
         quiet = (self.config.getoption("verbose") or 0) < 0  # Config.get_verbosity() is pytest >= 8 only
         for line in ([summary.one_line()] if quiet else summary.table()):
             terminalreporter.write_line(line)
+        for error in self.internal_errors:
+            terminalreporter.write_line(error.rstrip(), red=True)
         if reporting.in_github_actions():
             for line in reporting.github_annotations(self.problems, self.base):
                 terminalreporter.write_line(line)

@@ -1,8 +1,10 @@
 """What ``pytest --astro-dags`` does: collect DAG files, parse them in the sandbox, report.
 
-Registered by ``plugin.py`` only when the DAG checks are on. The parse runs once, as a batch, when
-the first DAG file is collected (so per-DAG items can be made from the results); results are
-plain data and the user's DAG files are never imported in the pytest process.
+Registered by ``plugin.py`` only when the DAG checks are on. Each DAG file is one item
+(``dags/etl.py::astro``), made from its path alone. The parse runs once, as a batch, when
+collection is over (or earlier, if ``-k`` asks the items for their keywords); results are plain
+data and the user's DAG files are never imported in the pytest process. Each item then checks its
+file's DAGs against the selected policies (``policies/items.py``).
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ class AstroParseWarning(UserWarning):
 class ParseFailed(Exception):
     """Raised by a parse item whose file did not import; carries the result for the report."""
 
-    def __init__(self, result: FileResult):
+    def __init__(self, result: FileResult, findings: str = ""):
         super().__init__(result.file)
         self.result = result
+        self.findings = findings  # the policies' findings on the DAGs the file did define
 
 
 def _ini_or_option(config: pytest.Config, name: str):
@@ -89,6 +92,7 @@ class AstroSession:
         self.values = values  # read once: the sandbox, users' tests and the policies share them
         self.engine = ParseEngine(self.project, values=values)
         self.results: dict[str, FileResult] | None = None
+        self._policy_run = None  # built on first use, once collection is over (policy_run)
         self._exceptions = self._integrity_exceptions()
         self._upgrade: dict[Path, list[str]] | None = None  # --astro-upgrade-check findings per file
         mismatch = self.project.runtime_mismatch()
@@ -215,12 +219,32 @@ class AstroSession:
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         inprocess.deactivate()
 
+    @property
+    def policy_run(self):
+        """The session's ``policies.items.PolicyRun``: built once collection is over, when every
+        conftest.py pytest loads for this run (``tests/conftest.py`` too) has registered its
+        policies. A bad ``[tool.pytest-astro.policies]`` table or policy is a usage error."""
+        if self._policy_run is None:
+            from pytest_astro.policies.items import PolicyRun
+
+            self._policy_run = PolicyRun(self.config, self)
+        return self._policy_run
+
+    @pytest.hookimpl(tryfirst=True)  # before -k deselects: it asks the items for their keywords
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        if any(isinstance(item, DagFileItem) for item in items):
+            self.policy_run  # noqa: B018 - built now: its errors stop the run before anything runs
+
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.collection_finished = True  # no conftest.py loads after this: DagFile keeps its hooks
         # our own items never open a database: the marker's wrapper runs only when users' tests do
         if any(not isinstance(item, InDagFile) for item in session.items):
             self.config.pluginmanager.register(DatabaseMarker(), "astro-db-marker")
+        # the batch is parsed once deselection is over (a parse error of the engine is a usage error
+        # here, not one item's error)
+        if not self.config.getoption("collectonly", False) and any(isinstance(i, DagFileItem) for i in session.items):
+            self._initial_batch()
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
         resolved = self.project.real(file_path)
@@ -437,7 +461,7 @@ if hasattr(pytest, "Dir"):  # pytest >= 8 (on pytest 7, a package's __init__.py 
 
 
 class DagFile(FileHooks, pytest.File):
-    """A DAG file: one ``parse`` item (policy items per DAG are added by the policies)."""
+    """A DAG file: one item (``DagFileItem``), plus ``airflow3`` under ``--astro-upgrade-check``."""
 
     def __init__(self, *, astro: AstroSession, folder: Path | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -448,14 +472,11 @@ class DagFile(FileHooks, pytest.File):
         return self.astro.collection_finished
 
     def collect(self):
-        from pytest_astro.policies.items import policy_items
-
-        result = self.astro.results_for(self.path)
-        yield ParseItem.from_parent(self, name="parse", result=result)
+        # nothing is parsed here: the item asks for its verdict when it runs (or when -k asks for
+        # its keywords), so that a run parses only what is left after deselection
+        yield DagFileItem.from_parent(self, name=ITEM_NAME)
         if self.config.getoption("astro_upgrade_check", default=False):
             yield UpgradeItem.from_parent(self, name="airflow3")
-        if result is not None:
-            yield from policy_items(self, result)
 
 
 class UpgradeFindings(Exception):
@@ -491,44 +512,142 @@ class UpgradeItem(InDagFile, pytest.Item):
         return self.path, 0, f"airflow3 {self.parent.astro.project.relative(self.path)}"
 
 
-class ParseItem(InDagFile, pytest.Item):
-    """Passes when the DAG file imports cleanly in the sandbox."""
+#: the name of a DAG file's item: ``dags/etl.py::astro`` (as pytest-mypy's ``::mypy``)
+ITEM_NAME = "astro"
 
-    runs_user_code = False  # its verdict came from the sandbox: it may run without pytest's capture
 
-    def __init__(self, *, result: FileResult | None, **kwargs):
+class Findings(Exception):
+    """Raised by a DAG file's item whose DAGs break selected policies; its text is the report."""
+
+
+class InternalError(Exception):
+    """Raised (in setup: the item errors) when a component failed while checking the file."""
+
+
+class _Lazy:
+    """The extra keywords of a DAG file's item: its dag_ids and the codes it breaks, computed on
+    first use (``-k`` asks for them at deselection; without ``-k`` nobody does)."""
+
+    def __get__(self, item, owner=None):
+        if item is None:
+            return self
+        words = item.__dict__["_extra_keywords"]
+        if not item.__dict__.get("_keywords_added"):
+            item.__dict__["_keywords_added"] = True
+            words.update(item.verdict_keywords())
+        return words
+
+    def __set__(self, item, value):
+        item.__dict__["_extra_keywords"] = value
+
+
+class DagFileItem(InDagFile, pytest.Item):
+    """A DAG file's check: fails when the file does not import cleanly in the sandbox, or when a DAG
+    in it breaks a selected policy; errors when a component (a policy, the cache, ...) raised.
+
+    At collection it needs only its path. Its verdict (the file's parse result, then its findings,
+    which need every selected file's result for the project-wide checks) is made on first need: in
+    setup, or when ``-k`` asks for its keywords."""
+
+    extra_keyword_matches = _Lazy()
+
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.result = result
+        self.astro: AstroSession = self.parent.astro
+        self.rel = self.astro.project.relative(self.path)
+        self.result: FileResult | None = None
+        self.found = None  # policies.items.FileFindings, once checked
+        self.error: BaseException | None = None  # what made the verdict fail (reported in setup)
+        self._made = False
+        describe(self, dag_file=self.rel, line=None)
+
+    @property
+    def runs_user_code(self) -> bool:
+        run = self.astro.policy_run
+        return run is not None and run.runs_user_code
+
+    def verdict(self) -> None:
+        """Make the verdict once: the result, the findings, the properties reports read."""
+        if self._made:
+            return
+        self._made = True
+        from pytest_astro.policies.items import ComponentError, file_findings, trace_of
+
+        try:
+            self.result = self.astro.results_for(self.path)
+            run = self.astro.policy_run
+            if self.result is not None and run is not None:
+                self.found = file_findings(run, self.result)
+            self._describe()
+        except pytest.UsageError:
+            raise
+        except Exception as exc:  # our own bug: this item errors, the run goes on
+            self.found = None
+            self.error = InternalError(ComponentError("the DAG file's check", self.rel, True, trace_of(exc)).text())
+
+    def _describe(self) -> None:
+        result, found = self.result, self.found
         refs = result.dag_refs() if result is not None else []  # (a cached result's outline)
         dag_ids = ",".join(dag_id for dag_id, _, _ in refs)
-        if result is not None:
-            self.user_properties.append(("dag_ids", dag_ids))
-        error = result.errors[0] if result is not None and result.errors else None
-        describe(self, dag_file=self.parent.astro.project.relative(self.path),
-                 line=location(result, error)[1] if error else (refs[0][2] if refs else None), dag_id=dag_ids)
+        set_property(self, "dag_ids", dag_ids if result is not None else None)
+        line = refs[0][2] if refs else None
+        if result is None or not result.ok:
+            error = result.errors[0] if result is not None and result.errors else None
+            set_property(self, "failure_class", error.kind if error else "exception")
+            line = location(result, error)[1] if error else None
+        elif found is not None and found.failing:
+            set_property(self, "failure_class", "policy")
+            first = next((f for f in found.failing if f.file == self.rel and f.line), None)
+            line = first.line if first else line
+        describe(self, dag_file=self.rel, line=line, dag_id=dag_ids)
+        if found is not None:
+            for f in found.findings:
+                self.user_properties.append(("exempted" if f.exempt else "finding", f.text()))
+            if found.errors:
+                self.error = InternalError("\n".join(e.text() for e in found.errors))
+
+    def verdict_keywords(self) -> set[str]:
+        try:
+            self.verdict()
+        except pytest.UsageError:
+            raise
+        refs = self.result.dag_refs() if self.result is not None else []
+        words = {dag_id for dag_id, _, _ in refs}
+        if self.found is not None:
+            words.update(f.code for f in self.found.failing)
+        return words
+
+    def setup(self) -> None:
+        self.verdict()
+        if self.error is not None:
+            raise self.error
 
     def runtest(self) -> None:
-        if not (self.result and self.result.ok):
-            error = self.result.errors[0] if self.result and self.result.errors else None
-            set_property(self, "failure_class", error.kind if error else "exception")
-        if self.result is None:
-            raise ParseFailed(FileResult(file=str(self.path), ok=False))
-        for message in self.result.warnings:
+        result = self.result
+        if result is None:
+            raise ParseFailed(FileResult(file=self.rel, ok=False))
+        for message in result.warnings:
             warnings.warn(AstroParseWarning(message), stacklevel=1)
-        if not self.result.ok:
-            if self.result.file in self.parent.astro._exceptions:
-                pytest.skip(f"{self.result.file} is listed in .astro/dag_integrity_exceptions.txt "
-                            f"({self.result.errors[0].type if self.result.errors else 'failed'})")
-            raise ParseFailed(self.result)
+        from pytest_astro.policies.items import render_findings
+
+        findings = render_findings(self.found) if self.found is not None else ""
+        if not result.ok:
+            if result.file in self.astro._exceptions:
+                pytest.skip(f"{result.file} is listed in .astro/dag_integrity_exceptions.txt "
+                            f"({result.errors[0].type if result.errors else 'failed'})")
+            raise ParseFailed(result, findings)
+        if self.found is not None and self.found.failing:
+            raise Findings(findings)
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, ParseFailed):
-            return long_text(excinfo.value.result)
+            findings = excinfo.value.findings
+            return long_text(excinfo.value.result) + (f"\n{findings}" if findings else "")
+        if isinstance(excinfo.value, (Findings, InternalError)):
+            return str(excinfo.value)
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
-        line = None
-        if self.result is not None and self.result.errors:
-            line = location(self.result, self.result.errors[0])[1]
-        # the error's line, or 0 (the file's): pytest needs a line for a skip mark's location
-        return self.path, (line - 1) if line else 0, f"{self.name} {self.result.file if self.result else ''}"
+        # line 0, the file's: the item is about the whole file (its findings have their own lines), and
+        # pytest asks for the location before setup, when no verdict is made yet
+        return self.path, 0, self.rel

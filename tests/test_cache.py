@@ -21,6 +21,8 @@ from pytest_astro.values import load_values
 from tests.conftest import DAG
 
 PROJECT = {
+    # the DAG policies (tags, retries...) are not what these tests are about
+    "pyproject.toml": "[tool.pytest-astro.policies]\nselect = []\n",
     "dags/plain.py": DAG.format(dag_id="plain"),
     "dags/uses_helper.py": '''
         from datetime import datetime
@@ -83,7 +85,7 @@ def project(pytester, write_files):
 
 
 def run(pytester, *args: str, subprocess: bool = False):
-    argv = ("--astro-dags", "--astro-project", "proj", "-k", "parse", "--astro-report", "r.json", *args)
+    argv = ("--astro-dags", "--astro-project", "proj", "--astro-report", "r.json", *args)
     result = pytester.runpytest_subprocess(*argv) if subprocess else pytester.runpytest(*argv)
     report = json.loads((pytester.path / "r.json").read_text())
     parsed = sorted(f["file"] for f in report["files"] if not f["cached"])
@@ -165,7 +167,7 @@ def test_a_report_from_the_cache_says_what_the_parse_said(pytester, write_files)
     })
 
     def report():
-        pytester.runpytest("--astro-dags", "-k", "parse", "--astro-report", "r.json")
+        pytester.runpytest("--astro-dags", "--astro-report", "r.json")
         files = json.loads((pytester.path / "r.json").read_text())["files"]
         return {f["file"]: f for f in files}
 

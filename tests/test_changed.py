@@ -39,6 +39,8 @@ def make_repo(root: Path, branch: str = "main") -> Path:
         "include/__init__.py": "",
         "include/helpers.py": 'TASK_ID = "t"\n',
         "requirements.txt": "",
+        # the DAG policies (tags, retries...) are not what these tests are about
+        "pyproject.toml": "[tool.pytest-astro.policies]\nselect = []\n",
     }
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -110,11 +112,10 @@ def test_pytest_collects_and_parses_only_affected_files(pytester):
     root = make_repo(pytester.path)
     git(root, "checkout", "-qb", "feature")
     (root / "include/helpers.py").write_text('TASK_ID = "renamed"\n')
-    # -k parse: the DAG policies (tags, retries...) are not what this test is about
-    result = pytester.runpytest("--astro-dags", "--astro-changed", "-v", "-k", "parse", "--astro-report", "r.json")
+    result = pytester.runpytest("--astro-dags", "--astro-changed", "-v", "--astro-report", "r.json")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*--astro-changed: 2 affected by changes since the merge base*",
-                                 "dags/c.py::parse PASSED*", "dags/d.py::parse PASSED*"])
+                                 "dags/c.py::astro PASSED*", "dags/d.py::astro PASSED*"])
     assert "dags/a.py" not in result.stdout.str() and "dags/b.py" not in result.stdout.str()
     assert sorted(f["file"] for f in json.loads((root / "r.json").read_text())["files"]) == [
         "dags/c.py", "dags/d.py"]
@@ -148,8 +149,8 @@ def test_a_file_the_last_parse_read_affects_its_reader(pytester):
     (root / "include/tables.yaml").write_text("orders customers\n")
     git(root, "add", ".")
     git(root, "commit", "-qm", "a DAG made from a YAML list")
-    pytester.runpytest("--astro-dags", "-k", "parse").assert_outcomes(passed=5)  # fills the cache
+    pytester.runpytest("--astro-dags").assert_outcomes(passed=5)  # fills the cache
     (root / "include/tables.yaml").write_text("orders customers invoices\n")
-    result = pytester.runpytest("--astro-dags", "--astro-changed", "-v", "-k", "parse")
+    result = pytester.runpytest("--astro-dags", "--astro-changed", "-v")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*--astro-changed: 1 affected by*", "dags/reads_yaml.py::parse PASSED*"])
+    result.stdout.fnmatch_lines(["*--astro-changed: 1 affected by*", "dags/reads_yaml.py::astro PASSED*"])

@@ -13,6 +13,9 @@ from tests.conftest import DAG, EXAMPLE
 
 pytestmark = pytest.mark.usefixtures("isolated_airflow_home")
 
+#: a project whose DAG files are checked for parsing alone (the test DAGs have no tags, no retries)
+NO_POLICIES = "[tool.pytest-astro.policies]\nselect = []\n"
+
 
 @pytest.fixture
 def isolated_airflow_home(tmp_path_factory, monkeypatch):
@@ -31,14 +34,14 @@ def test_example_project_passes(copy_example, pytester, isolated_airflow_home):
     root = copy_example(EXAMPLE)
     before = _snapshot(isolated_airflow_home)
     result = pytester.runpytest("--astro-dags", "-v", "--astro-report", "report.json")
-    result.assert_outcomes(passed=6 + 7 * 8)  # 2 tests, 4 parse items, 8 default DAG policies x 7 DAGs
+    result.assert_outcomes(passed=2 + 4)  # the project's 2 tests, and one item per DAG file
     # testpaths = ["tests"] in the example's pyproject: the dags folder is collected all the same
     result.stdout.fnmatch_lines([
         "*tests/test_helpers.py::test_table_name PASSED*",
-        "dags/assets.py::parse PASSED*",
-        "dags/classic_etl.py::parse PASSED*",
-        "dags/example_taskflow.py::parse PASSED*",
-        "dags/reports/regional_reports.py::parse PASSED*",
+        "dags/assets.py::astro PASSED*",
+        "dags/classic_etl.py::astro PASSED*",
+        "dags/example_taskflow.py::astro PASSED*",
+        "dags/reports/regional_reports.py::astro PASSED*",
         "*4 DAG files (0 unchanged, from cache), 0 failed to parse, 7 DAGs*",
     ])
     assert "scratch" not in result.stdout.str()  # excluded by dags/.airflowignore
@@ -47,7 +50,7 @@ def test_example_project_passes(copy_example, pytester, isolated_airflow_home):
     # DAGs made by an @dag function, in a loop, and two in one file
     assert dag_ids == ["classic_etl", "example_taskflow", "orders_consumer", "orders_producer",
                        "report_amer", "report_apac", "report_emea"]
-    assert report["tests"] == {"passed": 62, "failed": 0, "errors": 0, "skipped": 0, "total": 62}
+    assert report["tests"] == {"passed": 6, "failed": 0, "errors": 0, "skipped": 0, "total": 6}
     etl = next(d for f in report["files"] for d in f["dags"] if d["dag_id"] == "classic_etl")
     assert etl["file"] == "dags/classic_etl.py" and etl["line"] == 16
     assert etl["edges"] == [["count_rows", "greet"], ["extract", "count_rows"], ["start", "extract"]]
@@ -62,8 +65,13 @@ def test_example_project_passes(copy_example, pytester, isolated_airflow_home):
 
 BROKEN_EXPECTED = {
     "dag_cycle.py": ["dags/dag_cycle.py:6: AirflowDagCycleException: Cycle detected in [Dd][Aa][Gg]: dag_cycle*"],
-    "duplicate_a.py": ["dags/duplicate_a.py:5: DuplicateDagId: dag_id 'shared_id' is also defined in dags/duplicate_b.py:5"],
-    "duplicate_b.py": ["dags/duplicate_b.py:5: DuplicateDagId: dag_id 'shared_id' is also defined in dags/duplicate_a.py:5"],
+    # the file's DAG also breaks two default policies: listed under the parse failure, in the same item
+    "duplicate_a.py": ["dags/duplicate_a.py:5: DuplicateDagId: dag_id 'shared_id' is also defined in dags/duplicate_b.py:5",
+                       "hint: *",
+                       "dags/duplicate_a.py:5: DAG001 shared_id: the DAG has no tasks (hint: *)",
+                       "dags/duplicate_a.py:5: DAG002 shared_id: the DAG has 0 tag(s), at least 1 required (hint: *)"],
+    "duplicate_b.py": ["dags/duplicate_b.py:5: DuplicateDagId: dag_id 'shared_id' is also defined in dags/duplicate_a.py:5",
+                       "hint: *", "dags/duplicate_b.py:5: DAG001 shared_id: *", "dags/duplicate_b.py:5: DAG002 shared_id: *"],
     "infinite_loop.py": ["dags/infinite_loop.py:*: Timeout: importing the file took longer than 5 s*",
                          '  File "dags/infinite_loop.py", line *, in <module>'],
     "memory_hog.py": ["dags/memory_hog.py:5: MemoryError: used * at import, over the 1 GiB limit"],
@@ -89,24 +97,24 @@ BROKEN_EXPECTED = {
 def test_broken_project_fails_file_by_file(copy_example, pytester):
     root = copy_example("broken-project")
     result = pytester.runpytest("--astro-dags", "-rf")
-    # parse items; and the default DAG policies of good_neighbour (8) and of both shared_id DAGs, which
-    # fail has_tasks, tags and unique_ids (see tests/test_policies.py) and pass the other 5
-    result.assert_outcomes(passed=1 + 8 + 2 * 5, failed=len(BROKEN_EXPECTED) + 1 + 2 * 3)
+    # one item per file: each listed once, with everything it has to say
+    result.assert_outcomes(passed=1, failed=len(BROKEN_EXPECTED))
     out = result.stdout.str()
     for name, lines in BROKEN_EXPECTED.items():
-        section = out.split(f" parse dags/{name} ")[1].split("\n____")[0].split("\n----")[0]
+        assert out.count(f"_ dags/{name} _") == 1, name
+        section = out.split(f"_ dags/{name} _")[1].split("\n____")[0].split("\n----")[0]
         pytester_lines = pytest.LineMatcher(section.splitlines())
         pytester_lines.fnmatch_lines(lines)
         assert "site-packages" not in section, f"{name}: the report shows library frames"
-    assert f"FAILED dags/{'sys_exit.py'}::parse" in out
-    assert "good_neighbour.py::parse PASSED" in pytester.runpytest("--astro-dags", "-v").stdout.str()
+    assert f"FAILED dags/{'sys_exit.py'}::astro" in out
+    assert "good_neighbour.py::astro PASSED" in pytester.runpytest("--astro-dags", "-v").stdout.str()
     assert not list(root.rglob("*.db"))
 
 
 def test_single_file_argument(copy_example, pytester):
     copy_example("broken-project")
     result = pytester.runpytest("--astro-dags", "dags/good_neighbour.py", "dags/sys_exit.py", "-v")
-    result.assert_outcomes(passed=1 + 8, failed=1)  # good_neighbour's parse and 8 default DAG policies
+    result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*2 DAG files*"])
 
 
@@ -121,9 +129,10 @@ def test_a_dags_package_is_not_imported_by_pytest(pytester, write_files):
         "dags/team/__init__.py": record.format("../../"),
         "dags/team/etl.py": DAG.format(dag_id="etl") + "from dags.common import OWNER\nimport dags.team\n",
     })
-    result = pytester.runpytest("--astro-dags", "-k", "parse", "-v")
+    (pytester.path / "pyproject.toml").write_text(NO_POLICIES)
+    result = pytester.runpytest("--astro-dags", "-v")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*dags/team/etl.py::parse PASSED*"])
+    result.stdout.fnmatch_lines(["*dags/team/etl.py::astro PASSED*"])
     pids = pytester.path.joinpath("imported-by").read_text().split()
     assert pids and str(os.getpid()) not in pids  # the sandbox imported the packages, pytest did not
 
@@ -142,9 +151,9 @@ def test_a_conftest_applies_to_the_checks_under_its_folder(pytester, write_files
         "tests/test_x.py": "def test_x():\n    pass\n",
     })
     result = pytester.runpytest("--astro-dags", "dags", "tests")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=3)
     team = pytester.path.joinpath("team.log").read_text().split()
-    assert sorted(team) == ["dags/team/etl.py::etl::has_tasks", "dags/team/etl.py::parse"]
+    assert sorted(team) == ["dags/team/etl.py::astro"]
     assert pytester.path.joinpath("tests.log").read_text().split() == ["tests/test_x.py::test_x"]
 
 
@@ -162,12 +171,10 @@ def test_locations_are_pytests_own(pytester, write_files, rootdir):
     })
     pytester.syspathinsert()
     result = pytester.runpytest("--astro-dags", "-p", "record_locations", "--rootdir", rootdir, "dags")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=1)
     found = dict(eval(line) for line in pytester.path.joinpath("locations").read_text().splitlines())
     path = os.path.join("dags", "team", "etl.py") if rootdir == "." else os.path.join("..", "dags", "team", "etl.py")
-    dag_line = DAG.splitlines().index('with DAG("{dag_id}", start_date=datetime(2024, 1, 1), schedule=None):') - 1
-    expected = [(path, 0, "parse dags/team/etl.py"), (path, dag_line, "DAG001 etl::has_tasks dags/team/etl.py")]
-    assert sorted(found.values(), key=repr) == sorted(expected, key=repr)
+    assert list(found.values()) == [(path, 0, "dags/team/etl.py")]
 
 
 def test_a_symlink_loop_in_the_dags_folder_is_a_usage_error(pytester, write_files):
@@ -196,7 +203,7 @@ def test_off_without_the_switch_and_on_with_the_ini(copy_example, pytester):
     pytester.path.joinpath("pyproject.toml").write_text(
         '[tool.pytest.ini_options]\ntestpaths = ["tests"]\nastro_dags = true\n')
     result = pytester.runpytest_subprocess("-s")
-    result.assert_outcomes(passed=62)
+    result.assert_outcomes(passed=6)
     # and even then the pytest process never imports Airflow or a DAG file
     assert "LOADED: ['pytest_astro.session']" in result.stdout.str()
 
@@ -239,7 +246,8 @@ def test_isolation_between_files(pytester, write_files):
         "include/values.py": "NAME = 'victim'\n",
         "include/name.txt": "_ok\n",
     })
-    result = pytester.runpytest("--astro-dags", "--astro-workers", "1", "-v", "--astro-report", "r.json", "-k", "parse")
+    (pytester.path / "pyproject.toml").write_text(NO_POLICIES)
+    result = pytester.runpytest("--astro-dags", "--astro-workers", "1", "-v", "--astro-report", "r.json")
     result.assert_outcomes(passed=2)
     report = json.loads(pytester.path.joinpath("r.json").read_text())
     victim = next(f for f in report["files"] if f["file"] == "dags/b_victim.py")
@@ -256,7 +264,8 @@ def test_hard_timeout_when_the_alarm_is_blocked(pytester, write_files):
         while True:
             time.sleep(0.05)
     """, "dags/fine.py": DAG.format(dag_id="fine")})
-    result = pytester.runpytest("--astro-dags", "--astro-timeout", "1", "-k", "parse")
+    (pytester.path / "pyproject.toml").write_text(NO_POLICIES)
+    result = pytester.runpytest("--astro-dags", "--astro-timeout", "1")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["dags/stuck.py:5: Timeout: importing the file did not finish within 1 s and was killed",
                                  '  File "dags/stuck.py", line 5, in <module>'])
@@ -287,11 +296,12 @@ def test_cache_reparses_exactly_what_changed(pytester, write_files):
         "include/__init__.py": "",
         "include/helper.py": "DAG_ID = 'helped'\n",
         "include/config.json": '{"id": "configured"}',
+        "pyproject.toml": NO_POLICIES,
     })
 
     def run() -> dict[str, bool]:
         report = pytester.path / "r.json"
-        pytester.runpytest("--astro-dags", "--astro-report", str(report), "-k", "parse").assert_outcomes(passed=3)
+        pytester.runpytest("--astro-dags", "--astro-report", str(report)).assert_outcomes(passed=3)
         return {f["file"]: f["cached"] for f in json.loads(report.read_text())["files"]}
 
     assert run() == {"dags/plain.py": False, "dags/uses_config.py": False, "dags/uses_helper.py": False}

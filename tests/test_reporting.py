@@ -149,7 +149,7 @@ def test_one_session_writes_every_report(pytester, write_files, ci_env):
     result = pytester.runpytest("--astro-dags", "--astro-project=astro", "--junitxml", "junit.xml",
                                 "--astro-report-sarif", "reports/astro.sarif",
                                 "--astro-report-gitlab", "gl-code-quality.json")
-    result.assert_outcomes(passed=5, failed=4)  # 6 parse items, DAG002 on good, nested and untagged
+    result.assert_outcomes(passed=2, failed=4)  # one item per DAG file: good and nested pass
     out = result.stdout.str()
 
     # ---- terminal: the one-line facts, then the table
@@ -173,13 +173,14 @@ def test_one_session_writes_every_report(pytester, write_files, ci_env):
     assert all(a["command"] == "error" for a in annotations)
     by_file = {a["file"]: a for a in annotations}
     syntax = by_file["astro/dags/bad,syntax.py"]
-    assert syntax["title"] == "syntax error: dags/bad,syntax.py::parse"
+    assert syntax["title"] == "syntax error: dags/bad,syntax.py::astro"
     assert syntax["message"].splitlines()[:3] == [  # the multi-line report survives the escaping
         "dags/bad,syntax.py:2: SyntaxError: invalid syntax. Perhaps you forgot a comma?",
         "  dags/bad,syntax.py:2", '    with DAG("bad_syntax" schedule=None):']
     assert "snowflake_toolkit_not_installed_anywhere" in by_file["astro/dags/missing.py"]["message"]
     assert "landing_bucket_for_ci_test" in by_file["astro/dags/variable.py"]["message"]
-    assert by_file["astro/dags/untagged.py"]["title"] == "DAG002 tags: dags/untagged.py::untagged::tags"
+    assert by_file["astro/dags/untagged.py"]["title"] == "DAG002 untagged: dags/untagged.py::astro"
+    assert by_file["astro/dags/untagged.py"]["message"].startswith("dags/untagged.py:5: DAG002 untagged: the DAG has 0 tag(s)")
 
     # ---- $GITHUB_STEP_SUMMARY: appended, a Markdown table whose rows name every failure
     summary = ci_env.read_text()
@@ -209,45 +210,46 @@ def test_one_session_writes_every_report(pytester, write_files, ci_env):
 
     # ---- JUnit: test names relative to the project root, the DAG file and line as properties
     cases = {tc.get("name"): tc for tc in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
-    assert set(cases) == {
-        "dags/good.py::parse", "dags/reports/nested.py::parse", "dags/bad,syntax.py::parse",
-        "dags/missing.py::parse", "dags/variable.py::parse", "dags/untagged.py::parse",
-        "dags/good.py::good::tags", "dags/reports/nested.py::nested::tags", "dags/untagged.py::untagged::tags"}
+    assert set(cases) == {f"dags/{name}.py::astro" for name in (
+        "good", "reports/nested", "bad,syntax", "missing", "variable", "untagged")}
 
     def props(name):
-        return {p.get("name"): p.get("value") for p in cases[name].iter("property")}
+        return [(p.get("name"), p.get("value")) for p in cases[name].iter("property")]
 
-    assert props("dags/missing.py::parse") | {"dag_ids": ""} == {
+    assert dict(props("dags/missing.py::astro")) | {"dag_ids": ""} == {
         "dag_file": "dags/missing.py", "line": "2", "failure_class": "missing_module", "dag_ids": ""}
-    assert cases["dags/missing.py::parse"].find("failure") is not None
-    nested = props("dags/reports/nested.py::parse")
+    assert cases["dags/missing.py::astro"].find("failure") is not None
+    nested = dict(props("dags/reports/nested.py::astro"))
     assert nested["dag_file"] == "dags/reports/nested.py" and nested["dag_id"] == "nested"
     assert nested["line"] == "5" and "failure_class" not in nested
-    assert props("dags/untagged.py::untagged::tags") == {
-        "policy": "DAG002", "dag_file": "dags/untagged.py", "line": "5", "dag_id": "untagged",
-        "failure_class": "policy"}
-    assert props("dags/good.py::good::tags")["dag_id"] == "good"
-    assert cases["dags/good.py::good::tags"].find("failure") is None
+    # one testcase per file: its findings in the failure text and as properties
+    untagged = props("dags/untagged.py::astro")
+    assert [v for k, v in untagged if k == "finding"] == [
+        "dags/untagged.py:5: DAG002 untagged: the DAG has 0 tag(s), at least 1 required (hint: add tags=[...] to the DAG)"]
+    assert dict(untagged)["failure_class"] == "policy" and dict(untagged)["line"] == "5"
+    failure = cases["dags/untagged.py::astro"].find("failure")
+    assert "dags/untagged.py:5: DAG002 untagged: the DAG has 0 tag(s)" in failure.text
+    assert cases["dags/good.py::astro"].find("failure") is None
 
 
 def test_quiet_is_one_line_and_xdist_annotates_the_same(pytester, write_files, ci_env):
     write_files(pytester.path, {k: v for k, v in PROJECT.items() if "syntax" in k or "good" in k
                                 or "pyproject" in k or "untagged" in k})
     result = pytester.runpytest("--astro-dags", "--astro-project=astro", "-q", "-n", "2", "--junitxml", "junit.xml")
-    result.assert_outcomes(passed=3, failed=2)
+    result.assert_outcomes(passed=1, failed=2)
     out = result.stdout.str()
     summary_lines = out.split("pytest-astro -")[1].splitlines()[1:]
     assert summary_lines[0].startswith("3 DAG files (0 unchanged, from cache), 1 failed to parse, 2 DAGs;")
     assert not any(line.startswith(("files parsed", "DAGs found", "failures", "slowest")) for line in summary_lines)
     # under xdist the controller annotates what the workers ran
     assert {(a["file"], a["line"], a["title"]) for a in parse_annotations(out)} == {
-        ("astro/dags/bad,syntax.py", "2", "syntax error: dags/bad,syntax.py::parse"),
-        ("astro/dags/untagged.py", "5", "DAG002 tags: dags/untagged.py::untagged::tags")}
+        ("astro/dags/bad,syntax.py", "2", "syntax error: dags/bad,syntax.py::astro"),
+        ("astro/dags/untagged.py", "5", "DAG002 untagged: dags/untagged.py::astro")}
     assert "### pytest-astro: DAG checks failed" in ci_env.read_text()
     cases = {tc.get("name"): {p.get("name"): p.get("value") for p in tc.iter("property")}
              for tc in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
-    assert cases["dags/bad,syntax.py::parse"]["failure_class"] == "syntax"
-    assert cases["dags/good.py::good::tags"]["dag_file"] == "dags/good.py"
+    assert cases["dags/bad,syntax.py::astro"]["failure_class"] == "syntax"
+    assert cases["dags/good.py::astro"]["dag_file"] == "dags/good.py"
 
 
 def test_no_annotations_outside_github_actions(pytester, write_files, monkeypatch):

@@ -3,7 +3,7 @@
 - ``api.py``: ``Policy``, ``Violation``, ``PolicyContext`` (what plugins implement and receive)
 - ``builtin.py``: the built-in policies (DAG0xx on by default, DAG1xx opt-in, DAG900 cluster policies)
 - ``config.py``: ``[tool.pytest-astro.policies]``: select / ignore / options / exemptions
-- ``items.py``: pytest items, one per DAG and policy (``dags/etl.py::etl_daily::tags``)
+- ``items.py``: a DAG file's findings, for its one item (``dags/etl.py::astro``)
 - ``sandbox.py``: what needs the real DAG object, computed inside the parse sandbox
 """
 

@@ -1,37 +1,126 @@
-"""pytest items for DAG policies: one per DAG and policy (``dags/etl.py::etl_daily::tags``).
+"""DAG policies inside a DAG file's item: every finding of every DAG of the file, ruff-style.
 
-A ``DagNode`` collector per DAG (named by dag_id) holds one ``PolicyItem`` per selected policy
-(named by the policy's name, with its code as a keyword), so node ids, ``-k tags``, ``-k DAG002``,
-``--lf`` and JUnit reports work as for any test. Policies run on plain data; nothing here imports
-Airflow.
+``PolicyRun`` holds what a session's policy checks share: the policies (built-in and from
+plugins or any ``conftest.py``), the ``[tool.pytest-astro.policies]`` configuration and the
+project-wide data (every DAG by dag_id, pools, connections). ``file_findings`` checks one parsed
+DAG file with it and returns plain data: the findings (exempted ones marked with their reason) and
+the errors of components that raised (a policy, a ``pytest_astro_check_dag`` hook, our own code).
+Nothing here imports Airflow.
 """
 
 from __future__ import annotations
 
 import re
+import traceback
 from collections import defaultdict
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from pytest_astro.config import ConfigError
-from pytest_astro.nodes import InDagFile
 from pytest_astro.policies.api import PolicyContext, Violation, validate_policy
 from pytest_astro.policies.config import PolicyConfig, inline_exemptions
-from pytest_astro.reporting_plugin import describe, set_property
 from pytest_astro.results import DagSummary, FileResult
 
-_RUN = pytest.StashKey["PolicyRun"]()
-_CYCLE = re.compile(r"Cycle detected in (?:Dag|DAG):? (?P<dag_id>.+?)\. Faulty task: (?P<task>.+)$")
+BUG = "this is a bug in pytest-astro, not in your DAG; please report it with the traceback below"
+# what a file's parse failure reports already (a dag_id defined twice, a cycle): not found again
+FOLLOW_FROM_PARSE = ("DAG004", "DAG005")
+# the rule of a finding about an exemption comment itself (not a policy's)
+EXEMPTION_RULE = "exemption"
 
 
-class PolicyFailed(Exception):
-    """Raised by a policy item; its text is the whole report."""
+@dataclass
+class Finding:
+    """One thing a policy found in one DAG: where, which policy, what, and how to fix it."""
+
+    file: str
+    line: int | None
+    code: str  # the policy's code, or EXEMPTION_RULE for a malformed exemption comment
+    name: str  # the policy's name
+    dag_id: str
+    message: str
+    hint: str = ""
+    exempt: str = ""  # "<where>: <reason>" when an exemption covers it
+
+    def text(self) -> str:
+        """``dags/etl.py:12: DAG002 etl_daily: the DAG has 0 tag(s)... (hint: add tags=[...])``; an
+        exempted one ends with ``[exempt at <where>: <reason>]`` instead of the hint."""
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        tail = f" [exempt at {self.exempt}]" if self.exempt else f" (hint: {self.hint})" if self.hint else ""
+        return f"{where}: {self.code} {self.dag_id}: {self.message}{tail}"
+
+
+#: ``Finding.text()`` read back (CI reports work from test reports, which carry the text)
+FINDING_LINE = re.compile(r"^(?P<file>.+?):(?:(?P<line>\d+):)? (?P<code>\S+) (?P<dag_id>\S+): (?P<message>.*)$")
+
+
+@dataclass
+class ComponentError:
+    """A component raised while checking a file: one of ours (a bug) or a team's policy or hook."""
+
+    component: str  # "policy DAG005 no_cycles", "policy TEAM001 no_tmp (from conftest.py)", ...
+    dag: str  # "etl_daily (dags/etl.py:12)", or the file
+    ours: bool
+    trace: str  # the traceback, from the component's own frames down
+
+    def text(self) -> str:
+        if self.ours:
+            head = f"pytest-astro: internal error in {self.component} on {self.dag}: {BUG}"
+        else:
+            head = (f"{self.component} raised an exception on {self.dag} (an error of that policy, not a "
+                    f"finding: fix the policy or report it to its authors)")
+        return f"{head}\n{self.trace.rstrip()}"
+
+
+@dataclass
+class FileFindings:
+    """What the policies say about one DAG file."""
+
+    findings: list[Finding] = field(default_factory=list)  # exempted ones included (``exempt`` set)
+    errors: list[ComponentError] = field(default_factory=list)
+
+    @property
+    def failing(self) -> list[Finding]:
+        return [f for f in self.findings if not f.exempt]
+
+    @property
+    def exempted(self) -> list[Finding]:
+        return [f for f in self.findings if f.exempt]
+
+
+def is_ours(obj: Any) -> bool:
+    """Whether ``obj`` (a policy, a hook's function) is pytest-astro's own code."""
+    module = getattr(obj, "__module__", None) or getattr(type(obj), "__module__", "") or ""
+    return module == "pytest_astro" or module.startswith("pytest_astro.")
+
+
+def trace_of(exc: BaseException) -> str:
+    """The exception's traceback from the frame that caught it down: no frames of pytest's runner."""
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _origin(policy: Any, config: pytest.Config) -> str:
+    """Where a policy object comes from, for its errors: the plugin that defined it, or its module."""
+    module = type(policy).__module__
+    for name, plugin in config.pluginmanager.list_name_plugin():
+        if getattr(plugin, "__name__", None) == module:
+            path = getattr(plugin, "__file__", None) or name
+            try:
+                from pathlib import Path
+
+                return str(Path(path).relative_to(config.rootpath))
+            except ValueError:
+                return str(path)
+    return module
 
 
 class PolicyRun:
-    """Per-session state: the policies (built-in and from plugins), the config, project-wide data."""
+    """Per-session state: the policies (built-in and from plugins), the config, project-wide data.
+
+    Built once collection is over (``AstroSession.pytest_collection_modifyitems``): every
+    ``conftest.py`` pytest loads for the run, ``tests/conftest.py`` included, has registered its
+    ``pytest_astro_dag_policies`` by then."""
 
     def __init__(self, config: pytest.Config, astro: Any):
         from pytest_astro.policies.builtin import BUILTIN_POLICIES
@@ -44,46 +133,44 @@ class PolicyRun:
             for policy in impl_result or []:
                 problem = validate_policy(policy, "pytest_astro_dag_policies")
                 if problem:
-                    pytest.exit(problem, returncode=pytest.ExitCode.USAGE_ERROR)
+                    raise pytest.UsageError(problem)
                 if policy.code in seen:
-                    pytest.exit(f"pytest_astro_dag_policies: two policies have the code {policy.code} "
-                                f"({policy!r} and the one from {seen[policy.code]}); codes must be unique",
-                                returncode=pytest.ExitCode.USAGE_ERROR)
+                    raise pytest.UsageError(
+                        f"pytest_astro_dag_policies: two policies have the code {policy.code} ({policy!r} and the "
+                        f"one from {seen[policy.code]}); codes must be unique")
                 seen[policy.code] = repr(policy)
                 policies.append(policy)
         self.policies = policies
+        self.known = {p.code for p in policies}
         settings = astro.settings
-        self.error: str | None = None
         try:
             self.policy_config = PolicyConfig.load(settings.table.get("policies", {}) or {}, policies,
                                                    settings.root / "pyproject.toml")
         except ConfigError as exc:
-            self.error = str(exc)
-            self.policy_config = PolicyConfig(selected=[], options={}, exemptions=[])
+            raise pytest.UsageError(f"pytest-astro policies: {exc}") from None
+        self.check_dag_hooks = list(reversed(config.hook.pytest_astro_check_dag.get_hookimpls()))  # pluggy's order
         self._values: tuple[set[str], set[str]] | None = None
-        self._check_dag_hooks: bool | None = None
-        self._lines: dict[str, list[str]] = {}
-        self._inline: dict[tuple[str, int | None], list] = {}
+        self._all_dags: dict[str, list[DagSummary]] | None = None
+        self._all_dags_key: tuple | None = None
+        self._origins: dict[type, str] = {}
 
-    def runs_user_code(self, policy: Any) -> bool:
-        """Whether checking ``policy`` runs code of the user's: a policy from a plugin or conftest.py,
-        or a ``pytest_astro_check_dag`` hook. A built-in policy on its own runs only ours; its item
-        may then skip pytest's capture (protocol.py). Asked when the items run: every conftest.py
-        has loaded by then."""
-        if self._check_dag_hooks is None:
-            self._check_dag_hooks = bool(self.config.hook.pytest_astro_check_dag.get_hookimpls())
-        return self._check_dag_hooks or type(policy).__module__ != "pytest_astro.policies.builtin"
+    @property
+    def runs_user_code(self) -> bool:
+        """Whether checking a file runs code of the user's: a selected policy from a plugin or a
+        conftest.py, or a ``pytest_astro_check_dag`` hook. Built-in policies alone run only ours;
+        the file's item may then skip pytest's capture (protocol.py)."""
+        return bool(self.check_dag_hooks) or not all(is_ours(p) for p in self.policy_config.selected)
 
     def all_dags(self) -> dict[str, list[DagSummary]]:
-        # asked once per policy item: rebuilt only when the results change (O(files) each time
-        # made 1,000 files x 10 policies cost ~8 s)
+        """Every parsed DAG by dag_id; rebuilt only when the results change (asked once per file)."""
         results = self.astro.results or {}
         key = (id(results), len(results))
-        if getattr(self, "_all_dags_key", None) != key:
+        if self._all_dags_key != key:
             where: dict[str, list[DagSummary]] = defaultdict(list)
             for result in results.values():
-                for dag in result.dags:
-                    where[dag.dag_id].append(dag)
+                if result.ok:
+                    for dag in result.dags:
+                        where[dag.dag_id].append(dag)
             self._all_dags, self._all_dags_key = where, key
         return self._all_dags
 
@@ -94,76 +181,22 @@ class PolicyRun:
             self._values = set(values.pools), set(values.connections)
         return self._values
 
-    def inline_exemptions(self, context: PolicyContext, dag: DagSummary) -> list:
-        """The ``# pytest-astro: ignore[...]`` comments that apply to ``dag``: read once per DAG
-        (ten policy items each read and scanned the whole file: ~10% of a run from the cache)."""
-        key = (dag.file, dag.line)
-        found = self._inline.get(key)
-        if found is None:
-            lines = self._lines.get(dag.file)
-            if lines is None:
-                lines = self._lines[dag.file] = context.source_lines(dag.file)
-            found = self._inline[key] = inline_exemptions(lines, dag.line, _decorator_lines(lines, dag.line or 0))
-        return found
-
     def context(self, policy: Any, result: FileResult) -> PolicyContext:
         pools, connections = self.values()
         return PolicyContext(options=self.policy_config.options.get(policy.code, {}), result=result,
                              all_dags=self.all_dags(), project=self.astro.project, pools=pools,
                              connections=connections, config=self.config)
 
+    def origin(self, policy: Any) -> str:
+        kind = type(policy)
+        if kind not in self._origins:
+            self._origins[kind] = _origin(policy, self.config)
+        return self._origins[kind]
 
-def _run(dag_file: Any) -> PolicyRun:
-    config = dag_file.config
-    run = config.stash.get(_RUN, None)
-    if run is None:
-        run = config.stash[_RUN] = PolicyRun(config, dag_file.astro)
-    return run
-
-
-def _refused_dags(result: FileResult) -> list[DagSummary]:
-    """DAGs Airflow refused while bagging (a cycle): a stand-in summary so ``no_cycles`` reports it."""
-    out = []
-    for error in result.errors:
-        m = _CYCLE.search(error.message) if error.kind == "dag" else None
-        if m:
-            out.append(DagSummary(dag_id=m.group("dag_id"), file=result.file, line=error.line,
-                                  checks={"cycle": f"{error.type}: {error.message}", "refused": True}))
-    return out
-
-
-def policy_items(dag_file: Any, result: FileResult) -> Iterator[Any]:
-    """Items for the policies that apply to the DAGs of ``result``, children of ``dag_file``."""
-    run = _run(dag_file)
-    if run.error:  # reported once, as a collection error of the first DAG file
-        error, run.error = run.error, None
-        raise dag_file.CollectError(f"pytest-astro policies: {error}")
-    if not run.policy_config.selected:
-        return
-    for dag in result.dags:
-        yield DagNode.from_parent(dag_file, name=dag.dag_id, dag=dag, result=result, run=run,
-                                  policies=run.policy_config.selected)
-    for dag in _refused_dags(result):
-        policies = [p for p in run.policy_config.selected if p.code == "DAG005"]
-        if policies:
-            yield DagNode.from_parent(dag_file, name=dag.dag_id, dag=dag, result=result, run=run, policies=policies)
-
-
-class DagNode(InDagFile, pytest.Collector):
-    """One DAG of a DAG file; its children are the policy items."""
-
-    def __init__(self, *, dag: DagSummary, result: FileResult, run: PolicyRun, policies: list, **kwargs):
-        super().__init__(**kwargs)
-        self.dag, self.result, self.run, self.policies = dag, result, run, policies
-
-    def collect(self):
-        for policy in self.policies:
-            if policy.code == "DAG900" and "cluster_policy" not in self.dag.checks:
-                continue  # the project has no airflow_local_settings.py
-            yield PolicyItem.from_parent(self, name=policy.name, policy=policy)
-
-    def reportinfo(self):
-        return self.path, (self.dag.line - 1) if self.dag.line else None, self.dag.dag_id
+    def describe(self, policy: Any) -> str:
+        """``policy DAG005 no_cycles`` (ours), ``policy TEAM001 no_tmp (from conftest.py)`` (a team's)."""
+        name = f"policy {policy.code} {policy.name}"
+        return name if is_ours(policy) else f"{name} (from {self.origin(policy)})"
 
 
 def _decorator_lines(lines: list[str], dag_line: int) -> list[int]:
@@ -182,69 +215,101 @@ def _decorator_lines(lines: list[str], dag_line: int) -> list[int]:
     return []
 
 
-class PolicyItem(InDagFile, pytest.Item):
-    """Passes when the policy finds nothing wrong with the DAG (or the DAG is exempt, then: skipped)."""
+def _where(dag: DagSummary) -> str:
+    return f"{dag.dag_id} ({dag.file}:{dag.line})" if dag.line else f"{dag.dag_id} ({dag.file})"
 
-    def __init__(self, *, policy: Any, **kwargs):
-        super().__init__(**kwargs)
-        self.policy = policy
-        self.extra_keyword_matches.add(policy.code)
-        self.dag: DagSummary = self.parent.dag
-        self.user_properties.append(("policy", policy.code))
-        describe(self, dag_file=self.dag.file, line=self.dag.line, dag_id=self.dag.dag_id)
 
-    @property
-    def runs_user_code(self) -> bool:
-        return self.parent.run.runs_user_code(self.policy)
+class _Checker:
+    """Checks the DAGs of one file; each component's exception is recorded, never raised."""
 
-    def _where(self, violation: Violation | None = None) -> str:
-        file = (violation.file if violation and violation.file else None) or self.dag.file
-        line = violation.line if violation and violation.line else (self.dag.line if file == self.dag.file else None)
-        return f"{file}:{line}" if line else file
+    def __init__(self, run: PolicyRun, result: FileResult):
+        self.run, self.result = run, result
+        self.out = FileFindings()
+        self._lines: dict[str, list[str]] = {}
 
-    def runtest(self) -> None:
-        run: PolicyRun = self.parent.run
-        dag, policy = self.dag, self.policy
-        context = run.context(policy, self.parent.result)
-        inline = run.inline_exemptions(context, dag)
-        known = {p.code for p in run.policies}
+    def guarded(self, component: str, dag: str, ours: bool, func, *args):
+        try:
+            return func(*args)
+        except Exception as exc:  # a component's bug must not hide the other DAGs' findings
+            self.out.errors.append(ComponentError(component, dag, ours, trace_of(exc)))
+            return None
+
+    def inline(self, dag: DagSummary) -> list:
+        """The ``# pytest-astro: ignore[...]`` comments that apply to ``dag`` (the file read once)."""
+        lines = self._lines.get(dag.file)
+        if lines is None:
+            context = PolicyContext(options={}, result=self.result, all_dags={}, project=self.run.astro.project)
+            lines = self._lines[dag.file] = context.source_lines(dag.file)
+        return inline_exemptions(lines, dag.line, _decorator_lines(lines, dag.line or 0))
+
+    def dag(self, dag: DagSummary) -> None:
+        inline = self.guarded("the inline exemption reader", _where(dag), True, self.inline, dag) or []
         for ex in inline:
-            unknown = [c for c in ex.codes if not any(k.startswith(c) for k in known)]
-            applies = any(policy.code.startswith(c) for c in ex.codes) or unknown
-            if ex.error and applies:
-                raise PolicyFailed(f"{dag.file}:{ex.line}: `# pytest-astro: ignore[...]` {ex.error}")
-            if unknown:
-                raise PolicyFailed(f"{dag.file}:{ex.line}: `# pytest-astro: ignore[...]` names unknown code(s) "
-                                   f"{', '.join(unknown)}; known codes: {', '.join(sorted(known))}")
-        violations = list(policy.check(dag, context) or [])
-        for extra in self.config.hook.pytest_astro_check_dag(dag=dag, policy=policy, context=context):
+            unknown = [c for c in ex.codes if not any(k.startswith(c) for k in self.run.known)]
+            if ex.error or unknown:
+                message = (f"`# pytest-astro: ignore[...]` {ex.error}" if ex.error else
+                           f"`# pytest-astro: ignore[...]` names unknown code(s) {', '.join(unknown)}; known codes: "
+                           f"{', '.join(sorted(self.run.known))}")
+                self.out.findings.append(Finding(dag.file, ex.line, EXEMPTION_RULE, "exemption", dag.dag_id, message))
+        usable = [ex for ex in inline if not ex.error]
+        for policy in self.run.policy_config.selected:
+            if policy.code == "DAG900" and "cluster_policy" not in dag.checks:
+                continue  # the project has no airflow_local_settings.py
+            if not self.result.ok and policy.code in FOLLOW_FROM_PARSE:
+                continue  # the file's parse failure (a duplicate dag_id, a cycle) says it already
+            violations = self.policy(policy, dag)
+            for v in violations:
+                self.out.findings.append(self.finding(policy, dag, v, usable))
+
+    def policy(self, policy: Any, dag: DagSummary) -> list[Violation]:
+        run = self.run
+        context = self.guarded("the policy context", _where(dag), True, run.context, policy, self.result)
+        if context is None:
+            return []
+        found = self.guarded(run.describe(policy), _where(dag), is_ours(policy),
+                             lambda: list(policy.check(dag, context) or []))
+        violations = list(found or [])
+        for impl in run.check_dag_hooks:
+            name = f"the pytest_astro_check_dag hook of {impl.plugin_name}"
+            extra = self.guarded(name, _where(dag), is_ours(impl.function),
+                                 lambda: list(impl.function(dag=dag, policy=policy, context=context) or []))
             violations.extend(extra or [])
-        if not violations:
-            return
+        return violations
+
+    def finding(self, policy: Any, dag: DagSummary, v: Violation, inline: list) -> Finding:
+        file = v.file or dag.file
+        line = v.line or (dag.line if file == dag.file else None)
+        exempt = ""
         for ex in inline:
             if any(policy.code.startswith(c) for c in ex.codes):
-                pytest.skip(f"{policy.code} exempt at {dag.file}:{ex.line}: {ex.reason}")
-        for ex in run.policy_config.exemptions:
-            if ex.covers(policy.code, dag.dag_id, dag.file):
-                pytest.skip(f"{policy.code} exempt ({ex.where}): {ex.reason}")
-        text = [f"{self._where(v)}: {policy.code} {policy.name}: {v.render()}" for v in violations]
-        if policy.hint:
-            text.append(f"hint: {policy.hint}")
-        if dag.line:
-            text.append(f"(or exempt the DAG: `# pytest-astro: ignore[{policy.code}] <reason>` on "
-                        f"{dag.file}:{dag.line}, or [[tool.pytest-astro.policies.exempt]] in pyproject.toml)")
-        # CI annotations point at the first violation when it is in the DAG's own file
-        first = violations[0]
-        if first.line and (first.file or dag.file) == dag.file:
-            set_property(self, "line", first.line)
-        set_property(self, "failure_class", "policy")
-        raise PolicyFailed("\n".join(text))
+                exempt = f"{dag.file}:{ex.line}: {ex.reason}"
+                break
+        else:
+            for ex in self.run.policy_config.exemptions:
+                if ex.covers(policy.code, dag.dag_id, dag.file):
+                    exempt = f"{ex.where}: {ex.reason}"
+                    break
+        return Finding(file, line, policy.code, policy.name, dag.dag_id, v.render(), policy.hint, exempt)
 
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, PolicyFailed):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo, style)
 
-    def reportinfo(self):
-        line = (self.dag.line - 1) if self.dag.line else None
-        return self.path, line, f"{self.policy.code} {self.dag.dag_id}::{self.name} {self.dag.file}"
+def file_findings(run: PolicyRun, result: FileResult) -> FileFindings:
+    """The findings of the selected policies on every DAG of ``result``: the DAGs a file defined
+    (a file with a duplicate dag_id or a cyclic DAG defines the others), but what its parse
+    failure reports already (``FOLLOW_FROM_PARSE``); a file that did not import defines none."""
+    checker = _Checker(run, result)
+    if not run.policy_config.selected:
+        return checker.out
+    dags = checker.guarded("the parse cache (reading the file's DAGs)", result.file, True, lambda: result.dags) or []
+    for dag in dags:
+        checker.dag(dag)
+    return checker.out
+
+
+def render_findings(found: FileFindings) -> str:
+    """The failure text: the findings, one per line, then the exempted ones with their reasons."""
+    lines = [f.text() for f in found.failing]
+    if lines:
+        lines.append("(to exempt a DAG: `# pytest-astro: ignore[CODE] <reason>` on its line, or "
+                     "[[tool.pytest-astro.policies.exempt]] in pyproject.toml)")
+    lines += [f"exempted: {f.text()}" for f in found.exempted]
+    return "\n".join(lines)
