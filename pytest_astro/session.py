@@ -573,17 +573,20 @@ class DagFileItem(InDagFile, pytest.Item):
         self._made = True
         from pytest_astro.policies.items import ComponentError, file_findings, trace_of
 
+        step = "the parse engine or its cache (the file's result)"
         try:
             self.result = self.astro.results_for(self.path)
+            step = "the policy checks"  # each policy's own errors are caught and named by file_findings
             run = self.astro.policy_run
             if self.result is not None and run is not None:
                 self.found = file_findings(run, self.result)
+            step = "the report of the file's check"
             self._describe()
         except pytest.UsageError:
             raise
         except Exception as exc:  # our own bug: this item errors, the run goes on
             self.found = None
-            self.error = InternalError(ComponentError("the DAG file's check", self.rel, True, trace_of(exc)).text())
+            self.error = InternalError(ComponentError(step, self.rel, True, trace_of(exc)).text())
 
     def _describe(self) -> None:
         result, found = self.result, self.found
@@ -619,8 +622,8 @@ class DagFileItem(InDagFile, pytest.Item):
 
     def setup(self) -> None:
         self.verdict()
-        if self.error is not None:
-            raise self.error
+        if self.error is not None:  # an error, not a failure: it happened in setup
+            pytest.fail(str(self.error), pytrace=False)  # the text alone: its traceback is in it
 
     def runtest(self) -> None:
         result = self.result
@@ -643,7 +646,7 @@ class DagFileItem(InDagFile, pytest.Item):
         if isinstance(excinfo.value, ParseFailed):
             findings = excinfo.value.findings
             return long_text(excinfo.value.result) + (f"\n{findings}" if findings else "")
-        if isinstance(excinfo.value, (Findings, InternalError)):
+        if isinstance(excinfo.value, Findings):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
 

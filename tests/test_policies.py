@@ -405,3 +405,76 @@ def test_start_date_is_read_from_the_source_once_in_the_sandbox(pytester):
         without = {k: v for k, v in dag["checks"].items() if k != "start_date_static"}
         found = StaticStartDate().check(DagSummary.from_dict({**dag, "checks": without}), context)
         assert [v.message.split(":")[0] for v in found] == expected
+
+
+TEAM_IN_TESTS = '''
+from pytest_astro.policies import Policy, Violation
+
+
+class Owner(Policy):
+    code = "TEAM010"
+    name = "team_owner"
+    description = "the DAG's tasks belong to the data team"
+    hint = "set default_args={'owner': 'data'}"
+    default = True
+
+    def check(self, dag, context):
+        if dag.dag_id == "explodes":
+            raise ValueError("the team's policy has a bug")
+        return [Violation("not the data team's", task_id=t) for t, o in sorted(dag.task_owners.items()) if o != "data"]
+
+
+def pytest_astro_dag_policies(config):
+    return [Owner()]
+'''
+
+# a bug in a built-in policy, as a real bug would show: the policy's check raises
+BROKEN_BUILTIN = '''
+from pytest_astro.policies import builtin
+
+
+def crash(self, dag, context):
+    if dag.dag_id == "crashes":
+        return {}["no such key"]
+    return []
+
+
+builtin.Tags.check = crash
+'''
+
+
+def test_a_policy_in_tests_conftest_applies_and_errors_are_named(pytester, write_files):
+    """``tests/conftest.py`` loads after ``dags/`` is collected: its policy applies all the same. A
+    policy that raises makes the file's item an error naming it (a team's: its own; ours: a bug in
+    pytest-astro, with our traceback and none of pytest's runner), and every other file is checked."""
+    write_files(pytester.path, {
+        "pyproject.toml": '[tool.pytest-astro.policies]\nselect = ["DAG001", "DAG002", "TEAM"]\n',
+        "tests/conftest.py": TEAM_IN_TESTS,
+        "tests/test_x.py": "def test_x():\n    pass\n",
+        "conftest.py": BROKEN_BUILTIN,
+        "dags/good.py": dag_file("good"),
+        "dags/someone_elses.py": dag_file("someone_elses", default_args="{'owner': 'ops', 'retries': 2}"),
+        "dags/explodes.py": dag_file("explodes"),
+        "dags/crashes.py": dag_file("crashes"),
+    })
+    result = pytester.runpytest("--astro-dags", "dags", "tests", "-v")
+    assert outcomes(result) == {"dags/crashes.py::astro": "ERROR", "dags/explodes.py::astro": "ERROR",
+                                "dags/good.py::astro": "PASSED", "dags/someone_elses.py::astro": "FAILED",
+                                "tests/test_x.py::test_x": "PASSED"}, result.stdout.str()
+    section(result, "dags/someone_elses.py")  # the team's policy, from tests/conftest.py, found it
+    assert "TEAM010 someone_elses: task 't': not the data team's (hint: set default_args={'owner': 'data'})" \
+        in section(result, "dags/someone_elses.py")
+    team = section(result, "ERROR at setup of dags/explodes.py")
+    assert team.splitlines()[0] == (
+        "policy TEAM010 team_owner (from tests/conftest.py) raised an exception on "
+        "explodes (dags/explodes.py:16) (an error of that policy, not a finding: fix the policy or report it to its "
+        "authors)")
+    assert "ValueError: the team's policy has a bug" in team and "this is a bug in pytest-astro" not in team
+    ours = section(result, "ERROR at setup of dags/crashes.py")
+    assert ours.splitlines()[0] == (
+        "pytest-astro: internal error in policy DAG002 tags on crashes (dags/crashes.py:16): this is a bug in "
+        "pytest-astro, not in your DAG; please report it with the traceback below")
+    assert "KeyError: 'no such key'" in ours and 'return {}["no such key"]' in ours
+    for text in (team, ours):
+        assert "_pytest" not in text and "CallInfo" not in text and "pluggy" not in text, text
+    result.stdout.fnmatch_lines(["*1 failed, 2 passed, 2 errors*"])

@@ -10,10 +10,12 @@ Nothing here imports Airflow.
 
 from __future__ import annotations
 
+import inspect
 import re
 import traceback
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,23 +98,21 @@ def is_ours(obj: Any) -> bool:
 
 
 def trace_of(exc: BaseException) -> str:
-    """The exception's traceback from the frame that caught it down: no frames of pytest's runner."""
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    """The exception's traceback from the component's own frames down: none of pytest's runner (the
+    exception was caught below it), nor the frames of this module that called the component."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def _origin(policy: Any, config: pytest.Config) -> str:
-    """Where a policy object comes from, for its errors: the plugin that defined it, or its module."""
-    module = type(policy).__module__
-    for name, plugin in config.pluginmanager.list_name_plugin():
-        if getattr(plugin, "__name__", None) == module:
-            path = getattr(plugin, "__file__", None) or name
-            try:
-                from pathlib import Path
-
-                return str(Path(path).relative_to(config.rootpath))
-            except ValueError:
-                return str(path)
-    return module
+    """Where a policy's class is defined, relative to the rootdir (``tests/conftest.py``), else its module."""
+    try:
+        path = Path(inspect.getsourcefile(type(policy)) or "")
+        return path.relative_to(config.rootpath).as_posix() if path.is_absolute() else type(policy).__module__
+    except (TypeError, ValueError):
+        return type(policy).__module__
 
 
 class PolicyRun:
