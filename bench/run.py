@@ -1,6 +1,6 @@
 """Benchmark: ``pytest --astro-dags`` against the stock ways of testing DAG files, side by side.
 
-    python bench/run.py --files 200 1000 [--json bench/results.json] [--repeat 1]
+    python bench/run.py [--files 200 1000 5000] [--json bench/results.json] [--repeat 1]
 
 For each size it generates a realistic Astro project (classic operators, TaskFlow, dynamic DAGs
 made in a loop, DAGs importing shared ``include/`` modules, DAGs reading a YAML config, a few DAG
@@ -11,23 +11,26 @@ files importing heavy third-party packages from site-packages) and runs, each in
                  its four parametrize calls; ``include_examples=False`` dropped, which Airflow 3.3
                  no longer accepts), under pytest
   single-dagbag  a well-written hand-made test: one session-scoped DagBag, one test per DAG file
-  ours-cold      ``pytest --astro-dags dags``, empty cache
+  ours-cold      ``pytest --astro-dags dags`` with the default settings (the default DAG policies on,
+                 as a user runs it), empty cache
   ours-warm      the same again, nothing changed
   ours-1-dag     one DAG file edited
   ours-include   one include/ module edited (only the DAG files importing it may re-parse:
                  checked against the generator's own list of importers)
-  ours-policies-cold / -warm   the same with the default DAG policies on (the rows above switch
-                 them off, to compare like with like: one item per DAG file)
+  ablation-policies-off-cold / -warm   the same as ours-cold / ours-warm with every DAG policy
+                 switched off (``select = []``): what the policies cost (``--no-policies-off`` skips)
   pytest-floor   pytest with one trivial test per DAG file and no Airflow: the least any one-item-per-
                  file run costs (startup, collection, reporting)
   pytest-floor-per-file   the same, as a plugin that collects each DAG file as its own pytest.File
                  with one item (node ids ``dags/x.py::parse``, as ours): what that structure costs
   --ablations    ours without preloading; ours with a fresh fork per file (``isolation = "file"``);
                  a fresh interpreter per file (sampled, estimated)
-  --instructions also count the instructions that single-dagbag, pytest-floor, pytest-floor-per-file
-                 and ours-warm execute (valgrind's callgrind, when installed; each is one process):
-                 unlike wall time, the same from run to run on a shared VM, so the warm row's ratio to
-                 single-dagbag and its distance to the floors are measured exactly
+  --instructions also count the instructions that single-dagbag, pytest-floor, pytest-floor-per-file,
+                 ours-warm and ours-1-dag execute (valgrind's callgrind, when installed; summed over
+                 every process of the run, the sandbox's forks included): unlike wall time, the same
+                 from run to run on a shared VM, so the ratios to single-dagbag and the distance to the
+                 floors are measured exactly. ``--instructions-cold`` counts ours-cold and
+                 single-dagbag's cold twin as well (slow: callgrind runs ~50x slower)
 
 Every approach gets compiled bytecode of the installed packages (``--bytecode warm``, as after
 ``pip install``); the DAG files' own bytecode is never kept, as in a fresh checkout.
@@ -342,6 +345,7 @@ print(len(bag.dags), len(bag.import_errors))
 
 FLOOR_PER_FILE = ["-p", "floor_plugin", "dags"]
 POLICIES_OFF = "[tool.pytest-astro.policies]\nselect = []\n"
+DEFAULTS = ""  # an empty pyproject.toml: every setting at its default
 
 
 def heavy_modules() -> list[str]:
@@ -369,9 +373,8 @@ def make_project(root: Path, n: int, heavy: list[str]) -> dict:
     (root / "tests/test_single_dagbag.py").write_text(SINGLE_DAGBAG_TEST.lstrip())
     (root / "tests/test_floor.py").write_text(FLOOR_TEST.lstrip())
     (root / "floor_plugin.py").write_text(FLOOR_PLUGIN.lstrip())  # `python -m pytest -p floor_plugin dags`
-    # the parse rows compare like with like (one item per DAG file): DAG policies off; the
-    # ours-policies rows switch them back on
-    (root / "pyproject.toml").write_text(POLICIES_OFF)
+    # the default settings: the default DAG policies on (the ablation rows switch them off)
+    (root / "pyproject.toml").write_text(DEFAULTS)
     # mostly small DAG files, as in real projects; 1 in 50 imports a heavy package
     kinds = [CLASSIC, CLASSIC, TASKFLOW, TASKFLOW, DYNAMIC, USES_HELPERS, FROM_YAML, CLASSIC, TASKFLOW, "heavy"]
     helpers_users = []
@@ -473,16 +476,17 @@ def measure(cmd: list[str], cwd: Path, env: dict) -> dict:
 
 
 def count_instructions(cmd: list[str], cwd: Path, env: dict) -> int | None:
-    """Instructions ``cmd`` executes in its main process (valgrind's callgrind); None without valgrind
-    or when the command fails. The warm and floor rows start no other process."""
+    """Instructions ``cmd`` executes, summed over its process and every process it starts (valgrind's
+    callgrind follows forks and execs); None without valgrind or when the command fails."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         return None
     with tempfile.TemporaryDirectory(prefix="pytest-astro-callgrind-") as tmp:
-        proc = subprocess.run([valgrind, "--tool=callgrind", f"--callgrind-out-file={tmp}/out", *cmd],
+        proc = subprocess.run([valgrind, "--tool=callgrind", "--trace-children=yes",
+                               f"--callgrind-out-file={tmp}/out.%p", *cmd],
                               cwd=cwd, env=env, capture_output=True, text=True)
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    return int(found.group(1)) if found and proc.returncode == 0 else None
+    found = re.findall(r"Collected : (\d+)", proc.stderr)
+    return sum(map(int, found)) if found and proc.returncode == 0 else None
 
 
 def _report_files(path: Path) -> dict[str, bool]:
@@ -491,8 +495,38 @@ def _report_files(path: Path) -> dict[str, bool]:
     return {f["file"]: not f.get("cached") for f in data["files"]}
 
 
-def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True, bytecode: str = "warm",
-             ablations: bool = False, repeat: int = 1, instructions: bool = False) -> dict:
+def edit_one(root: Path, rep: int) -> None:
+    """The "one DAG file changed" edit (a task renamed, a comment added: a new content each time)."""
+    one = root / "dags" / "dag_0001.py"
+    one.write_text(one.read_text().replace('task_id="end"', 'task_id="finish"') + f"\n# edited {rep}\n")
+
+
+def _count_rows(root: Path, env: dict, pytest_cmd: list[str], ours: list[str], bytecode: str, workdir: Path,
+                which: str) -> dict[str, int | None]:
+    """Instruction counts of the rows ``which`` ("warm", or "cold" for the cold rows too), in the
+    default settings; the cache is filled first where the row needs it."""
+    counted: dict[str, int | None] = {}
+
+    def count(name: str, cmd: list[str]) -> None:
+        if bytecode == "warm":
+            shutil.rmtree(workdir / "bytecode" / str(root.resolve()).lstrip(os.sep), ignore_errors=True)
+        counted[name] = count_instructions(cmd, root, env)
+
+    for name, args in (("single-dagbag", ["tests/test_single_dagbag.py"]), ("pytest-floor", ["tests/test_floor.py"]),
+                       ("pytest-floor-per-file", FLOOR_PER_FILE)):
+        count(name, pytest_cmd + args + ["-p", "no:cacheprovider"])
+    if which == "cold":
+        shutil.rmtree(root / ".pytest_cache", ignore_errors=True)
+        count("ours-cold", ours)
+    subprocess.run(ours, cwd=root, env=env, capture_output=True)  # the cache filled
+    count("ours-warm", ours)
+    edit_one(root, 99)
+    count("ours-1-dag", ours)
+    return counted
+
+
+def run_size(n: int, workdir: Path, heavy: list[str], policies_off: bool = True, bytecode: str = "warm",
+             ablations: bool = False, repeat: int = 1, instructions: str = "") -> dict:
     root = workdir / f"project-{n}"
     if root.exists():
         shutil.rmtree(root)
@@ -540,16 +574,15 @@ def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True
         return result
 
     for rep in range(repeat):
-        (root / "pyproject.toml").write_text(POLICIES_OFF)
         row("template", pytest_cmd + ["tests/dags/test_dag_example.py", "-p", "no:cacheprovider"])
         row("single-dagbag", pytest_cmd + ["tests/test_single_dagbag.py", "-p", "no:cacheprovider"])
         row("pytest-floor", pytest_cmd + ["tests/test_floor.py", "-p", "no:cacheprovider"])
         row("pytest-floor-per-file", pytest_cmd + FLOOR_PER_FILE + ["-p", "no:cacheprovider"])
+        (root / "pyproject.toml").write_text(DEFAULTS)
         shutil.rmtree(root / ".pytest_cache", ignore_errors=True)
         row("ours-cold", ours, parsed=True)
         row("ours-warm", ours, parsed=True)
-        one = root / "dags" / "dag_0001.py"
-        one.write_text(one.read_text().replace('task_id="end"', 'task_id="finish"') + f"\n# edited {rep}\n")
+        edit_one(root, rep)
         result = row("ours-1-dag", ours, parsed=True)
         changed = _report_files(root / "report.json")
         result["parsed_exactly_it"] = sorted(f for f, p in changed.items() if p) == ["dags/dag_0001.py"]
@@ -559,30 +592,21 @@ def run_size(n: int, workdir: Path, heavy: list[str], with_policies: bool = True
         changed = _report_files(root / "report.json")
         result["parsed_exactly_importers"] = sorted(f for f, p in changed.items() if p) == facts["helpers_importers"]
         result["importers"] = len(facts["helpers_importers"])
-        if with_policies:
-            (root / "pyproject.toml").write_text("")  # the default DAG policies
+        if policies_off:  # an ablation: what the default DAG policies cost
+            (root / "pyproject.toml").write_text(POLICIES_OFF)
             shutil.rmtree(root / ".pytest_cache", ignore_errors=True)
-            row("ours-policies-cold", ours, parsed=True)
-            row("ours-policies-warm", ours, parsed=True)
+            row("ablation-policies-off-cold", ours, parsed=True)
+            row("ablation-policies-off-warm", ours, parsed=True)
         if ablations:
             # what the engine's tuning buys: no preloading of the DAG files' third-party imports;
             # a fresh fork per file instead of batches
-            for name, setting in (("ours-cold-no-preload", "preload = false"),
-                                  ("ours-cold-fork-per-file", 'isolation = "file"')):
-                (root / "pyproject.toml").write_text(POLICIES_OFF + f"[tool.pytest-astro]\n{setting}\n")
+            for name, setting in (("ablation-no-preload-cold", "preload = false"),
+                                  ("ablation-fork-per-file-cold", 'isolation = "file"')):
+                (root / "pyproject.toml").write_text(DEFAULTS + f"[tool.pytest-astro]\n{setting}\n")
                 shutil.rmtree(root / ".pytest_cache", ignore_errors=True)
                 row(name, ours)
-    counted: dict[str, int | None] = {}
-    if instructions:  # the warm row again, as it ran above (policies off, the cache filled)
-        (root / "pyproject.toml").write_text(POLICIES_OFF)
-        subprocess.run(ours, cwd=root, env=env, capture_output=True)
-        for name, cmd in (("single-dagbag", pytest_cmd + ["tests/test_single_dagbag.py", "-p", "no:cacheprovider"]),
-                          ("pytest-floor", pytest_cmd + ["tests/test_floor.py", "-p", "no:cacheprovider"]),
-                          ("pytest-floor-per-file", pytest_cmd + FLOOR_PER_FILE + ["-p", "no:cacheprovider"]),
-                          ("ours-warm", ours)):
-            if bytecode == "warm":
-                shutil.rmtree(workdir / "bytecode" / str(root.resolve()).lstrip(os.sep), ignore_errors=True)
-            counted[name] = count_instructions(cmd, root, env)
+    (root / "pyproject.toml").write_text(DEFAULTS)
+    counted = _count_rows(root, env, pytest_cmd, ours, bytecode, workdir, instructions) if instructions else {}
     rows: dict[str, dict] = {}
     for name, results in runs.items():
         ordered = sorted(results, key=lambda r: r["seconds"])
@@ -625,8 +649,11 @@ def _mib(n: int) -> str:
 def table(results: dict) -> str:
     lines = [f"{results['machine']}; load before: {results['load_before']}; heavy imports: "
              f"{', '.join(results['heavy']) or 'none installed'}", "",
-             "| files | approach | wall s | x single-dagbag | peak PSS MiB | x single | peak RSS sum MiB | notes |",
-             "|---:|---|---:|---:|---:|---:|---:|---|"]
+             "Rows named ours-* run the default settings (the default DAG policies on); ablation-* rows change "
+             "one setting.", "",
+             "| files | approach | wall s | x single-dagbag | G instructions | x single-dagbag | peak PSS MiB | x single "
+             "| peak RSS sum MiB | notes |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for n, rows in results["sizes"].items():
         for name, r in rows.items():
             notes = []
@@ -642,33 +669,36 @@ def table(results: dict) -> str:
                 notes.append(f"{r['x_template']:.2f}x template")
             if len(r.get("runs", [])) > 1:
                 notes.append(f"median of {len(r['runs'])}: {min(r['runs']):.2f}-{max(r['runs']):.2f} s")
-            if r.get("instructions"):
-                ratios = [f"{r[key]:.3f}x {label}" for key, label in (
-                    ("instructions_x_single", "single-dagbag"), ("instructions_x_floor_per_file", "pytest-floor-per-file"))
-                    if key in r and name not in label]
-                notes.append(f"{r['instructions'] / 1e9:.2f} G instructions" + (f" ({', '.join(ratios)})" if ratios else ""))
+            if r.get("instructions_x_floor_per_file"):
+                notes.append(f"{r['instructions_x_floor_per_file']:.3f}x pytest-floor-per-file's instructions")
             if r["exit"] != 0:
                 notes.append(f"exit {r['exit']}")
             if name == "spawn-per-file-est":
                 notes = r["summary"]
             mem = (f"{_mib(r['peak_pss'])} | {r['mem_x_single']:.2f} | {_mib(r['peak_rss'])}" if r["peak_pss"]
                    else "- | - | -")
-            lines.append(f"| {n} | {name} | {r['seconds']:.2f} | {r['x_single']:.2f} | {mem} | {'; '.join(notes)} |")
+            instr = (f"{r['instructions'] / 1e9:.2f} | {r['instructions_x_single']:.3f}" if r.get("instructions")
+                     and r.get("instructions_x_single") else "- | -")
+            lines.append(f"| {n} | {name} | {r['seconds']:.2f} | {r['x_single']:.2f} | {instr} | {mem} | {'; '.join(notes)} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, nargs="+", default=[200, 1000])
+    parser.add_argument("--files", type=int, nargs="+", default=[200, 1000, 5000])
     parser.add_argument("--json", default="bench/results.json", help="where to write the results")
     parser.add_argument("--bytecode", choices=("warm", "as-is"), default="warm",
                         help="warm: every approach gets compiled bytecode of the installed packages (as after "
                              "pip install); as-is: whatever this environment has")
     parser.add_argument("--ablations", action="store_true",
                         help="also: ours without preloading, and a fresh interpreter per file (estimated)")
-    parser.add_argument("--no-policies", action="store_true", help="skip the rows with the DAG policies on")
-    parser.add_argument("--instructions", action="store_true",
-                        help="also count the instructions of the floors and the warm row (needs valgrind)")
+    parser.add_argument("--no-policies-off", action="store_true",
+                        help="skip the ablation rows with every DAG policy off")
+    parser.add_argument("--instructions", action="store_const", const="warm", default="",
+                        help="also count the instructions of single-dagbag, the floors, ours-warm and ours-1-dag "
+                             "(needs valgrind)")
+    parser.add_argument("--instructions-cold", dest="instructions", action="store_const", const="cold",
+                        help="as --instructions, and ours-cold too (slow)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run every approach this many times (interleaved) and keep each one's median")
     parser.add_argument("--workdir", default=None, help="keep the generated projects here (default: a temp dir)")
@@ -681,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(args.workdir) if args.workdir else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         for n in args.files:
-            results["sizes"][str(n)] = run_size(n, workdir, heavy, not args.no_policies, args.bytecode, args.ablations,
+            results["sizes"][str(n)] = run_size(n, workdir, heavy, not args.no_policies_off, args.bytecode, args.ablations,
                                                 args.repeat, args.instructions)
             print(f"{n} files done", file=sys.stderr)
     results["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
