@@ -28,6 +28,8 @@ from pytest_astro.results import DagSummary, FileResult
 BUG = "this is a bug in pytest-astro, not in your DAG; please report it with the traceback below"
 # what a file's parse failure reports already (a dag_id defined twice, a cycle): not found again
 FOLLOW_FROM_PARSE = ("DAG004", "DAG005")
+# what every inline exemption comment holds (config.INLINE's fixed part)
+MARKER = "pytest-astro:"
 # the rule of a finding about an exemption comment itself (not a policy's)
 EXEMPTION_RULE = "exemption"
 
@@ -226,6 +228,7 @@ class _Checker:
         self.run, self.result = run, result
         self.out = FileFindings()
         self._lines: dict[str, list[str]] = {}
+        self._contexts: dict[str, PolicyContext] = {}
 
     def guarded(self, component: str, dag: str, ours: bool, func, *args):
         try:
@@ -235,12 +238,23 @@ class _Checker:
             return None
 
     def inline(self, dag: DagSummary) -> list:
-        """The ``# pytest-astro: ignore[...]`` comments that apply to ``dag`` (the file read once)."""
+        """The ``# pytest-astro: ignore[...]`` comments that apply to ``dag`` (the file read once; a
+        file without the marker is not looked at further)."""
         lines = self._lines.get(dag.file)
         if lines is None:
             context = PolicyContext(options={}, result=self.result, all_dags={}, project=self.run.astro.project)
-            lines = self._lines[dag.file] = context.source_lines(dag.file)
+            lines = context.source_lines(dag.file)
+            lines = self._lines[dag.file] = lines if any(MARKER in line for line in lines) else []
+        if not lines:
+            return []
         return inline_exemptions(lines, dag.line, _decorator_lines(lines, dag.line or 0))
+
+    def context(self, policy: Any) -> PolicyContext:
+        """The policy's context for this file (made once per policy, shared by the file's DAGs)."""
+        context = self._contexts.get(policy.code)
+        if context is None:
+            context = self._contexts[policy.code] = self.run.context(policy, self.result)
+        return context
 
     def dag(self, dag: DagSummary) -> None:
         inline = self.guarded("the inline exemption reader", _where(dag), True, self.inline, dag) or []
@@ -263,7 +277,7 @@ class _Checker:
 
     def policy(self, policy: Any, dag: DagSummary) -> list[Violation]:
         run = self.run
-        context = self.guarded("the policy context", _where(dag), True, run.context, policy, self.result)
+        context = self.guarded("the policy context", _where(dag), True, self.context, policy)
         if context is None:
             return []
         found = self.guarded(run.describe(policy), _where(dag), is_ours(policy),
