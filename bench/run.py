@@ -27,7 +27,8 @@ files importing heavy third-party packages from site-packages) and runs, each in
                  a fresh interpreter per file (sampled, estimated)
   --instructions also count the instructions that single-dagbag, pytest-floor, pytest-floor-per-file,
                  ours-warm and ours-1-dag execute (valgrind's callgrind, when installed; summed over
-                 every process of the run, the sandbox's forks included): unlike wall time, the same
+                 the programs of the run, the sandbox's server included but not its forked parse
+                 children, whose counts start from their parent's): unlike wall time, the same
                  from run to run on a shared VM, so the ratios to single-dagbag and the distance to the
                  floors are measured exactly. ``--instructions-cold`` counts ours-cold and
                  single-dagbag's cold twin as well (slow: callgrind runs ~50x slower)
@@ -476,8 +477,10 @@ def measure(cmd: list[str], cwd: Path, env: dict) -> dict:
 
 
 def count_instructions(cmd: list[str], cwd: Path, env: dict) -> int | None:
-    """Instructions ``cmd`` executes, summed over its process and every process it starts (valgrind's
-    callgrind follows forks and execs); None without valgrind or when the command fails."""
+    """Instructions ``cmd`` executes, summed over its process and every program it starts (the
+    sandbox's server); None without valgrind or when the command fails. Forked processes (the
+    sandbox's parse children) are left out: callgrind starts a fork with its parent's counts, so its
+    total would count the parent's work again (an unchanged run forks none; one changed file, one)."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         return None
@@ -485,8 +488,18 @@ def count_instructions(cmd: list[str], cwd: Path, env: dict) -> int | None:
         proc = subprocess.run([valgrind, "--tool=callgrind", "--trace-children=yes",
                                f"--callgrind-out-file={tmp}/out.%p", *cmd],
                               cwd=cwd, env=env, capture_output=True, text=True)
-    found = re.findall(r"Collected : (\d+)", proc.stderr)
-    return sum(map(int, found)) if found and proc.returncode == 0 else None
+        if proc.returncode != 0:
+            return None
+        first: dict[str, tuple[int, int]] = {}  # command line -> (pid, instructions) of its first process
+        for out in Path(tmp).glob("out.*"):
+            head = dict(line.split(": ", 1) for line in out.read_text(errors="replace").splitlines()
+                        if line.startswith(("pid: ", "cmd: ", "totals: ")))
+            if "totals" not in head:
+                continue
+            pid, total = int(head.get("pid", "0").split()[0]), int(head["totals"].split()[0])
+            if head.get("cmd", "") not in first or pid < first[head.get("cmd", "")][0]:
+                first[head.get("cmd", "")] = (pid, total)
+    return sum(total for _, total in first.values()) or None
 
 
 def _report_files(path: Path) -> dict[str, bool]:

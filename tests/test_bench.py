@@ -47,7 +47,7 @@ def test_instruction_counts_come_from_callgrind(tmp_path):
     small = bench.count_instructions([sys.executable, "-c", "pass"], tmp_path, env)
     more = bench.count_instructions([sys.executable, "-c", "sum(range(3_000_000))"], tmp_path, env)
     assert small and more and more > small + 10_000_000  # a loop of 3M iterations executes more
-    # a child process's instructions are counted too (the sandbox's forks)
+    # a program it starts is counted too (the sandbox's server)
     both = bench.count_instructions([sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, "
                                      "'-c', 'sum(range(3_000_000))'])"], tmp_path, env)
     assert both and both > more + small // 2
