@@ -676,7 +676,7 @@ def table(results: dict) -> str:
                 notes.append(f"exactly its {r['importers']} importers: {'yes' if r['parsed_exactly_importers'] else 'NO'}")
             if "parsed_exactly_it" in r:
                 notes.append(f"exactly that file: {'yes' if r['parsed_exactly_it'] else 'NO'}")
-            if name.startswith("ours"):
+            if name.startswith(("ours", "ablation")):
                 notes.append("sandbox started" if r["sandbox_started"] else "no sandbox, no Airflow")
             if "x_template" in r:
                 notes.append(f"{r['x_template']:.2f}x template")
