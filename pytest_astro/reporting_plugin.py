@@ -50,6 +50,7 @@ class CIReports:
         self.config: pytest.Config = astro.config
         self.problems: list[Problem] = []
         self.internal_errors: list[str] = []  # our own bugs while reporting (printed at the end)
+        self.exempted: list[str] = []  # policy findings an exemption covers, as their lines
 
     @property
     def base(self) -> Path:
@@ -64,6 +65,8 @@ class CIReports:
             return  # a user's test: not ours to describe
         if report.when == "setup":
             self._junit_name(report, props)
+        if report.when == "call":
+            self.exempted.extend(str(v) for k, v in report.user_properties if k == "exempted")
         if report.failed:
             try:
                 self.problems.extend(self._problems(report))
@@ -123,6 +126,10 @@ class CIReports:
         quiet = (self.config.getoption("verbose") or 0) < 0  # Config.get_verbosity() is pytest >= 8 only
         for line in ([summary.one_line()] if quiet else summary.table()):
             terminalreporter.write_line(line)
+        if self.exempted and not quiet:  # they pass, but the exemptions stay visible
+            terminalreporter.write_line(f"exempted findings ({len(self.exempted)}):")
+            for line in self.exempted:
+                terminalreporter.write_line(f"  {line}")
         for error in self.internal_errors:
             terminalreporter.write_line(error.rstrip(), red=True)
         if reporting.in_github_actions():
