@@ -319,3 +319,18 @@ def test_bad_option_value_is_a_usage_error(copy_example, pytester):
     result = pytester.runpytest("--astro-dags", "--astro-timeout", "soon")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*timeout: cannot read 'soon' as seconds*"])
+
+
+def test_items_are_made_without_parsing(pytester, write_files):
+    """A DAG file's item needs only its path: `--collect-only` parses nothing, and the batch is parsed
+    after deselection, once (``-k`` asks for keywords, which parse then)."""
+    marker = pytester.path / "imported"
+    counted = f"open({str(marker)!r}, 'a').write('x')\n"
+    write_files(pytester.path, {"pyproject.toml": NO_POLICIES, "dags/etl.py": counted + DAG.format(dag_id="etl"),
+                                "dags/other.py": DAG.format(dag_id="other")})
+    result = pytester.runpytest("--astro-dags", "--astro-no-cache", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["dags/etl.py::astro", "dags/other.py::astro"])
+    assert not marker.exists()
+    result = pytester.runpytest("--astro-dags", "--astro-no-cache", "-v", "-k", "other")
+    assert "dags/other.py::astro PASSED" in result.stdout.str() and "etl.py::astro" not in result.stdout.str()
+    assert marker.read_text() == "x"  # parsed once, for the keywords
