@@ -429,18 +429,26 @@ def pytest_astro_dag_policies(config):
     return [Owner()]
 '''
 
-# a bug in a built-in policy, as a real bug would show: the policy's check raises
+# a bug in a built-in policy, as a real bug would show: the policy's check raises (for this session
+# only: pytester's in-process run shares our modules)
 BROKEN_BUILTIN = '''
 from pytest_astro.policies import builtin
+
+KEPT = builtin.Tags.check
 
 
 def crash(self, dag, context):
     if dag.dag_id == "crashes":
         return {}["no such key"]
-    return []
+    return KEPT(self, dag, context)
 
 
-builtin.Tags.check = crash
+def pytest_configure(config):
+    builtin.Tags.check = crash
+
+
+def pytest_unconfigure(config):
+    builtin.Tags.check = KEPT
 '''
 
 

@@ -264,6 +264,28 @@ def test_no_annotations_outside_github_actions(pytester, write_files, monkeypatc
     result.stdout.fnmatch_lines(["failures *1", "  syntax error *1"])
 
 
+def test_a_bug_in_the_ci_reports_is_ours_and_the_run_goes_on(pytester, write_files, monkeypatch):
+    """A reporter that raises (here made to, from a conftest.py) does not end the run, nor change
+    the item's outcome: it is reported once, as pytest-astro's bug, with its traceback."""
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    write_files(pytester.path, {
+        "dags/bad.py": "from airflow import DAG\nwith DAG(:\n    pass\n",
+        "dags/good.py": GOOD.format(dag_id="good"),
+        "pyproject.toml": "[tool.pytest-astro.policies]\nselect = []\n",
+        # patched for this session only (pytester's in-process run shares our modules)
+        "conftest.py": "from pytest_astro.reporting_plugin import CIReports\n\nKEPT = CIReports._problems\n\n"
+                       "def broken(self, report):\n    raise RuntimeError('reporter bug')\n\n"
+                       "def pytest_configure(config):\n    CIReports._problems = broken\n\n"
+                       "def pytest_unconfigure(config):\n    CIReports._problems = KEPT\n",
+    })
+    result = pytester.runpytest("--astro-dags")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["pytest-astro: internal error in the CI reports on dags/bad.py::astro: this is a bug "
+                                 "in pytest-astro, not in your DAG; please report it with the traceback below",
+                                 "Traceback (most recent call last):", "*RuntimeError: reporter bug"])
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
 # ------------------------------------------------------------------------------------ the commands
 
 
