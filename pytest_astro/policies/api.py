@@ -8,7 +8,7 @@ what needs the real DAG object is computed in the parse sandbox and read from ``
 ```python
 from pytest_astro.policies import Policy, Violation
 
-class NoEmailOnFailure(Policy):
+class TeamPrefix(Policy):
     code = "TEAM001"
     name = "team_prefix"
     description = "dag_id starts with the team prefix"
@@ -59,7 +59,7 @@ class Policy:
 
     - ``code``: stable, unique, upper-case letters then digits (``DAG002``, ``TEAM001``); what users
       select, ignore and exempt.
-    - ``name``: the item name in node ids (``dags/etl.py::etl_daily::<name>``), lower_snake_case.
+    - ``name``: lower_snake_case; names its options table (``[tool.pytest-astro.policies.<name>]``).
     - ``description``: one line, what a passing DAG looks like.
     - ``hint``: one line, how to fix a violation.
     - ``options``: the defaults of the options users may set in
@@ -118,7 +118,7 @@ def validate_policy(policy: Any, where: str) -> str | None:
     if not isinstance(code, str) or not CODE_PATTERN.match(code):
         return f"{where}: policy {policy!r} needs a code like 'TEAM001' (upper-case letters, then digits)"
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        return f"{where}: policy {code} needs a name like 'team_prefix' (lower_snake_case, used in node ids)"
+        return f"{where}: policy {code} needs a name like 'team_prefix' (lower_snake_case: its options table's key)"
     if not callable(getattr(policy, "check", None)):
         return f"{where}: policy {code} needs a check(dag, context) method returning a list of Violation"
     return None
