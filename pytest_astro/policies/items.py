@@ -150,7 +150,9 @@ class PolicyRun:
                                                    settings.root / "pyproject.toml")
         except ConfigError as exc:
             raise pytest.UsageError(f"pytest-astro policies: {exc}") from None
-        self.check_dag_hooks = list(reversed(config.hook.pytest_astro_check_dag.get_hookimpls()))  # pluggy's order
+        # called one by one (in pluggy's order), so that an implementation that raises is named
+        self.check_dag_hooks = [impl for impl in reversed(config.hook.pytest_astro_check_dag.get_hookimpls())
+                                if not (getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False))]
         self._values: tuple[set[str], set[str]] | None = None
         self._all_dags: dict[str, list[DagSummary]] | None = None
         self._all_dags_key: tuple | None = None
