@@ -582,6 +582,9 @@ class DagFileItem(InDagFile, pytest.Item):
                 self.found = file_findings(run, self.result)
             step = "the report of the file's check"
             self._describe()
+            if self.result is not None and any(e.kind == "internal" for e in self.result.errors):
+                # our sandbox code failed on the file: no verdict on it, an error of ours
+                self.error = InternalError(long_text(self.result))
         except pytest.UsageError:
             raise
         except Exception as exc:  # our own bug: this item errors, the run goes on

@@ -64,17 +64,18 @@ def test_source_with_a_coding_cookie_a_bom_or_crlf_is_read_as_python_reads_it(py
         "dags/bom_crlf.py": ("\ufeff" + LATIN1.replace("latin-1", "utf-8").replace("latin1", "bom_crlf")
                              ).replace("\n", "\r\n").encode("utf-8"),
     })
-    result = pytester.runpytest("--astro-dags", "-rs")
+    result = pytester.runpytest("--astro-dags")
     out = result.stdout.str()
     assert "IndexError" not in out and "UnicodeDecodeError" not in out, out
     for name in ("latin1", "bom_crlf"):
-        # the exemption comment above the DAG was read (the DAG has no tags): skipped, with its reason
-        result.stdout.fnmatch_lines([f"SKIPPED * DAG002 exempt at dags/{name}.py:6: l'équipe de José*"])
+        # the exemption comment above the DAG was read (the DAG has no tags): exempted, with its reason
+        result.stdout.fnmatch_lines([f"exempted: dags/{name}.py:7: DAG002 {name}: * [[]exempt at dags/{name}.py:6: "
+                                     "l'équipe de José*"])
         # the start_date computed from now() is found in the source (no microseconds, three days ago)
-        result.stdout.fnmatch_lines([f"dags/{name}.py:11: DAG007 start_date: start_date is computed at parse "
+        result.stdout.fnmatch_lines([f"dags/{name}.py:11: DAG007 {name}_moving: start_date is computed at parse "
                                      "time (datetime.now())*"])
-    # 2 files x (parse + 2 DAGs x 8 default policies) = 34: per file, one skip and one DAG007 failure
-    result.assert_outcomes(passed=34 - 4, skipped=2, failed=2)
+    # one item per file, each failing on its DAG007 finding alone
+    result.assert_outcomes(failed=2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,8 +112,8 @@ def test_a_dag_of_one_long_chain_passes(pytester):
     """Before: no_cycles failed with RecursionError (a recursive depth-first search)."""
     _write(pytester.path, {"dags/long_chain.py": CHAIN})
     result = pytester.runpytest("--astro-dags", "-v", "--astro-timeout", "120")
-    result.stdout.fnmatch_lines(["*long_chain::no_cycles PASSED*"])
-    result.assert_outcomes(passed=1 + 8)
+    result.stdout.fnmatch_lines(["*dags/long_chain.py::astro PASSED*"])  # no_cycles among its default policies
+    result.assert_outcomes(passed=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,8 +221,8 @@ def test_dags_from_other_modules_without_a_line_and_with_any_ids_pass(pytester):
     result = pytester.runpytest("--astro-dags", "-v", "--astro-report", "report.json")
     out = result.stdout.str()
     assert "Error" not in out, out
-    # 1 parse item, 5 DAGs x 8 default policies
-    result.assert_outcomes(passed=1 + 5 * 8)
+    # one item: the file parses and its 5 DAGs pass the default policies
+    result.assert_outcomes(passed=1)
     import json
 
     report = json.loads((pytester.path / "report.json").read_text())
@@ -313,7 +314,7 @@ def test_dag_code_and_users_tests_see_the_runtimes_paths(pytester):
     })
     before = {p for p in pytester.path.rglob("*")}
     result = pytester.runpytest_subprocess("--astro-dags", "-v")
-    result.stdout.fnmatch_lines(["*dags/reads_home.py::parse PASSED*", "*test_paths_are_the_runtimes PASSED*"])
+    result.stdout.fnmatch_lines(["*dags/reads_home.py::astro PASSED*", "*test_paths_are_the_runtimes PASSED*"])
     ignored = {"__pycache__", ".pytest_cache", "runpytest-0", "runpytest-current", "stdout", "stderr"}  # pytester's
     new = sorted(str(p.relative_to(pytester.path)) for p in set(pytester.path.rglob("*")) - before
                  if not ignored & set(p.parts))

@@ -23,9 +23,9 @@ import pytest
 from pytest_astro.config import ConfigError
 from pytest_astro.policies.api import PolicyContext, Violation, validate_policy
 from pytest_astro.policies.config import PolicyConfig, inline_exemptions
-from pytest_astro.results import DagSummary, FileResult
+from pytest_astro.results import INTERNAL_NOTICE, DagSummary, FileResult
 
-BUG = "this is a bug in pytest-astro, not in your DAG; please report it with the traceback below"
+BUG = INTERNAL_NOTICE  # the last words of every internal error's headline
 # what a file's parse failure reports already (a dag_id defined twice, a cycle): not found again
 FOLLOW_FROM_PARSE = ("DAG004", "DAG005")
 # what every inline exemption comment holds (config.INLINE's fixed part)
