@@ -487,3 +487,20 @@ def test_a_policy_in_tests_conftest_applies_and_errors_are_named(pytester, write
     for text in (team, ours):
         assert "_pytest" not in text and "CallInfo" not in text and "pluggy" not in text, text
     result.stdout.fnmatch_lines(["*1 failed, 2 passed, 2 errors*"])
+
+
+def test_an_internal_error_of_the_sandbox_makes_the_item_an_error(pytester):
+    """A result that says our own sandbox code failed on the file is no verdict: the file's item
+    errors with our notice and traceback, and the other files keep their outcomes."""
+    from tests.test_verdicts import BREAKS_US, GOOD
+
+    (pytester.path / "dags").mkdir()
+    (pytester.path / "pyproject.toml").write_text("[tool.pytest-astro.policies]\nselect = []\n")
+    (pytester.path / "dags/breaks_us.py").write_text(BREAKS_US)
+    (pytester.path / "dags/good.py").write_text(GOOD.format(dag_id="good"))
+    (pytester.path / "dags/broken.py").write_text("from airflow import DAG\nraise ValueError('mine')\n")
+    result = pytester.runpytest("--astro-dags", "-v")
+    assert outcomes(result) == {"dags/breaks_us.py::astro": "ERROR", "dags/broken.py::astro": "FAILED",
+                                "dags/good.py::astro": "PASSED"}, result.stdout.str()
+    text = section(result, "ERROR at setup of dags/breaks_us.py")
+    assert "this is a bug in pytest-astro, not in your DAG" in text and "Traceback (pytest-astro):" in text
