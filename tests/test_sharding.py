@@ -1,0 +1,198 @@
+"""Shards: the split (every file in exactly one shard, deterministic, balanced), CI detection,
+the durations file, and checking N shard reports together."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from pytest_astro.sharding import (
+    CI_VARIABLES,
+    Shard,
+    ShardError,
+    check_shard_reports,
+    from_ci,
+    load_durations,
+    parse_shard,
+    report_section,
+    shard_files,
+    split,
+    split_key,
+    store_durations,
+)
+
+
+def _project(rng: random.Random, n: int) -> tuple[list[str], dict[str, float]]:
+    files = [f"dags/{'team_%d/' % rng.randrange(5) if rng.random() < 0.3 else ''}dag_{i:05d}.py" for i in range(n)]
+    # mostly small files, a few slow ones (a heavy import), some never measured
+    durations = {f: (rng.uniform(1.0, 4.0) if rng.random() < 0.02 else rng.uniform(0.005, 0.08))
+                 for f in files if rng.random() < 0.9}
+    return files, durations
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_every_file_lands_in_exactly_one_shard_the_same_way_every_time(seed):
+    rng = random.Random(seed)
+    files, durations = _project(rng, rng.randrange(0, 400))
+    total = rng.randrange(1, 9)
+    shards = split(files, durations, total)
+    assert len(shards) == total
+    flat = [f for s in shards for f in s]
+    assert sorted(flat) == sorted(set(files)) and len(flat) == len(set(flat))
+    # the order files come in, duplicates, and which job computes it change nothing
+    shuffled = files[:] + files[: len(files) // 3]
+    rng.shuffle(shuffled)
+    assert split(shuffled, dict(reversed(list(durations.items()))), total) == shards
+    assert split_key(shuffled, durations, total) == split_key(files, durations, total)
+    for k in range(1, total + 1):
+        assert shard_files(files, durations, Shard(k, total)) == shards[k - 1]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_shards_are_balanced_by_measured_parse_time(seed):
+    rng = random.Random(100 + seed)
+    files, durations = _project(rng, 2000)
+    durations = {f: durations.get(f, 0.04) for f in files}  # all measured: the balance is exact to check
+    for total in (2, 4, 7):
+        loads = [sum(durations[f] for f in s) for s in split(files, durations, total)]
+        mean = sum(loads) / total
+        # longest processing time first: no shard is more than the largest single file above the mean
+        assert max(loads) - mean <= max(durations.values()) + 1e-6
+        assert max(loads) / mean < 1.05
+        # while splitting by count alone (round-robin over sorted names) is far off on the same files
+    counted = [sum(durations[f] for f in sorted(files)[i::4]) for i in range(4)]
+    weighed = [sum(durations[f] for f in s) for s in split(files, durations, 4)]
+    assert max(weighed) <= max(counted)
+
+
+def test_a_slow_file_gets_a_shard_of_its_own():
+    durations = {"dags/slow.py": 10.0, **{f"dags/f{i}.py": 1.0 for i in range(10)}}
+    shards = split(durations, durations, 2)
+    assert ["dags/slow.py"] in shards
+    assert sorted(len(s) for s in shards) == [1, 10]
+
+
+def test_unmeasured_files_weigh_the_mean_of_the_measured():
+    durations = {"dags/a.py": 3.0, "dags/b.py": 1.0}  # mean 2: c and d weigh 2 each
+    shards = split(["dags/a.py", "dags/b.py", "dags/c.py", "dags/d.py"], durations, 2)
+    assert shards == [["dags/a.py", "dags/b.py"], ["dags/c.py", "dags/d.py"]]
+    # no measurement at all: by count
+    assert [len(s) for s in split([f"dags/{i}.py" for i in range(9)], {}, 3)] == [3, 3, 3]
+
+
+def test_more_shards_than_files_leaves_some_empty():
+    assert split(["dags/a.py"], {}, 3) == [["dags/a.py"], [], []]
+    assert split([], {}, 2) == [[], []]
+
+
+def test_the_split_key_changes_with_the_files_or_their_durations():
+    files = ["dags/a.py", "dags/b.py"]
+    key = split_key(files, {"dags/a.py": 1.0}, 2)
+    assert split_key(files + ["dags/c.py"], {"dags/a.py": 1.0}, 2) != key
+    assert split_key(files, {"dags/a.py": 2.0}, 2) != key
+    assert split_key(files, {"dags/a.py": 1.0}, 3) != key
+    assert split_key(files, {"dags/a.py": 1.0001}, 2) == key  # the same to the millisecond
+
+
+@pytest.mark.parametrize("value, shard", [
+    ("2/4", Shard(2, 4)), (" 1/1 ", Shard(1, 1)), ("4/4", Shard(4, 4)), ("", None), (None, None)])
+def test_parse_shard(value, shard):
+    assert parse_shard(value, env={}) == shard
+
+
+@pytest.mark.parametrize("value", ["0/4", "5/4", "2", "a/b", "2/0", "1/-1", "two/four"])
+def test_parse_shard_refuses_what_is_not_a_shard(value):
+    with pytest.raises(ShardError, match="--astro-shard"):
+        parse_shard(value, env={})
+
+
+@pytest.mark.parametrize("env, expected", [
+    # GitLab `parallel: 4`: CI_NODE_INDEX 1..4
+    ({"CI_NODE_INDEX": "1", "CI_NODE_TOTAL": "4"}, (1, 4, "GitLab CI")),
+    ({"CI_NODE_INDEX": "4", "CI_NODE_TOTAL": "4"}, (4, 4, "GitLab CI")),
+    # CircleCI `parallelism: 3`: CIRCLE_NODE_INDEX 0..2
+    ({"CIRCLE_NODE_INDEX": "0", "CIRCLE_NODE_TOTAL": "3"}, (1, 3, "CircleCI")),
+    ({"CIRCLE_NODE_INDEX": "2", "CIRCLE_NODE_TOTAL": "3"}, (3, 3, "CircleCI")),
+    # Azure `strategy: parallel: 2`: System.JobPositionInPhase 1..2
+    ({"SYSTEM_JOBPOSITIONINPHASE": "2", "SYSTEM_TOTALJOBSINPHASE": "2"}, (2, 2, "Azure Pipelines")),
+    # Bitbucket parallel steps: BITBUCKET_PARALLEL_STEP 0..N-1
+    ({"BITBUCKET_PARALLEL_STEP": "0", "BITBUCKET_PARALLEL_STEP_COUNT": "5"}, (1, 5, "Bitbucket Pipelines")),
+    ({"BITBUCKET_PARALLEL_STEP": "4", "BITBUCKET_PARALLEL_STEP_COUNT": "5"}, (5, 5, "Bitbucket Pipelines")),
+])
+def test_auto_reads_each_ci_systems_parallel_job_variables(env, expected):
+    shard = parse_shard("auto", env={"CI": "true", **env})
+    assert (shard.index, shard.total) == expected[:2] and shard.source.startswith(expected[2])
+
+
+@pytest.mark.parametrize("env", [
+    {}, {"CI_NODE_TOTAL": "1"},  # a GitLab job without `parallel:` has CI_NODE_TOTAL=1 and no index
+    {"SYSTEM_JOBPOSITIONINPHASE": "1", "SYSTEM_TOTALJOBSINPHASE": "1"},  # an Azure job that is not sliced
+    {"GITHUB_ACTIONS": "true"},  # no native variables: a matrix passes --astro-shard K/N
+])
+def test_auto_outside_a_parallel_job_is_no_shard(env):
+    assert parse_shard("auto", env=env) is None
+
+
+def test_auto_refuses_variables_that_are_no_shard():
+    with pytest.raises(ShardError, match="CIRCLE_NODE_INDEX='3'"):
+        from_ci({"CIRCLE_NODE_INDEX": "3", "CIRCLE_NODE_TOTAL": "3"})  # 0-based: 3 of 3 does not exist
+    with pytest.raises(ShardError, match="CI_NODE_INDEX='0'"):
+        from_ci({"CI_NODE_INDEX": "0", "CI_NODE_TOTAL": "2"})  # 1-based
+
+
+def test_every_provider_is_listed_once():
+    assert len({name for name, *_ in CI_VARIABLES}) == len(CI_VARIABLES) == 4
+
+
+def test_durations_file_round_trip(tmp_path):
+    path = tmp_path / "durations.json"
+    assert load_durations(path) == {}
+    written = store_durations(path, {"dags/a.py": 0.12345678, "dags/gone.py": 1.0},
+                              {"dags/b.py": 0.5, "dags/a.py": 9.0}, ["dags/a.py", "dags/b.py", "dags/c.py"])
+    # measured wins over what was there; removed files are dropped; unmeasured ones stay unmeasured
+    assert written == {"dags/a.py": 0.1235, "dags/b.py": 0.5}
+    assert load_durations(path) == written
+    assert path.read_text().count("\n") == 7  # one line per file: a small diff when one changes
+
+
+def test_a_broken_durations_file_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "durations.json"
+    path.write_text("{not json")
+    with pytest.raises(ShardError, match=r"durations\.json:1: not a pytest-astro durations file"):
+        load_durations(path)
+    path.write_text(json.dumps({"files": ["dags/a.py"]}))
+    with pytest.raises(ShardError, match="--astro-store-durations"):
+        load_durations(path)
+
+
+def _report(shard: Shard, files: list[str], owned: list[str], key: str = "k", ids=None) -> dict:
+    ids = ids or {}
+    return {"shard": report_section(shard, key, owned, None),
+            "files": [{"file": f, "ok": True, "dag_ids": ids.get(f, [f.split("/")[-1][:-3]])} for f in files]}
+
+
+def test_shard_reports_that_add_up():
+    a, b = ["dags/a.py", "dags/c.py"], ["dags/b.py"]
+    assert check_shard_reports([_report(Shard(1, 2), a, a), _report(Shard(2, 2), b, b)]) == []
+
+
+def test_shard_reports_that_do_not_add_up():
+    a, b = ["dags/a.py", "dags/c.py"], ["dags/b.py"]
+    problems = check_shard_reports([_report(Shard(1, 2), a, a), _report(Shard(1, 2), a, a)])
+    assert "shards [1, 1] reported, expected each of 1..2 once" in problems
+    assert "dags/a.py: parsed 2 times across the shards, expected once" in problems
+    problems = check_shard_reports([_report(Shard(1, 2), a[:1], a), _report(Shard(2, 2), b, b, key="other")])
+    assert any("different splits" in p for p in problems)
+    assert "dags/c.py: parsed 0 times across the shards, expected once" in problems
+    problems = check_shard_reports([_report(Shard(1, 2), a + b, a), _report(Shard(2, 2), [], b)])
+    assert "dags/b.py: reported by shard 1/2 but belongs to shard 2" in problems
+    assert check_shard_reports([{"files": []}]) != []
+
+
+def test_a_dag_id_in_two_shards_is_found_in_their_reports():
+    a, b = ["dags/a.py"], ["dags/b.py"]
+    ids = {"dags/a.py": ["shared"], "dags/b.py": ["shared", "own"]}
+    problems = check_shard_reports([_report(Shard(1, 2), a, a, ids=ids), _report(Shard(2, 2), b, b, ids=ids)])
+    assert problems == ["dag_id 'shared' is defined in dags/a.py, dags/b.py: Airflow keeps only one"]
