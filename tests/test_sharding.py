@@ -196,3 +196,56 @@ def test_a_dag_id_in_two_shards_is_found_in_their_reports():
     ids = {"dags/a.py": ["shared"], "dags/b.py": ["shared", "own"]}
     problems = check_shard_reports([_report(Shard(1, 2), a, a, ids=ids), _report(Shard(2, 2), b, b, ids=ids)])
     assert problems == ["dag_id 'shared' is defined in dags/a.py, dags/b.py: Airflow keeps only one"]
+
+
+# ------------------------------------------------------------------ the static pass of a partial run
+
+LITERAL_DAGS = '''
+from airflow.sdk import DAG, dag
+from airflow import models
+
+with DAG("classic", schedule=None):
+    pass
+with models.DAG(dag_id='keyword', schedule=None):
+    pass
+etl = DAG(
+    "multi_line",
+)
+TriggerDagRunOperator(task_id="t", trigger_dag_id="other_team")   # names another DAG
+ExternalTaskSensor(task_id="s", external_dag_id="upstream")
+for region in ("emea", "amer"):
+    with DAG(f"dynamic_{region}", schedule=None):                # made at run time: not a literal
+        pass
+
+@dag(schedule=None)
+def taskflow_one():
+    pass
+
+@dag(
+    dag_id="taskflow_named",
+    schedule=None,
+)
+def named():
+    pass
+'''
+
+
+def test_literal_dag_ids_reads_what_the_source_spells_out():
+    from pytest_astro.selection import literal_dag_ids
+
+    ids = literal_dag_ids(LITERAL_DAGS)
+    assert {"classic", "keyword", "multi_line", "taskflow_one", "taskflow_named"} <= ids
+    assert not ids & {"other_team", "upstream", "emea", "amer"}
+    assert not any(i.startswith("dynamic") for i in ids)
+
+
+def test_also_parse_picks_the_files_that_spell_out_a_selected_files_id(tmp_path):
+    from pytest_astro.selection import also_parse
+
+    files = {"a.py": 'DAG("shared")\n', "b.py": 'DAG(dag_id="shared")\n', "c.py": 'DAG("own")\n',
+             "d.py": 'TriggerDagRunOperator(trigger_dag_id="shared")\n', "e.py": "@dag()\ndef shared():\n    pass\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    others = [tmp_path / n for n in ("b.py", "c.py", "d.py", "e.py")]
+    assert also_parse([tmp_path / "a.py"], others) == [tmp_path / "b.py", tmp_path / "e.py"]
+    assert also_parse([tmp_path / "c.py"], [tmp_path / "a.py", tmp_path / "b.py"]) == []
