@@ -21,6 +21,11 @@ _OPTIONS = [
     ("--astro-isolation", "astro_isolation", "'batch' (default): a forked process parses several files "
                                               "in turn, state reset between them, failures re-run alone; "
                                               "'file': a fresh fork for every file"),
+    ("--astro-shard", "astro_shard", "check the K-th of N parts of the DAG files (K/N, e.g. 2/4), split by "
+                                      "their measured parse times; 'auto' reads K and N from the CI's "
+                                      "parallel-job variables (GitLab, CircleCI, Azure, Bitbucket)"),
+    ("--astro-durations", "astro_durations", "the file of measured parse times that --astro-shard splits by "
+                                              "(default: .pytest-astro-durations.json in the project)"),
 ]
 
 
@@ -45,6 +50,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="check only the DAG files changed since REF, and those importing a changed "
                          "include/ or plugins/ module (default REF: the merge base with the default "
                          "branch, else uncommitted changes)")
+    group.addoption("--astro-store-durations", action="store_true", default=False,
+                    help="write this run's parse times into the durations file (see --astro-durations)")
     group.addoption("--astro-upgrade-check", action="store_true", default=False,
                     help="also list, per DAG file, what will break on Airflow 3 (removed imports, arguments, "
                          "context keys): one `airflow3` item per file, from the lint rules AST301-AST304")

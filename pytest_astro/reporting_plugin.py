@@ -144,7 +144,11 @@ class CIReports:
         where = self.config.invocation_params.dir
         sarif_path = self.config.getoption("astro_report_sarif", default=None)
         if sarif_path:
-            reporting.write_json(Path(where, sarif_path), reporting.sarif(self.problems, self.base))
+            log = reporting.sarif(self.problems, self.base)
+            category = self.astro.shards.sarif_category()
+            if category:  # one analysis per shard: a shard's upload does not close another's alerts
+                log["runs"][0]["automationDetails"] = {"id": category}
+            reporting.write_json(Path(where, sarif_path), log)
         gitlab_path = self.config.getoption("astro_report_gitlab", default=None)
         if gitlab_path:
             reporting.write_json(Path(where, gitlab_path), reporting.gitlab_code_quality(self.problems, self.base))

@@ -93,6 +93,7 @@ class AstroSession:
         self.engine = ParseEngine(self.project, values=values)
         self.results: dict[str, FileResult] | None = None
         self._policy_run = None  # built on first use, once collection is over (policy_run)
+        self.also_parsed: set[str] = set()  # files parsed only for another file's checks (_also_parse)
         self._exceptions = self._integrity_exceptions()
         self._upgrade: dict[Path, list[str]] | None = None  # --astro-upgrade-check findings per file
         mismatch = self.project.runtime_mismatch()
@@ -108,6 +109,13 @@ class AstroSession:
         # --astro-changed: only the DAG files a change can affect are collected and parsed
         self.changed_note = ""
         self._selected = self._changed_selection()
+        # --astro-shard: only this shard's DAG files are collected and parsed (sharding_plugin.py)
+        from pytest_astro.sharding_plugin import ShardRun
+
+        self.shards = ShardRun(self)
+        if self.shards.files is not None:
+            self._selected = self.shards.files if self._selected is None else self._selected & self.shards.files
+        config.pluginmanager.register(self.shards, "astro-shards")
         if config.getoption("cacheclear", default=False) and not hasattr(config, "workerinput"):
             clear_parse_cache(self.project)  # pytest clears only the rootdir's cache; ours may be elsewhere
         xdist.prepare_controller(config)
@@ -150,13 +158,21 @@ class AstroSession:
 
     def _parse_batch(self, targets: list[Path]) -> dict[str, FileResult]:
         def parse():
-            results = self.engine.parse(targets)
-            return results, dataclasses.asdict(self.engine.stats)
+            extra = self._also_parse(targets)
+            results = self.engine.parse(targets + extra)
+            also = sorted(self.project.relative(p) for p in extra)
+            return results, {**dataclasses.asdict(self.engine.stats), "also_parsed": also}
 
         results, stats = xdist.shared_batch(self.config, self.project, parse)
+        self._take_stats(stats)
+        return results
+
+    def _take_stats(self, stats: dict) -> None:
+        """The parse's stats (from this process, or from the xdist worker that parsed the batch)."""
+        stats = dict(stats)
+        self.also_parsed = set(stats.pop("also_parsed", ()))
         for key, value in stats.items():
             setattr(self.engine.stats, key, value)
-        return results
 
     def _requested_paths(self) -> list[Path]:
         """The paths pytest collects (its args without ``::`` node parts), absolute."""
@@ -173,6 +189,17 @@ class AstroSession:
         except EngineError as exc:
             raise pytest.UsageError(f"pytest-astro: {exc}") from None
         inprocess.set_results(self.results)
+
+    def _also_parse(self, targets: list[Path]) -> list[Path]:
+        """For a run over part of the project: the other DAG files that spell out a dag_id one of
+        ``targets`` spells out, parsed too so that a dag_id in two files still fails (selection.py)."""
+        chosen = {self.project.real(t) for t in targets}
+        others = [p for p in self.project.all_dag_files if self.project.real(p) not in chosen]
+        if not others or not targets:
+            return []
+        from pytest_astro.selection import also_parse
+
+        return also_parse(targets, others)
 
     def results_for(self, path: Path) -> FileResult | None:
         self._initial_batch()
@@ -354,13 +381,12 @@ class AstroSession:
             loaded = xdist.read_batch(self.project, uid)
             if loaded is not None:
                 self.results, stats = loaded
-                for key, value in stats.items():
-                    setattr(self.engine.stats, key, value)
+                self._take_stats(stats)
             xdist.finish(self.project, uid)
         path = self.config.getoption("astro_report", default=None)
         if not path:
             return
-        results = list((self.results or {}).values())
+        results = [r for r in (self.results or {}).values() if r.file not in self.also_parsed]
         data = {
             "version": 1,
             "project": str(self.project.root),
@@ -369,6 +395,11 @@ class AstroSession:
             "failed": sum(not r.ok for r in results),
             "tests": {**self.counts, "total": sum(self.counts.values())},
         }
+        if self.also_parsed:  # parsed for the dag_id check of the files above, not checked themselves
+            data["also_parsed"] = sorted(self.also_parsed)
+        shard = self.shards.report_section()
+        if shard is not None:
+            data["shard"] = shard
         out = Path(self.config.invocation_params.dir, path)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report_json(data))

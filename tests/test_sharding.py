@@ -249,3 +249,153 @@ def test_also_parse_picks_the_files_that_spell_out_a_selected_files_id(tmp_path)
     others = [tmp_path / n for n in ("b.py", "c.py", "d.py", "e.py")]
     assert also_parse([tmp_path / "a.py"], others) == [tmp_path / "b.py", tmp_path / "e.py"]
     assert also_parse([tmp_path / "c.py"], [tmp_path / "a.py", tmp_path / "b.py"]) == []
+
+
+# ------------------------------------------------------------------ real sharded pytest runs
+
+# Each import of a DAG file appends its name to parses.log: how often each file was parsed, in total.
+LOGGED = '''
+from datetime import datetime
+from pathlib import Path
+from airflow.sdk import DAG
+from airflow.providers.standard.operators.empty import EmptyOperator
+
+with open(Path(__file__).parents[1] / "parses.log", "a") as log:
+    log.write(Path(__file__).name + "\\n")
+
+with DAG("{dag_id}", start_date=datetime(2024, 1, 1), schedule=None, tags=["t"], default_args={{"retries": 2}}):
+    EmptyOperator(task_id="t")
+'''
+
+USERS_TESTS = '''
+def test_one():
+    pass
+
+def test_two():
+    pass
+
+def test_three():
+    pass
+'''
+
+
+def _logged_project(pytester, write_files, ids: dict[str, str], durations: dict[str, float] | None = None):
+    from tests.conftest import AIRFLOW_MAJOR
+
+    source = LOGGED if AIRFLOW_MAJOR >= 3 else LOGGED.replace("airflow.sdk", "airflow")
+    write_files(pytester.path, {f"dags/{name}": source.format(dag_id=dag_id) for name, dag_id in ids.items()})
+    write_files(pytester.path, {"tests/test_users.py": USERS_TESTS})
+    if durations is not None:
+        store_durations(pytester.path / ".pytest-astro-durations.json", durations, {}, durations)
+
+
+def _run_shard(pytester, k: int, n: int, *args: str):
+    """One shard as one CI job: a runner of its own (no parse cache from the other shards)."""
+    import shutil
+
+    shutil.rmtree(pytester.path / ".pytest_cache", ignore_errors=True)
+    return pytester.runpytest_subprocess("--astro-dags", "-p", "no:randomly", "--astro-shard", f"{k}/{n}",
+                                         "--astro-report", f"report-{k}.json", "-rA", *args)
+
+
+def _reports(pytester, n: int) -> list[dict]:
+    return [json.loads((pytester.path / f"report-{k}.json").read_text()) for k in range(1, n + 1)]
+
+
+def test_four_shards_parse_each_dag_file_exactly_once(pytester, write_files):
+    ids = {f"dag_{i}.py": f"dag_{i}" for i in range(9)}
+    _logged_project(pytester, write_files, ids)
+    outcomes = []
+    for k in range(1, 5):
+        result = _run_shard(pytester, k, 4, "-p", "no:pytest-split")
+        assert result.ret == 0, result.stdout.str()
+        result.stdout.fnmatch_lines([f"astro: shard {k}/4 (--astro-shard): * of 9 DAG files, split by count*"])
+        outcomes.append(sum(line.startswith("PASSED tests/") for line in result.stdout.lines))
+    parsed = sorted((pytester.path / "parses.log").read_text().split())
+    assert parsed == sorted(ids)  # every file once, across the four shards
+    reports = _reports(pytester, 4)
+    assert check_shard_reports(reports) == []
+    assert sum(r["parsed"] for r in reports) == 9
+    assert [len(r["shard"]["files"]) for r in reports] == [3, 2, 2, 2]
+    # without pytest-split, users' own tests run in shard 1 (and are deselected in the others)
+    assert outcomes == [3, 0, 0, 0]
+
+
+def test_users_tests_follow_pytest_split_across_the_shards(pytester, write_files):
+    pytest.importorskip("pytest_split")
+    _logged_project(pytester, write_files, {"a.py": "a", "b.py": "b"})
+    ran = []
+    for k in (1, 2):
+        result = _run_shard(pytester, k, 2)
+        assert result.ret == 0, result.stdout.str()
+        result.stdout.fnmatch_lines(["*your own tests: pytest-split's group*"])
+        ran += [line.split()[1] for line in result.stdout.lines if line.startswith("PASSED tests/")]
+        # pytest-split did not split this shard's DAG files again
+        assert any(line.startswith("PASSED dags/") for line in result.stdout.lines)
+    assert sorted(ran) == [f"tests/test_users.py::test_{n}" for n in ("one", "three", "two")]
+    assert sorted((pytester.path / "parses.log").read_text().split()) == ["a.py", "b.py"]
+    # pytest-split's own options must agree with the shard
+    result = pytester.runpytest_subprocess("--astro-dags", "--astro-shard", "1/2", "--splits", "3", "--group", "1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--astro-shard 1/2 and pytest-split's --splits 3 --group 1 disagree*"])
+
+
+def test_a_duplicate_dag_id_split_across_two_shards_is_still_reported(pytester, write_files):
+    # longest first over 2 shards: a.py (4 s) -> 1, b.py (3 s) -> 2, c.py -> 2, d.py -> 1
+    durations = {"dags/a.py": 4.0, "dags/b.py": 3.0, "dags/c.py": 2.0, "dags/d.py": 1.0}
+    _logged_project(pytester, write_files, {"a.py": "shared", "b.py": "shared", "c.py": "c", "d.py": "d"}, durations)
+    for k, mine, other in ((1, "a.py", "b.py"), (2, "b.py", "a.py")):
+        result = _run_shard(pytester, k, 2, "-p", "no:pytest-split")
+        assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+        result.stdout.fnmatch_lines([f"*split by the parse times in .pytest-astro-durations.json*",
+                                     f"dags/{mine}:*: DuplicateDagId: dag_id 'shared' is also defined in dags/{other}:*"])
+        report = json.loads((pytester.path / f"report-{k}.json").read_text())
+        assert report["also_parsed"] == [f"dags/{other}"]  # parsed for the check, not reported as its own
+        assert f"dags/{other}" not in {f["file"] for f in report["files"]}
+    reports = _reports(pytester, 2)
+    assert [r["shard"]["files"] for r in reports] == [["dags/a.py", "dags/d.py"], ["dags/b.py", "dags/c.py"]]
+    assert check_shard_reports(reports) == [
+        "dag_id 'shared' is defined in dags/a.py, dags/b.py: Airflow keeps only one"]
+
+
+def test_auto_takes_the_shard_from_the_ci_and_names_the_reports_after_it(pytester, write_files, monkeypatch):
+    _logged_project(pytester, write_files, {"a.py": "a", "b.py": "b", "c.py": "c"})
+    monkeypatch.setenv("CI_NODE_INDEX", "2")
+    monkeypatch.setenv("CI_NODE_TOTAL", "2")
+    result = pytester.runpytest_subprocess(
+        "--astro-dags", "--astro-shard", "auto", "-p", "no:pytest-split", "--junitxml", "junit-{shard}.xml",
+        "--astro-report-sarif", "astro-{shard}.sarif", "--astro-report", "report-{shard}.json")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["astro: shard 2/2 (GitLab CI (CI_NODE_INDEX/CI_NODE_TOTAL)): 1 of 3 DAG files*"])
+    junit = (pytester.path / "junit-2-of-2.xml").read_text()
+    assert 'testsuite name="pytest (pytest-astro shard 2/2)"' in junit
+    sarif = json.loads((pytester.path / "astro-2-of-2.sarif").read_text())
+    assert sarif["runs"][0]["automationDetails"] == {"id": "pytest-astro/shard-2-of-2/"}
+    report = json.loads((pytester.path / "report-2-of-2.json").read_text())
+    assert report["shard"]["label"] == "2/2" and report["shard"]["source"].startswith("GitLab CI")
+    # not a parallel job: `auto` checks everything, as without it
+    monkeypatch.delenv("CI_NODE_INDEX")
+    monkeypatch.setenv("CI_NODE_TOTAL", "1")
+    result = pytester.runpytest_subprocess("--astro-dags", "--astro-shard", "auto", "-p", "no:pytest-split")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["astro: project *, 3 DAG files*"])
+    assert "astro: shard" not in result.stdout.str() and "deselected" not in result.stdout.str()
+
+
+def test_store_durations_then_split_by_them(pytester, write_files):
+    _logged_project(pytester, write_files, {"a.py": "a", "b.py": "b", "c.py": "c"})
+    result = pytester.runpytest_subprocess("--astro-dags", "--astro-store-durations", "-p", "no:pytest-split")
+    assert result.ret == 0, result.stdout.str()
+    stored = load_durations(pytester.path / ".pytest-astro-durations.json")
+    assert sorted(stored) == ["dags/a.py", "dags/b.py", "dags/c.py"] and all(s > 0 for s in stored.values())
+    result = _run_shard(pytester, 1, 2, "-p", "no:pytest-split")
+    result.stdout.fnmatch_lines(["*split by the parse times in .pytest-astro-durations.json*"])
+    assert json.loads((pytester.path / "report-1.json").read_text())["shard"]["files"] == \
+        shard_files(stored, stored, Shard(1, 2))
+
+
+def test_a_bad_shard_is_a_usage_error(pytester, write_files):
+    _logged_project(pytester, write_files, {"a.py": "a"})
+    result = pytester.runpytest_subprocess("--astro-dags", "--astro-shard", "3/2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--astro-shard '3/2': K must be between 1 and N*"])
