@@ -399,3 +399,26 @@ def test_a_bad_shard_is_a_usage_error(pytester, write_files):
     result = pytester.runpytest_subprocess("--astro-dags", "--astro-shard", "3/2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--astro-shard '3/2': K must be between 1 and N*"])
+
+
+@pytest.mark.slow
+def test_scale_bench_runs_and_checks_what_it_claims(tmp_path):
+    """bench/scale.py end to end on a tiny project (timings are measured, never asserted)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "scale.json"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "scale.py"), "--files", "6", "--shards", "2",
+                           "--json", str(out), "--workdir", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert set(rows) == {"single", "shards-parallel", "shards-one-by-one"}
+    assert rows["single"]["parsed"] == 6 and rows["single"]["exit"] == 0
+    for name in ("shards-parallel", "shards-one-by-one"):
+        row = rows[name]
+        assert row["exit"] == 0 and row["adds_up"], row
+        assert sum(row["parsed"]) == 6 and len(row["shard_seconds"]) == 2 and row["balance"] >= 1.0
+    assert "| shards-parallel |" in proc.stdout
