@@ -182,16 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {os.cpu_count()} cores for {args.shards} simulated runners: shards-parallel shares them; "
               f"shards-one-by-one gives each shard's own time", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="pytest-astro-scale-") as tmp:
-        workdir = Path(args.workdir) if args.workdir else Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        results["rows"] = run(args.files, args.shards, workdir, not args.no_policies, args.no_durations)
-    results["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    text = table(results)
-    print(text)
-    results["markdown"] = text
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+        if args.workdir:
+            Path(args.workdir).mkdir(parents=True, exist_ok=True)
+        rows = run(args.files, args.shards, Path(args.workdir or tmp), not args.no_policies, args.no_durations)
+    results.update(rows=rows, load_after=" ".join(f"{x:.2f}" for x in os.getloadavg()))
+    results["markdown"] = table(results)
+    print(results["markdown"])
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
 
 
