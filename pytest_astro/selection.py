@@ -58,3 +58,36 @@ def also_parse(selected: Iterable[Path], others: Iterable[Path]) -> list[Path]:
     if not wanted:
         return []
     return [path for path in others if not wanted.isdisjoint(literal_dag_ids(_read(path)))]
+
+
+# ------------------------------------------------------------------------------ -k before parsing
+
+_IDENT = re.compile(r"[\w:+\-.\[\]\\/]+")  # what pytest's -k grammar takes for a name
+
+
+def names_a_code(expression: str, codes: Iterable[str]) -> bool:
+    """Whether the ``-k`` expression may match a policy code (pytest matches each name as a
+    case-insensitive substring): then an item's keywords need its findings, hence its parse."""
+    names = {n.lower() for n in _IDENT.findall(expression or "")} - {"and", "or", "not"}
+    lowered = [c.lower() for c in codes]
+    return any(name in code for name in names for code in lowered)
+
+
+class KnownIds:
+    """The dag_ids of DAG files that are not parsed: from the parse cache's outline of the file when
+    it holds a valid result (exact), else the ids its source spells out (``literal_dag_ids``)."""
+
+    def __init__(self, project, extra_key: str, use_cache: bool):
+        self.cache = None
+        if use_cache:
+            from pytest_astro.parse.cache import ParseCache
+
+            kept = dict(project.content_digests)  # the cache takes the discovery's digests: the parse's needs them too
+            self.cache = ParseCache(project, extra_key=extra_key)
+            project.content_digests = kept
+
+    def of(self, path: Path) -> set[str]:
+        hit = self.cache.get(path) if self.cache is not None else None
+        if hit is not None:
+            return {dag_id for dag_id, _, _ in hit.dag_refs()}
+        return literal_dag_ids(_read(path))

@@ -2,7 +2,8 @@
 
 Registered by ``plugin.py`` only when the DAG checks are on. Each DAG file is one item
 (``dags/etl.py::astro``), made from its path alone. The parse runs once, as a batch, when
-collection is over (or earlier, if ``-k`` asks the items for their keywords); results are plain
+collection is over, for the DAG files of the items left after deselection (``-k``, ``--lf``,
+node ids, a shard; or earlier, if ``-k`` asks the items for their keywords); results are plain
 data and the user's DAG files are never imported in the pytest process. Each item then checks its
 file's DAGs against the selected policies (``policies/items.py``).
 """
@@ -94,6 +95,8 @@ class AstroSession:
         self.results: dict[str, FileResult] | None = None
         self._policy_run = None  # built on first use, once collection is over (policy_run)
         self.also_parsed: set[str] = set()  # files parsed only for another file's checks (_also_parse)
+        self._candidates: list[Path] | None = None  # DAG files of the items collected (before deselection)
+        self._known_ids = None  # for -k: selection.KnownIds, or False when -k may name a policy code
         self._exceptions = self._integrity_exceptions()
         self._upgrade: dict[Path, list[str]] | None = None  # --astro-upgrade-check findings per file
         mismatch = self.project.runtime_mismatch()
@@ -178,12 +181,19 @@ class AstroSession:
         """The paths pytest collects (its args without ``::`` node parts), absolute."""
         return [Path(self.config.invocation_params.dir, arg.split("::")[0]).resolve() for arg in self.config.args]
 
-    def _initial_batch(self) -> None:
+    def _initial_batch(self, items: list[pytest.Item] | None = None) -> None:
+        """Parse the batch: the DAG files of ``items`` (the items left once collection is over); before
+        that, those of the items collected (``-k`` asks them for their keywords before it deselects),
+        or, before there are items (a fixture of a user's test), every file pytest was asked for."""
         if self.results is not None:
             return
-        targets = self.project.dag_files(self._requested_paths())
-        if self._selected is not None:
-            targets = [t for t in targets if self.project.real(t) in self._selected]
+        if items is not None or self._candidates is not None:
+            paths = (i.path for i in items if isinstance(i, DagFileItem)) if items is not None else self._candidates
+            targets = sorted({self.project.real(p) for p in paths}, key=str)
+        else:
+            targets = self.project.dag_files(self._requested_paths())
+            if self._selected is not None:
+                targets = [t for t in targets if self.project.real(t) in self._selected]
         try:
             self.results = self._parse_batch(targets)
         except EngineError as exc:
@@ -200,6 +210,23 @@ class AstroSession:
         from pytest_astro.selection import also_parse
 
         return also_parse(targets, others)
+
+    def keyword_ids(self, path: Path) -> set[str] | None:
+        """``-k``'s dag_ids of a DAG file, without parsing it (selection.KnownIds); None when ``-k``
+        may name a policy code: then the item's findings, hence its parse, decide."""
+        if self._known_ids is None:
+            from pytest_astro.parse import coverage_support
+            from pytest_astro.selection import KnownIds, names_a_code
+
+            if names_a_code(self.config.getoption("keyword", ""), self.policy_run.known):
+                self._known_ids = False
+            else:
+                use_cache = self.settings.cache and not coverage_support.active()
+                self._known_ids = KnownIds(self.project, self.values.digest(), use_cache)
+        if self._known_ids is False:
+            return None
+        result = (self.results or {}).get(self.project.relative(path))
+        return {d for d, _, _ in result.dag_refs()} if result is not None else self._known_ids.of(path)
 
     def results_for(self, path: Path) -> FileResult | None:
         self._initial_batch()
@@ -259,7 +286,8 @@ class AstroSession:
 
     @pytest.hookimpl(tryfirst=True)  # before -k deselects: it asks the items for their keywords
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        if any(isinstance(item, DagFileItem) for item in items):
+        self._candidates = [item.path for item in items if isinstance(item, DagFileItem)]
+        if self._candidates:
             self.policy_run  # noqa: B018 - built now: its errors stop the run before anything runs
 
     @pytest.hookimpl(trylast=True)
@@ -271,7 +299,7 @@ class AstroSession:
         # the batch is parsed once deselection is over (a parse error of the engine is a usage error
         # here, not one item's error)
         if not self.config.getoption("collectonly", False) and any(isinstance(i, DagFileItem) for i in session.items):
-            self._initial_batch()
+            self._initial_batch(session.items)  # only the files of the items that will run
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
         resolved = self.project.real(file_path)
@@ -644,6 +672,9 @@ class DagFileItem(InDagFile, pytest.Item):
                 self.error = InternalError("\n".join(e.text() for e in found.errors))
 
     def verdict_keywords(self) -> set[str]:
+        known = self.astro.keyword_ids(self.path)
+        if known is not None:  # -k names no policy code: the dag_ids are enough, known without a parse
+            return known
         try:
             self.verdict()
         except pytest.UsageError:

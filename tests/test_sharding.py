@@ -422,3 +422,95 @@ def test_scale_bench_runs_and_checks_what_it_claims(tmp_path):
         assert row["exit"] == 0 and row["adds_up"], row
         assert sum(row["parsed"]) == 6 and len(row["shard_seconds"]) == 2 and row["balance"] >= 1.0
     assert "| shards-parallel |" in proc.stdout
+
+
+# ------------------------------------------------------------------ parse what runs
+
+BROKEN_LOGGED = '''
+from pathlib import Path
+with open(Path(__file__).parents[1] / "parses.log", "a") as log:
+    log.write(Path(__file__).name + "\\n")
+from airflow.sdk import DAG
+raise RuntimeError("broken on purpose")
+'''
+
+# dag_ids made at run time: no static pass can read them
+DYNAMIC = LOGGED.split("with DAG(")[0] + '''
+for region in ("emea", "amer"):
+    with DAG(f"dyn_{region}", start_date=datetime(2024, 1, 1), schedule=None, tags=["t"],
+             default_args={"retries": 2}):
+        EmptyOperator(task_id="t")
+'''
+
+
+def _parsed_files(pytester) -> list[str]:
+    log = pytester.path / "parses.log"
+    files = sorted(log.read_text().split()) if log.exists() else []
+    log.unlink(missing_ok=True)
+    return files
+
+
+def _dag_project(pytester, write_files, extra: dict[str, str] | None = None):
+    _logged_project(pytester, write_files, {"a.py": "alpha", "b.py": "beta", "c.py": "gamma"})
+    (pytester.path / "tests" / "test_users.py").unlink()
+    write_files(pytester.path, extra or {})
+
+
+def test_k_parses_only_the_files_it_selects(pytester, write_files):
+    _dag_project(pytester, write_files)
+    result = pytester.runpytest_subprocess("--astro-dags", "--astro-no-cache", "-k", "beta", "-rA")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["1 DAG files (0 unchanged, from cache)*", "PASSED dags/b.py::astro",
+                                 "*1 passed, 2 deselected*"])
+    assert _parsed_files(pytester) == ["b.py"]
+    # a policy code in -k needs every file's findings: those are parsed (the cache would hold them)
+    result = pytester.runpytest_subprocess("--astro-dags", "--astro-no-cache", "-k", "DAG002")
+    assert _parsed_files(pytester) == ["a.py", "b.py", "c.py"]
+
+
+def test_k_matches_dag_ids_made_at_run_time_from_the_cache(pytester, write_files):
+    _dag_project(pytester, write_files, {"dags/dyn.py": DYNAMIC})
+    assert pytester.runpytest_subprocess("--astro-dags").ret == 0  # fills the cache
+    _parsed_files(pytester)
+    result = pytester.runpytest_subprocess("--astro-dags", "-k", "dyn_amer", "-rA")
+    result.stdout.fnmatch_lines(["PASSED dags/dyn.py::astro", "*1 passed, 3 deselected*"])
+    assert _parsed_files(pytester) == []  # the ids came from the cache's outline
+
+
+def test_lf_after_a_run_with_one_broken_file_parses_that_file(pytester, write_files):
+    _dag_project(pytester, write_files, {"dags/broken.py": BROKEN_LOGGED})
+    first = pytester.runpytest_subprocess("--astro-dags")
+    assert first.ret == pytest.ExitCode.TESTS_FAILED
+    assert _parsed_files(pytester) == ["a.py", "b.py", "broken.py", "c.py"]
+    # without the parse cache, so that only the selection can keep the other files from being parsed
+    again = pytester.runpytest_subprocess("--astro-dags", "--lf", "--astro-no-cache")
+    again.stdout.fnmatch_lines(["1 DAG files (0 unchanged, from cache), 1 failed to parse*", "*1 failed*"])
+    assert _parsed_files(pytester) == ["broken.py"]
+
+
+def test_node_ids_and_deselect_parse_only_what_runs(pytester, write_files):
+    _dag_project(pytester, write_files)
+    result = pytester.runpytest_subprocess("--astro-dags", "--astro-no-cache", "dags/c.py::astro")
+    result.assert_outcomes(passed=1)
+    assert _parsed_files(pytester) == ["c.py"]
+    result = pytester.runpytest_subprocess("--astro-dags", "--astro-no-cache", "--deselect", "dags/a.py::astro")
+    result.assert_outcomes(passed=2, deselected=1)
+    assert _parsed_files(pytester) == ["b.py", "c.py"]
+
+
+def test_xdist_workers_share_the_one_parse_of_the_selection(pytester, write_files):
+    pytest.importorskip("xdist")
+    _dag_project(pytester, write_files)
+    result = pytester.runpytest_subprocess("--astro-dags", "--astro-no-cache", "-n", "2", "-k", "alpha or gamma")
+    result.assert_outcomes(passed=2)  # (the xdist controller does not count the workers' deselected)
+    assert _parsed_files(pytester) == ["a.py", "c.py"]  # once each, for both workers
+
+
+def test_a_duplicate_outside_the_selection_still_fails_the_selected_file(pytester, write_files):
+    _dag_project(pytester, write_files, {"dags/z.py": LOGGED.format(dag_id="alpha")})
+    result = pytester.runpytest_subprocess("--astro-dags", "--astro-no-cache", "dags/a.py", "--astro-report", "r.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["dags/a.py:*: DuplicateDagId: dag_id 'alpha' is also defined in dags/z.py:*"])
+    assert _parsed_files(pytester) == ["a.py", "z.py"]  # z.py spells out 'alpha': parsed for the check
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert [f["file"] for f in report["files"]] == ["dags/a.py"] and report["also_parsed"] == ["dags/z.py"]
