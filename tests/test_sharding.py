@@ -514,3 +514,19 @@ def test_a_duplicate_outside_the_selection_still_fails_the_selected_file(pyteste
     assert _parsed_files(pytester) == ["a.py", "z.py"]  # z.py spells out 'alpha': parsed for the check
     report = json.loads((pytester.path / "r.json").read_text())
     assert [f["file"] for f in report["files"]] == ["dags/a.py"] and report["also_parsed"] == ["dags/z.py"]
+
+
+def test_pytest_split_groups_parse_only_their_dag_files(pytester, write_files):
+    pytest.importorskip("pytest_split")
+    _dag_project(pytester, write_files)
+    parsed = []
+    for group in (1, 2):
+        result = pytester.runpytest_subprocess("--astro-dags", "--astro-no-cache", "--splits", "2",
+                                               "--group", str(group), "-rA")
+        assert result.ret == 0, result.stdout.str()
+        ran = sorted(line.split()[1].split("/")[1].split("::")[0] for line in result.stdout.lines
+                     if line.startswith("PASSED dags/"))
+        files = _parsed_files(pytester)
+        assert files == ran  # what pytest-split kept, nothing else
+        parsed += files
+    assert sorted(parsed) == ["a.py", "b.py", "c.py"]
