@@ -1,4 +1,4 @@
-"""The `pytest-astro` command: `pytest-astro parse|lint|deploy|ci ...`.
+"""The `pytest-astro` command: `pytest-astro parse|lint|deploy|ci|shards ...`.
 
 Each subcommand lives in its own module, imported only when it runs, which exposes
 ``add_arguments(parser)`` and ``run(args) -> int`` (the exit status).
@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "lint": ("pytest_astro.lint.cli", "static checks on DAG source (libcst), with autofixes"),
     "deploy": ("pytest_astro.deploy.cli", "check (no token: suite, plan), then apply (token: deploy what was checked)"),
     "ci": ("pytest_astro.ci.cli", "write CI/CD pipeline templates"),
+    "shards": ("pytest_astro.sharding", "check that the --astro-report files of N shards add up"),
 }
 
 

@@ -259,3 +259,32 @@ def _dag_ids(result: Mapping) -> list[str]:
     if ids is None:
         ids = [d["dag_id"] for d in result.get("dags", [])]
     return list(ids)
+
+
+# ------------------------------------------------------------------------ `pytest-astro shards`
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("reports", nargs="+", metavar="REPORT",
+                        help="the --astro-report JSON of each shard (e.g. astro-1-of-4.json ... astro-4-of-4.json)")
+
+
+def run(args) -> int:
+    """`pytest-astro shards REPORT...`: check that N shards' reports add up (``check_shard_reports``);
+    prints one problem per line and exits 1 when there is any, 2 when a report cannot be read."""
+    import sys
+
+    reports = []
+    for name in args.reports:
+        try:
+            reports.append(json.loads(Path(name).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            print(f"{name}: not a readable --astro-report file ({exc})", file=sys.stderr)
+            return 2
+    problems = check_shard_reports(reports)
+    for problem in problems:
+        print(problem)
+    if not problems:
+        files = sum(len(r["shard"]["files"]) for r in reports)
+        print(f"{len(reports)} shards, {files} DAG files, each parsed once; no dag_id in two files")
+    return 1 if problems else 0

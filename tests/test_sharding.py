@@ -317,6 +317,10 @@ def test_four_shards_parse_each_dag_file_exactly_once(pytester, write_files):
     assert check_shard_reports(reports) == []
     assert sum(r["parsed"] for r in reports) == 9
     assert [len(r["shard"]["files"]) for r in reports] == [3, 2, 2, 2]
+    from tests.conftest import run_cli
+
+    checked = run_cli("shards", *(f"report-{k}.json" for k in range(1, 5)), cwd=pytester.path)
+    assert checked.returncode == 0 and "4 shards, 9 DAG files, each parsed once" in checked.stdout
     # without pytest-split, users' own tests run in shard 1 (and are deselected in the others)
     assert outcomes == [3, 0, 0, 0]
 
@@ -356,6 +360,10 @@ def test_a_duplicate_dag_id_split_across_two_shards_is_still_reported(pytester, 
     assert [r["shard"]["files"] for r in reports] == [["dags/a.py", "dags/d.py"], ["dags/b.py", "dags/c.py"]]
     assert check_shard_reports(reports) == [
         "dag_id 'shared' is defined in dags/a.py, dags/b.py: Airflow keeps only one"]
+    from tests.conftest import run_cli
+
+    checked = run_cli("shards", "report-1.json", "report-2.json", cwd=pytester.path)
+    assert checked.returncode == 1 and "dag_id 'shared' is defined in dags/a.py, dags/b.py" in checked.stdout
 
 
 def test_auto_takes_the_shard_from_the_ci_and_names_the_reports_after_it(pytester, write_files, monkeypatch):
