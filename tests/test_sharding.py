@@ -279,10 +279,14 @@ def test_three():
 '''
 
 
-def _logged_project(pytester, write_files, ids: dict[str, str], durations: dict[str, float] | None = None):
+def _for_airflow(source: str) -> str:
     from tests.conftest import AIRFLOW_MAJOR
 
-    source = LOGGED if AIRFLOW_MAJOR >= 3 else LOGGED.replace("airflow.sdk", "airflow")
+    return source if AIRFLOW_MAJOR >= 3 else source.replace("airflow.sdk", "airflow")
+
+
+def _logged_project(pytester, write_files, ids: dict[str, str], durations: dict[str, float] | None = None):
+    source = _for_airflow(LOGGED)
     write_files(pytester.path, {f"dags/{name}": source.format(dag_id=dag_id) for name, dag_id in ids.items()})
     write_files(pytester.path, {"tests/test_users.py": USERS_TESTS})
     if durations is not None:
@@ -477,7 +481,7 @@ def test_k_parses_only_the_files_it_selects(pytester, write_files):
 
 
 def test_k_matches_dag_ids_made_at_run_time_from_the_cache(pytester, write_files):
-    _dag_project(pytester, write_files, {"dags/dyn.py": DYNAMIC})
+    _dag_project(pytester, write_files, {"dags/dyn.py": _for_airflow(DYNAMIC)})
     assert pytester.runpytest_subprocess("--astro-dags").ret == 0  # fills the cache
     _parsed_files(pytester)
     result = pytester.runpytest_subprocess("--astro-dags", "-k", "dyn_amer", "-rA")
@@ -486,7 +490,7 @@ def test_k_matches_dag_ids_made_at_run_time_from_the_cache(pytester, write_files
 
 
 def test_lf_after_a_run_with_one_broken_file_parses_that_file(pytester, write_files):
-    _dag_project(pytester, write_files, {"dags/broken.py": BROKEN_LOGGED})
+    _dag_project(pytester, write_files, {"dags/broken.py": _for_airflow(BROKEN_LOGGED)})
     first = pytester.runpytest_subprocess("--astro-dags")
     assert first.ret == pytest.ExitCode.TESTS_FAILED
     assert _parsed_files(pytester) == ["a.py", "b.py", "broken.py", "c.py"]
@@ -515,7 +519,7 @@ def test_xdist_workers_share_the_one_parse_of_the_selection(pytester, write_file
 
 
 def test_a_duplicate_outside_the_selection_still_fails_the_selected_file(pytester, write_files):
-    _dag_project(pytester, write_files, {"dags/z.py": LOGGED.format(dag_id="alpha")})
+    _dag_project(pytester, write_files, {"dags/z.py": _for_airflow(LOGGED).format(dag_id="alpha")})
     result = pytester.runpytest_subprocess("--astro-dags", "--astro-no-cache", "dags/a.py", "--astro-report", "r.json")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["dags/a.py:*: DuplicateDagId: dag_id 'alpha' is also defined in dags/z.py:*"])
