@@ -49,6 +49,8 @@ class ShardRun:
         self.rel_files: list[str] = []
         self.key = ""
         self.total_files = 0
+        self.durations: dict[str, float] = {}
+        self._split = None  # pytest-split's grouping of users' tests (_take_over_pytest_split)
         if self.shard is None:
             return
         try:
