@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import subprocess
+import sys
 
 import pytest
 
+from pytest_astro.selection import also_parse, literal_dag_ids
 from pytest_astro.sharding import (
     CI_VARIABLES,
     Shard,
@@ -22,6 +26,7 @@ from pytest_astro.sharding import (
     split_key,
     store_durations,
 )
+from tests.conftest import AIRFLOW_MAJOR, REPO, run_cli
 
 
 def _project(rng: random.Random, n: int) -> tuple[list[str], dict[str, float]]:
@@ -231,8 +236,6 @@ def named():
 
 
 def test_literal_dag_ids_reads_what_the_source_spells_out():
-    from pytest_astro.selection import literal_dag_ids
-
     ids = literal_dag_ids(LITERAL_DAGS)
     assert {"classic", "keyword", "multi_line", "taskflow_one", "taskflow_named"} <= ids
     assert not ids & {"other_team", "upstream", "emea", "amer"}
@@ -240,8 +243,6 @@ def test_literal_dag_ids_reads_what_the_source_spells_out():
 
 
 def test_also_parse_picks_the_files_that_spell_out_a_selected_files_id(tmp_path):
-    from pytest_astro.selection import also_parse
-
     files = {"a.py": 'DAG("shared")\n', "b.py": 'DAG(dag_id="shared")\n', "c.py": 'DAG("own")\n',
              "d.py": 'TriggerDagRunOperator(trigger_dag_id="shared")\n', "e.py": "@dag()\ndef shared():\n    pass\n"}
     for name, text in files.items():
@@ -280,8 +281,6 @@ def test_three():
 
 
 def _for_airflow(source: str) -> str:
-    from tests.conftest import AIRFLOW_MAJOR
-
     return source if AIRFLOW_MAJOR >= 3 else source.replace("airflow.sdk", "airflow")
 
 
@@ -295,8 +294,6 @@ def _logged_project(pytester, write_files, ids: dict[str, str], durations: dict[
 
 def _run_shard(pytester, k: int, n: int, *args: str):
     """One shard as one CI job: a runner of its own (no parse cache from the other shards)."""
-    import shutil
-
     shutil.rmtree(pytester.path / ".pytest_cache", ignore_errors=True)
     return pytester.runpytest_subprocess("--astro-dags", "-p", "no:randomly", "--astro-shard", f"{k}/{n}",
                                          "--astro-report", f"report-{k}.json", "-rA", *args)
@@ -321,8 +318,6 @@ def test_four_shards_parse_each_dag_file_exactly_once(pytester, write_files):
     assert check_shard_reports(reports) == []
     assert sum(r["parsed"] for r in reports) == 9
     assert [len(r["shard"]["files"]) for r in reports] == [3, 2, 2, 2]
-    from tests.conftest import run_cli
-
     checked = run_cli("shards", *(f"report-{k}.json" for k in range(1, 5)), cwd=pytester.path)
     assert checked.returncode == 0 and "4 shards, 9 DAG files, each parsed once" in checked.stdout
     # without pytest-split, users' own tests run in shard 1 (and are deselected in the others)
@@ -364,8 +359,6 @@ def test_a_duplicate_dag_id_split_across_two_shards_is_still_reported(pytester, 
     assert [r["shard"]["files"] for r in reports] == [["dags/a.py", "dags/d.py"], ["dags/b.py", "dags/c.py"]]
     assert check_shard_reports(reports) == [
         "dag_id 'shared' is defined in dags/a.py, dags/b.py: Airflow keeps only one"]
-    from tests.conftest import run_cli
-
     checked = run_cli("shards", "report-1.json", "report-2.json", cwd=pytester.path)
     assert checked.returncode == 1 and "dag_id 'shared' is defined in dags/a.py, dags/b.py" in checked.stdout
 
@@ -414,13 +407,10 @@ def test_a_bad_shard_is_a_usage_error(pytester, write_files):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(AIRFLOW_MAJOR < 3,
+                    reason="bench/run.py generates Airflow 3 DAG files (airflow.sdk)")
 def test_scale_bench_runs_and_checks_what_it_claims(tmp_path):
     """bench/scale.py end to end on a tiny project (timings are measured, never asserted)."""
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
-
     out = tmp_path / "scale.json"
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "scale.py"), "--files", "6", "--shards", "2",
                            "--json", str(out), "--workdir", str(tmp_path / "work")],
