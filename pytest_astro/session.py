@@ -335,7 +335,8 @@ class AstroSession:
             from pytest_astro.lint.engine import lint_paths
 
             files = sorted(self._dag_files)
-            report = lint_paths(files, select=["AST301", "AST302", "AST303", "AST304"], cwd=self.project.root)
+            report = lint_paths(files, select=["AST301", "AST302", "AST303", "AST304"], cwd=self.project.root,
+                                target_airflow=3)
             self._upgrade = {}
             for finding in report.findings:
                 key = (self.project.root / finding.path).resolve()
