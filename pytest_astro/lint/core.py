@@ -468,7 +468,8 @@ def _run_rules(module: cst.Module, source_lines: list[str], ctx: FileContext, ru
                unsafe_fixes: bool = False) -> tuple[list[Finding], dict[int, cst.CSTNode]]:
     """Findings plus the fixes (id(node) -> replacement) of the unsuppressed findings."""
     walker = Walker(module)
-    rules = [cls(ctx, walker) for cls in rule_classes]
+    # The Airflow 3 rules' advice is only true of a project that runs Airflow 3.
+    rules = [cls(ctx, walker) for cls in rule_classes if ctx.target_airflow == 3 or not cls.AIRFLOW3]
     for rule in rules:
         rule.check_file()
         walker.add(rule)

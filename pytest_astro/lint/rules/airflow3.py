@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from pytest_astro.lint.core import Invalid, Rule, Valid, cst, dotted, is_dag_call, is_decorator, keyword, string_value
+from pytest_astro.lint.rules import airflow3_names as names_table
 
 _STD = "airflow.providers.standard"
 
@@ -80,19 +81,67 @@ _REMOVED_HINT = {
 }
 _REMOVED_MODULES = ("airflow.contrib", "airflow.operators.dummy", "airflow.operators.subdag")
 
+#: Providers that Airflow 3 itself requires: a fix may import from them on any Airflow 3 project.
+PREINSTALLED_PROVIDERS = frozenset({"standard", "common.sql", "common.io", "common.compat", "smtp"})
+
+
+#: Whole modules Airflow 3 removed (``import airflow.operators.bash_operator`` fails).
+_GONE_MODULES = frozenset(m for m, _ in REMOVED if m != "airflow.utils.dates")
+
+
+def _merge() -> None:
+    """The hand-checked tables above plus the generated ones (airflow3_names.py: every name ruff's
+    AIR301/AIR302/AIR311/AIR312 know, checked against Airflow 3.3). A name that no longer imports on
+    Airflow 3.3 is removed, even if Airflow 3.0 still had a deprecated alias."""
+    for key, new in names_table.REMOVED.items():
+        hand = MOVED.pop(key, None) or REMOVED.get(key)
+        REMOVED[key] = (new[0], new[1]) if new else hand
+    for key, new in names_table.MOVED.items():
+        if key not in MOVED and key not in REMOVED:
+            MOVED[key] = (new[0], new[1]) if new else None
+
+
+_merge()
+
+
+def fix_target_available(module: str, ctx) -> bool:
+    """Whether an import from ``module`` works on the project's target Airflow: Airflow 3 core, the
+    Task SDK, and the providers Airflow 3 requires."""
+    if not module.startswith("airflow.providers."):
+        return ctx.target_airflow == 3
+    provider = module.split(".")[2]
+    if provider == "common":
+        provider = ".".join(module.split(".")[2:4])
+    return ctx.target_airflow == 3 and provider in PREINSTALLED_PROVIDERS
+
+
+def _use(new: tuple[str, str]) -> str:
+    """``use X from M`` (naming the provider package to install when Airflow 3 does not bring it)."""
+    module, name = new
+    text = f"use {name} from {module}"
+    if module.startswith("airflow.providers."):
+        parts = module.split(".")
+        provider = ".".join(parts[2:4]) if parts[2] == "common" else parts[2]
+        if provider not in PREINSTALLED_PROVIDERS:
+            text += f" (apache-airflow-providers-{provider.replace('.', '-').replace('_', '-')})"
+    return text
+
 
 def _import_names(node: cst.ImportFrom) -> list[cst.ImportAlias] | None:
     return None if isinstance(node.names, cst.ImportStar) else list(node.names)
 
 
-def _rewrite(node: cst.ImportFrom, table: dict) -> cst.ImportFrom | None:
-    """The same import from the new module, when every imported name moves to one module."""
+def _rewrite(node: cst.ImportFrom, table: dict, ctx) -> cst.ImportFrom | None:
+    """The same import from the new module, when every imported name moves to one module that the
+    project's target Airflow has."""
     names = _import_names(node)
     module = dotted(node.module)
     if not names:
         return None
     targets = [table.get((module, dotted(a.name))) for a in names]
     if any(t is None for t in targets) or len({t[0] for t in targets}) != 1:
+        return None
+    if not fix_target_available(targets[0][0], ctx):
         return None
     new_aliases = []
     for alias, (_, new_name) in zip(names, targets):
@@ -123,8 +172,13 @@ class RemovedAirflowImport(Rule):
     AIRFLOW3 = True
     VALID = [
         Valid("from airflow.providers.standard.operators.empty import EmptyOperator\n"),
+        # A version fallback: the except branch runs only on Airflow 2.
+        Valid("try:\n    from airflow.sdk import Asset\nexcept ImportError:\n    from airflow.datasets import Dataset as Asset\n"),
     ]
     INVALID = [
+        Invalid("from airflow.datasets import Dataset\n", expected_fix="from airflow.sdk import Asset as Dataset\n"),
+        # The replacement's provider is not one Airflow 3 brings: reported, not rewritten.
+        Invalid("from airflow.hooks.S3_hook import S3Hook\n"),
         Invalid("from airflow.operators.dummy import DummyOperator\n",
                 expected_fix="from airflow.providers.standard.operators.empty import EmptyOperator as DummyOperator\n"),
         Invalid("from airflow.operators.bash_operator import BashOperator\n",
@@ -143,23 +197,22 @@ class RemovedAirflowImport(Rule):
         if not removed and not module.startswith(_REMOVED_MODULES):
             return
         hints = [_REMOVED_HINT[n] for n in removed if n in _REMOVED_HINT]
-        fix = _rewrite(node, REMOVED)
+        hints += [_use(REMOVED[(module, n)]) for n in removed if REMOVED[(module, n)] and n not in _REMOVED_HINT]
+        fix = _rewrite(node, REMOVED, self.ctx)
         target = ""
-        if fix is not None:
-            target = f"; import from {dotted(fix.module)}"
-        elif module.startswith("airflow.contrib"):
+        if module.startswith("airflow.contrib") and not hints:
             target = "; import it from its provider package (apache-airflow-providers-*)"
         elif hints:
-            target = "; " + "; ".join(hints)
+            target = "; " + "; ".join(dict.fromkeys(hints))
         what = ", ".join(removed) if removed else module
-        self.report(node, f"{what} from {module} was removed in Airflow 3 (the file fails to parse on Runtime 3){target}",
+        self.report(node, f"{what} from {module} was removed in Airflow 3 (importing it fails on Airflow 3){target}",
                     replacement=fix)
 
     def visit_Import(self, node: cst.Import) -> None:
         for alias in node.names:
             module = dotted(alias.name)
-            if module.startswith(_REMOVED_MODULES) or module in {m for m, _ in REMOVED if m != "airflow.utils.dates"}:
-                self.report(alias, f"{module} was removed in Airflow 3 (the file fails to parse on Runtime 3)")
+            if module.startswith(_REMOVED_MODULES) or module in _GONE_MODULES:
+                self.report(alias, f"{module} was removed in Airflow 3 (importing it fails on Airflow 3)")
 
 
 class DeprecatedAirflowImport(Rule):
@@ -179,6 +232,11 @@ class DeprecatedAirflowImport(Rule):
     AIRFLOW3 = True
     VALID = [
         Valid("from airflow.providers.standard.operators.bash import BashOperator\nfrom airflow.sdk import DAG, task\n"),
+        # Version fallbacks (Airflow's own provider code does this): left alone, never rewritten.
+        Valid("try:\n    from airflow.sdk import dag\nexcept ImportError:\n    from airflow.decorators import dag\n"),
+        Valid("from airflow.providers.common.compat import AIRFLOW_V_3_0_PLUS\nif AIRFLOW_V_3_0_PLUS:\n"
+              "    from airflow.sdk import DAG\nelse:\n    from airflow.models import DAG\n"),
+        Valid("from airflow.decorators import dag\n", target_airflow=2),
     ]
     INVALID = [
         Invalid("from airflow.operators.bash import BashOperator\n",
@@ -186,7 +244,6 @@ class DeprecatedAirflowImport(Rule):
         Invalid("from airflow.decorators import dag, task\n",
                 expected_fix="from airflow.sdk import dag, task\n"),
         Invalid("from airflow import DAG\n", expected_fix="from airflow.sdk import DAG\n"),
-        Invalid("from airflow.datasets import Dataset\n", expected_fix="from airflow.sdk import Asset as Dataset\n"),
         Invalid("from airflow.models import DAG, DagRun\n"),
         # Two new modules: reported, not rewritten (split it by hand).
         Invalid("from airflow.operators.python import get_current_context, PythonOperator\n"),
@@ -200,7 +257,7 @@ class DeprecatedAirflowImport(Rule):
         moved = [(dotted(a.name), MOVED[(module, dotted(a.name))]) for a in names if (module, dotted(a.name)) in MOVED]
         if not moved:
             return
-        fix = _rewrite(node, MOVED)
+        fix = _rewrite(node, MOVED, self.ctx)
         where = ", ".join(f"{old} -> {new_mod}.{new}" for old, (new_mod, new) in moved)
         self.report(node, f"import moved in Airflow 3 (deprecated, will be removed): {where}", replacement=fix)
 
@@ -209,7 +266,14 @@ class DeprecatedAirflowImport(Rule):
 _DAG_ARGS = {"schedule_interval": "schedule", "timetable": "schedule", "concurrency": "max_active_tasks",
              "sla_miss_callback": None, "default_view": None, "orientation": None, "full_filepath": None,
              "fail_stop": "fail_fast"}
-_TASK_ARGS = {"task_concurrency": "max_active_tis_per_dag", "sla": None}
+_TASK_ARGS = {"task_concurrency": "max_active_tis_per_dag", "sla": None, "provide_context": None}
+# Per operator (last name component) -> {old keyword: new keyword or None}
+_OPERATOR_ARGS = {
+    "TriggerDagRunOperator": {"execution_date": "logical_date"},
+    "BranchDateTimeOperator": {"use_task_execution_day": "use_task_logical_date"},
+    "BranchDayOfWeekOperator": {"use_task_execution_day": "use_task_logical_date"},
+    "DayOfWeekSensor": {"use_task_execution_day": "use_task_logical_date"},
+}
 
 
 class RemovedArgument(Rule):
@@ -241,6 +305,16 @@ class RemovedArgument(Rule):
                 expected_fix="from airflow.providers.standard.operators.bash import BashOperator\n"
                              "BashOperator(task_id='t', bash_command='true', max_active_tis_per_dag=1)\n"),
         Invalid("default_args = {'retries': 1, 'sla': 60}\n"),
+        Invalid("from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator\n"
+                "TriggerDagRunOperator(task_id='t', trigger_dag_id='x', execution_date='{{ ds }}')\n",
+                expected_fix="from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator\n"
+                             "TriggerDagRunOperator(task_id='t', trigger_dag_id='x', logical_date='{{ ds }}')\n"),
+        Invalid("from airflow.providers.standard.operators.python import PythonOperator\n"
+                "PythonOperator(task_id='t', python_callable=print, provide_context=True)\n"),
+        Invalid("from airflow.sdk import Variable\nfrom airflow.sdk import task\n\n@task\ndef f():\n"
+                "    return Variable.get('k', default_var='d')\n",
+                expected_fix="from airflow.sdk import Variable\nfrom airflow.sdk import task\n\n@task\ndef f():\n"
+                             "    return Variable.get('k', default='d')\n"),
     ]
 
     def _check_call(self, call: cst.Call, table: dict) -> None:
@@ -260,7 +334,20 @@ class RemovedArgument(Rule):
         if is_dag_call(node):
             self._check_call(node, _DAG_ARGS)
         elif keyword(node, "task_id") is not None:
-            self._check_call(node, _TASK_ARGS)
+            extra = _OPERATOR_ARGS.get(dotted(node.func).split(".")[-1], {})
+            self._check_call(node, {**_TASK_ARGS, **extra})
+        elif dotted(node.func) == "Variable.get" and keyword(node, "default_var") is not None and self._sdk_variable():
+            self._check_call(node, {"default_var": "default"})
+
+    def _sdk_variable(self) -> bool:
+        """Variable comes from the Task SDK (airflow.models.Variable.get still takes default_var)."""
+        for stmt in self.walker.module.body:
+            for small in getattr(stmt, "body", ()) if isinstance(stmt, cst.SimpleStatementLine) else ():
+                if isinstance(small, cst.ImportFrom) and small.module is not None and \
+                        dotted(small.module) == "airflow.sdk" and not isinstance(small.names, cst.ImportStar) and \
+                        any(dotted(a.name) == "Variable" and a.asname is None for a in small.names):
+                    return True
+        return False
 
     def visit_Decorator(self, node: cst.Decorator) -> None:
         if isinstance(node.decorator, cst.Call) and is_decorator(node, ("dag",)):
@@ -285,9 +372,48 @@ REMOVED_CONTEXT: dict[str, str | None] = {
     "tomorrow_ds": None, "tomorrow_ds_nodash": None, "yesterday_ds": None, "yesterday_ds_nodash": None,
     "conf": None,
 }
+# Attributes of context objects that Airflow 3 removed -> replacement (None: none exact).
+REMOVED_ATTRIBUTES: dict[str, str | None] = {"execution_date": "logical_date", "external_trigger": None}
+_ATTR_HINT = {"external_trigger": "check dag_run.run_type == \"manual\" instead"}
+_ATTR = re.compile(r"(?<![\w.])(dag_run|ti|task_instance)\.(" + "|".join(REMOVED_ATTRIBUTES) + r")\b")
 _JINJA_BLOCK = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 _KEY = re.compile(r"(?<![\w.'\"])(" + "|".join(sorted(REMOVED_CONTEXT, key=len, reverse=True)) + r")(?![\w'\"(])")
 _CONTEXT_NAMES = {"context", "kwargs", "ctx", "kw", "context_kwargs", "op_kwargs"}
+
+
+def _replacement(key: str) -> str | None:
+    """The replacement of a removed context key (``next_ds``) or attribute (``dag_run.execution_date``)."""
+    if "." in key:
+        owner, attr = key.split(".", 1)
+        new = REMOVED_ATTRIBUTES.get(attr)
+        return f"{owner}.{new}" if new else None
+    return REMOVED_CONTEXT[key]
+
+
+def replace_in_template(text: str) -> tuple[list[str], str]:
+    """(removed keys found inside ``{{ }}``/``{% %}`` blocks, the text with the exact ones replaced)."""
+    found: list[str] = []
+
+    def block(m: re.Match) -> str:
+        def key(k: re.Match) -> str:
+            found.append(k.group(1))
+            return REMOVED_CONTEXT[k.group(1)] or k.group(1)
+
+        def attribute(k: re.Match) -> str:
+            found.append(k.group(0))
+            return _replacement(k.group(0)) or k.group(0)
+        return _KEY.sub(key, _ATTR.sub(attribute, m.group(0)))
+
+    return found, _JINJA_BLOCK.sub(block, text)
+
+
+def context_message(keys: list[str]) -> str:
+    parts = []
+    for key in dict.fromkeys(keys):
+        new = _replacement(key)
+        hint = _ATTR_HINT.get(key.split(".")[-1]) if "." in key else None
+        parts.append(f"{key} -> {new}" if new else f"{key} ({hint})" if hint else key)
+    return "context key removed in Airflow 3: " + ", ".join(parts)
 
 
 class RemovedContextKey(Rule):
@@ -311,34 +437,38 @@ class RemovedContextKey(Rule):
     ]
     INVALID = [
         Invalid("cmd = 'echo {{ execution_date }} {{ next_ds }}'\n",
-                expected_fix="cmd = 'echo {{ logical_date }} {{ data_interval_end | ds }}'\n"),
+                expected_fix="cmd = 'echo {{ logical_date }} {{ data_interval_end | ds }}'\n", unsafe_fix=True),
+        Invalid("sql = \"select * from t where d = '{{ dag_run.execution_date }}'\"\n",
+                expected_fix="sql = \"select * from t where d = '{{ dag_run.logical_date }}'\"\n", unsafe_fix=True),
+        Invalid("from airflow.sdk import task\n\n@task\ndef f(dag_run=None):\n    return dag_run.external_trigger\n", line=5),
+        Invalid("def on_failure(context):\n    return context['dag_run'].external_trigger\n", line=2),
         Invalid("def f(**context):\n    return context['execution_date']\n",
-                expected_fix="def f(**context):\n    return context['logical_date']\n"),
+                expected_fix="def f(**context):\n    return context['logical_date']\n", unsafe_fix=True),
         Invalid("cmd = '{{ yesterday_ds }}'\n", line=1),
         Invalid("from airflow.sdk import task\n\n@task\ndef f(prev_ds=None):\n    return prev_ds\n", line=4),
     ]
 
-    def _replace_in_template(self, text: str) -> tuple[list[str], str]:
-        found: list[str] = []
-
-        def block(m: re.Match) -> str:
-            def key(k: re.Match) -> str:
-                found.append(k.group(1))
-                new = REMOVED_CONTEXT[k.group(1)]
-                return new if new is not None else k.group(1)
-            return _KEY.sub(key, m.group(0))
-
-        return found, _JINJA_BLOCK.sub(block, text)
-
     def visit_SimpleString(self, node: cst.SimpleString) -> None:
         if "{" not in node.value:
             return
-        found, new_value = self._replace_in_template(node.value)
+        found, new_value = replace_in_template(node.value)
         if not found:
             return
-        exact = all(REMOVED_CONTEXT[k] is not None for k in found)
+        exact = all(_replacement(k) is not None for k in found)
         fix = node.with_changes(value=new_value) if exact else None
-        self.report(node, self._message(found), replacement=fix)
+        # logical_date is None for manual and asset-triggered runs on Airflow 3: review the rewrite.
+        self.report(node, self._message(found), replacement=fix, unsafe=True)
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        attr = node.attr.value
+        if attr not in REMOVED_ATTRIBUTES:
+            return
+        value = node.value
+        owner = dotted(value).split(".")[-1]
+        if isinstance(value, cst.Subscript) and len(value.slice) == 1 and isinstance(value.slice[0].slice, cst.Index):
+            owner = string_value(value.slice[0].slice.value) or ""
+        if owner == "dag_run" or (owner in ("ti", "task_instance") and attr == "execution_date"):
+            self.report(node.attr, self._message([f"{owner}.{attr}"]))
 
     def visit_Subscript(self, node: cst.Subscript) -> None:
         if dotted(node.value).split(".")[-1] not in _CONTEXT_NAMES or len(node.slice) != 1:
@@ -353,7 +483,7 @@ class RemovedContextKey(Rule):
             if new is not None and new.isidentifier() and isinstance(index.value, cst.SimpleString):
                 quote = index.value.quote
                 fix = index.value.with_changes(value=f"{index.value.prefix}{quote}{new}{quote}")
-                self.report(index.value, self._message([key]), replacement=fix)
+                self.report(index.value, self._message([key]), replacement=fix, unsafe=True)
             else:
                 self.report(index.value, self._message([key]))
 
@@ -366,11 +496,110 @@ class RemovedContextKey(Rule):
 
     @staticmethod
     def _message(keys: list[str]) -> str:
-        parts = []
-        for key in dict.fromkeys(keys):
-            new = REMOVED_CONTEXT[key]
-            parts.append(f"{key} -> {new}" if new else key)
-        return "context key removed in Airflow 3: " + ", ".join(parts)
+        return context_message(keys)
 
 
 RULES = [RemovedAirflowImport, DeprecatedAirflowImport, RemovedArgument, RemovedContextKey]
+
+
+_RUNTIME_VARYING = frozenset({
+    "datetime.datetime.now", "datetime.datetime.utcnow", "datetime.datetime.today", "datetime.date.today",
+    "pendulum.now", "pendulum.today", "pendulum.yesterday", "pendulum.tomorrow", "time.time", "uuid.uuid1",
+    "uuid.uuid4", "random.random", "random.randint", "random.choice", "random.uniform", "random.randrange",
+    "random.sample", "random.getrandbits",
+})
+
+
+class DynamicDagValue(Rule):
+    """A value that changes at every parse (``datetime.now()``, ``pendulum.now()``,
+    ``date.today()``, ``uuid.uuid4()``, ``random.random()``, ``time.time()``) passed to a DAG,
+    ``@dag``, ``@task`` or any operator or sensor argument.
+
+    Airflow 3 versions DAGs: every parse that changes the serialized DAG creates a new DAG version
+    in the metadata database (``dag_version``, ``serialized_dag``), so such a value makes a new
+    version every 30 seconds, and the tables grow without end. Use a fixed value, or a template
+    (``"{{ ds }}"``, ``"{{ logical_date }}"``) that Airflow renders when the task runs.
+    ``start_date`` is reported by AST201.
+    """
+
+    CODE = "AST305"
+    NAME = "airflow3-dynamic-dag-value"
+    MESSAGE = "value that changes at every parse in a DAG or task argument"
+    AIRFLOW3 = True
+    VALID = [
+        Valid("from airflow.providers.standard.operators.bash import BashOperator\n"
+              "BashOperator(task_id='t', bash_command='echo {{ ds }}')\n"),
+        Valid("from datetime import datetime\nfrom airflow.sdk import task\n\n@task\ndef f(when=None):\n"
+              "    return when or datetime.now()\n"),
+        Valid("from datetime import datetime\nSTAMP = datetime.now()\nprint(dict(when=datetime.now()))\n"),
+        Valid("from datetime import datetime\nfrom airflow.sdk import DAG\nDAG('d', start_date=datetime.now())\n"),
+    ]
+    INVALID = [
+        Invalid("from datetime import datetime\nfrom airflow.providers.standard.sensors.date_time import DateTimeSensor\n"
+                "DateTimeSensor(task_id='wait', target_time=datetime.now().isoformat())\n", line=3),
+        Invalid("import pendulum\nfrom airflow.sdk import DAG, Param\n"
+                "DAG('d', params={'day': Param(pendulum.now().to_date_string())})\n", line=3),
+        Invalid("import datetime\nfrom airflow.sdk import dag\n\n@dag(params={'d': str(datetime.date.today())})\n"
+                "def d():\n    pass\n", line=4),
+    ]
+
+    def __init__(self, ctx, walker) -> None:
+        super().__init__(ctx, walker)
+        self.names: dict[str, str] = {}  # local name -> qualified name, from the imports
+
+    def visit_Import(self, node: cst.Import) -> None:
+        for alias in node.names:
+            name = dotted(alias.name)
+            local = dotted(alias.asname.name) if alias.asname else name.split(".")[0]
+            self.names[local] = name if alias.asname else local
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
+            return
+        module = dotted(node.module)
+        for alias in node.names:
+            name = dotted(alias.name)
+            self.names[dotted(alias.asname.name) if alias.asname else name] = f"{module}.{name}"
+
+    def _qualified(self, expr: cst.CSTNode) -> str:
+        name = dotted(expr)
+        head, _, rest = name.partition(".")
+        if head not in self.names:
+            return ""
+        return self.names[head] + ("." + rest if rest else "")
+
+    def _is_airflow_constructor(self, call: cst.Call) -> bool:
+        qualified = self._qualified(call.func)
+        if not qualified.startswith("airflow."):
+            return False
+        last = qualified.split(".")[-1]
+        return last in ("DAG", "dag", "task") or last.endswith(("Operator", "Sensor")) or ".task." in qualified
+
+    def _varying(self, expr: cst.CSTNode) -> tuple[cst.CSTNode, str] | None:
+        stack = [expr]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, cst.Lambda):
+                continue  # runs later, not at parse time
+            if isinstance(node, cst.Call):
+                qualified = self._qualified(node.func)
+                if qualified in _RUNTIME_VARYING:
+                    return node, ".".join(qualified.split(".")[-2:])
+            if isinstance(node, cst.CSTNode):
+                stack += [c for c in node.children if isinstance(c, cst.BaseExpression) or isinstance(c, cst.CSTNode)]
+        return None
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if not self.parse_time or not self._is_airflow_constructor(node):
+            return
+        for arg in node.args:
+            if arg.keyword is None or arg.keyword.value in ("start_date", "end_date"):
+                continue
+            hit = self._varying(arg.value)
+            if hit is not None:
+                self.report(hit[0], f"{hit[1]}() changes at every parse; in a DAG or task argument it makes "
+                                    f"a new DAG version at every parse on Airflow 3 (the metadata database grows "
+                                    f"without end); use a fixed value or a template such as \"{{{{ ds }}}}\"")
+
+
+RULES.append(DynamicDagValue)
