@@ -442,6 +442,7 @@ class RemovedContextKey(Rule):
                 expected_fix="sql = \"select * from t where d = '{{ dag_run.logical_date }}'\"\n", unsafe_fix=True),
         Invalid("from airflow.sdk import task\n\n@task\ndef f(dag_run=None):\n    return dag_run.external_trigger\n", line=5),
         Invalid("def on_failure(context):\n    return context['dag_run'].external_trigger\n", line=2),
+        Invalid("def on_failure(context):\n    return context.get('next_ds')\n", line=2),
         Invalid("def f(**context):\n    return context['execution_date']\n",
                 expected_fix="def f(**context):\n    return context['logical_date']\n", unsafe_fix=True),
         Invalid("cmd = '{{ yesterday_ds }}'\n", line=1),
@@ -458,6 +459,16 @@ class RemovedContextKey(Rule):
         fix = node.with_changes(value=new_value) if exact else None
         # logical_date is None for manual and asset-triggered runs on Airflow 3: review the rewrite.
         self.report(node, self._message(found), replacement=fix, unsafe=True)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        # context.get("next_ds")
+        if not isinstance(node.func, cst.Attribute) or node.func.attr.value != "get" or not node.args:
+            return
+        if dotted(node.func.value).split(".")[-1] not in _CONTEXT_NAMES:
+            return
+        key = string_value(node.args[0].value)
+        if key in REMOVED_CONTEXT:
+            self.report(node.args[0].value, self._message([key]))
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         attr = node.attr.value
@@ -575,7 +586,9 @@ class DynamicDagValue(Rule):
         last = qualified.split(".")[-1]
         return last in ("DAG", "dag", "task") or last.endswith(("Operator", "Sensor")) or ".task." in qualified
 
-    def _varying(self, expr: cst.CSTNode) -> tuple[cst.CSTNode, str] | None:
+    def _varying(self, expr: cst.CSTNode) -> list[tuple[cst.CSTNode, str]]:
+        """Every runtime-varying call inside ``expr`` (not inside a lambda), in source order."""
+        found = []
         stack = [expr]
         while stack:
             node = stack.pop()
@@ -584,10 +597,10 @@ class DynamicDagValue(Rule):
             if isinstance(node, cst.Call):
                 qualified = self._qualified(node.func)
                 if qualified in _RUNTIME_VARYING:
-                    return node, ".".join(qualified.split(".")[-2:])
-            if isinstance(node, cst.CSTNode):
-                stack += [c for c in node.children if isinstance(c, cst.BaseExpression) or isinstance(c, cst.CSTNode)]
-        return None
+                    found.append((node, ".".join(qualified.split(".")[-2:])))
+                    continue
+            stack += reversed(node.children)
+        return found
 
     def visit_Call(self, node: cst.Call) -> None:
         if not self.parse_time or not self._is_airflow_constructor(node):
@@ -595,8 +608,7 @@ class DynamicDagValue(Rule):
         for arg in node.args:
             if arg.keyword is None or arg.keyword.value in ("start_date", "end_date"):
                 continue
-            hit = self._varying(arg.value)
-            if hit is not None:
+            for hit in self._varying(arg.value):
                 self.report(hit[0], f"{hit[1]}() changes at every parse; in a DAG or task argument it makes "
                                     f"a new DAG version at every parse on Airflow 3 (the metadata database grows "
                                     f"without end); use a fixed value or a template such as \"{{{{ ds }}}}\"")
