@@ -86,10 +86,16 @@ def test_fix_rewrites_exact_fixes_and_reports_the_rest(project: Path) -> None:
     assert "from airflow.sdk import Variable" in fixed
     assert "from airflow.providers.standard.operators.bash import BashOperator" in fixed
     assert 'schedule="@daily"' in fixed and "schedule_interval" not in fixed
-    assert "{{ logical_date }}" in fixed
+    # A template rewrite may change behaviour (logical_date is None for manual runs): unsafe, left alone.
+    assert "{{ execution_date }}" in fixed
+    assert "1 more fix(es) available with --fix --unsafe-fixes" in proc.stderr
     codes = {line.split()[1] for line in lines(proc)}
-    assert codes == {"AST001", "AST202"}  # not fixable: left for the author
-    again = run_cli("lint", "--fix", "dags/bad.py", cwd=project)
+    assert codes == {"AST001", "AST202", "AST304"}  # not fixable by --fix: left for the author
+    unsafe = run_cli("lint", "--fix", "--unsafe-fixes", "dags/bad.py", cwd=project)
+    fixed = (project / "dags/bad.py").read_text()
+    assert "{{ logical_date }}" in fixed
+    assert {line.split()[1] for line in lines(unsafe)} == {"AST001", "AST202"}
+    again = run_cli("lint", "--fix", "--unsafe-fixes", "dags/bad.py", cwd=project)
     assert (project / "dags/bad.py").read_text() == fixed
     assert "Fixed" not in again.stderr
 

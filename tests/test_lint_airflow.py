@@ -45,7 +45,11 @@ EXPECTED: dict[int, set[tuple[str, int, str]]] = {
         ("dags/standard/example_sensors.py", 77, "AST305"),
         ("dags/standard/example_sensors.py", 85, "AST305"),
     },
-    2: set(),  # filled in from the first reviewed run on Airflow 2.11 (see test_examples_findings)
+    2: {
+        # plugins/workday.py is in the dags folder and names "airflow" and "DagRunInfo": Airflow 2's
+        # heuristic takes it for a DAG file and imports it, pandas included, at every parse
+        ("dags/core/plugins/workday.py", 37, "AST101"),
+    },
 }
 
 # Files shaped like Airflow 2 projects: what ruff's AIR3 rules flag, we must flag too.

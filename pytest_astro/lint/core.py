@@ -146,6 +146,24 @@ class Rule:
     def summary(cls) -> str:
         return (cls.__doc__ or cls.MESSAGE).strip().split("\n\n")[0].replace("\n", " ")
 
+    @classmethod
+    def doc(cls) -> dict[str, Any]:
+        """The rule's documentation as plain data, in ruff's page layout: ``what`` (the docstring's
+        first paragraph), ``why`` (the rest), ``example`` (an INVALID example, a fixable one when
+        there is one), ``use_instead`` (its fix, else the first VALID example), ``fix``
+        (``"safe"``, ``"unsafe"`` or ``""``), ``airflow3``. Docs pages are generated from it."""
+        import inspect
+
+        text = inspect.cleandoc(cls.__doc__ or cls.MESSAGE)
+        what, _, why = text.partition("\n\n")
+        fixed = [ex for ex in cls.INVALID if ex.expected_fix is not None]
+        example = (fixed or cls.INVALID)[0]
+        fix = "" if not fixed else "unsafe" if all(ex.unsafe_fix for ex in fixed) else "safe"
+        return {"code": cls.CODE, "name": cls.NAME, "message": cls.MESSAGE, "what": what, "why": why,
+                "example": example.code, "example_path": example.path,
+                "use_instead": example.expected_fix if example.expected_fix is not None else cls.VALID[0].code,
+                "fix": fix, "airflow3": cls.AIRFLOW3}
+
 
 # -- names ---------------------------------------------------------------------------------------
 
