@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,19 @@ from pytest_astro.lint.rules import ALL_RULES
 
 def _ctx(path: str, target: int | None = 3) -> FileContext:
     return FileContext(path=path, relpath=path, in_dags_folder=path.startswith("dags/"), target_airflow=target)
+
+
+@pytest.fixture(autouse=True)
+def _rule_files(request, tmp_path, monkeypatch) -> None:
+    """Run each example in an empty folder holding the rule's FILES next to its DAG file."""
+    monkeypatch.chdir(tmp_path)
+    rule = request.node.callspec.params.get("rule") if hasattr(request.node, "callspec") else None
+    example = request.node.callspec.params.get("example") if hasattr(request.node, "callspec") else None
+    if rule is not None and example is not None:
+        folder = tmp_path / Path(example.path).parent
+        for name, text in rule.FILES.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
 
 
 def _cases(kind: str):

@@ -115,6 +115,8 @@ class Rule:
     AIRFLOW3: ClassVar[bool] = False
     VALID: ClassVar[list[Valid]] = []
     INVALID: ClassVar[list[Invalid]] = []
+    #: Other files of the examples' project, relative to the example DAG file's folder (template files)
+    FILES: ClassVar[dict[str, str]] = {}
 
     def __init__(self, ctx: FileContext, walker: Walker):
         self.ctx = ctx
@@ -162,7 +164,7 @@ class Rule:
         return {"code": cls.CODE, "name": cls.NAME, "message": cls.MESSAGE, "what": what, "why": why,
                 "example": example.code, "example_path": example.path,
                 "use_instead": example.expected_fix if example.expected_fix is not None else cls.VALID[0].code,
-                "fix": fix, "airflow3": cls.AIRFLOW3}
+                "fix": fix, "airflow3": cls.AIRFLOW3, "files": dict(cls.FILES)}
 
 
 # -- names ---------------------------------------------------------------------------------------

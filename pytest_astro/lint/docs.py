@@ -62,6 +62,8 @@ def render_docs() -> str:
             out.append("### Why is this bad?\n\n" + doc["why"] + "\n\n")
         where = f" (`{doc['example_path']}`)" if doc["example_path"] != "dags/example.py" else ""
         out.append(f"### Example{where}\n\n" + _block(doc["example"]) + "\n")
+        for name, text in doc["files"].items():
+            out.append(f"with `{name}` next to it:\n\n```jinja\n{text.rstrip()}\n```\n\n")
         out.append("### Use instead\n\n" + _block(doc["use_instead"]))
     return "".join(out)
 

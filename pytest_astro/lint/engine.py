@@ -11,6 +11,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,7 @@ from pytest_astro.config import find_project_root
 from pytest_astro.lint.config import LintConfig, project_lint_config
 from pytest_astro.lint.core import SYNTAX_ERROR, FileContext, Finding, lint_source
 from pytest_astro.lint.rules import BY_CODE
+from pytest_astro.lint.rules.airflow3 import TEMPLATE_EXTENSIONS, TEMPLATE_REF, template_search_path
 from pytest_astro.project import might_contain_dag
 
 CACHE_FILE = Path(".pytest_cache") / "pytest-astro" / "lint.json"
@@ -192,8 +194,26 @@ class _Project:
             imported_at_parse_time=self.imported_at_parse_time(resolved, in_dags))
 
 
-def _cache_key(raw: bytes, ctx: FileContext, config: LintConfig, unsafe_fixes: bool = False) -> str:
+_SEARCHPATH = re.compile(rb"template_searchpath\s*=\s*[\[(]?\s*[\"']([^\"'\n]+)[\"']")
+
+
+def _template_files(raw: bytes, path: Path) -> list[Path]:
+    """Template files the file may render (AST306 reads them): part of its cache key."""
+    if not any(ext.encode() in raw for ext in TEMPLATE_EXTENSIONS):
+        return []
+    names = TEMPLATE_REF.findall(raw.decode("utf-8", "replace"))
+    searchpath = [m.decode("utf-8", "replace") for m in _SEARCHPATH.findall(raw)]
+    return [folder / name for name in names for folder in template_search_path(path, searchpath)]
+
+
+def _cache_key(raw: bytes, ctx: FileContext, config: LintConfig, unsafe_fixes: bool = False,
+               path: Path | None = None) -> str:
     h = hashlib.sha256(raw)
+    for template in _template_files(raw, path) if path is not None else ():
+        try:
+            h.update(str(template).encode() + hashlib.sha256(template.read_bytes()).digest())
+        except OSError:
+            h.update(str(template).encode())
     h.update(repr((ctx.relpath, ctx.in_dags_folder, ctx.airflow_ignored, ctx.imported_at_parse_time,
                    config.fingerprint(ctx.relpath), unsafe_fixes, __version__, _libcst_version())).encode())
     return h.hexdigest()
@@ -244,7 +264,7 @@ def lint_paths(paths: Sequence[Path] | None = None, *, fix: bool = False, select
                 raw = path.read_bytes()
             except OSError:
                 raw = b""
-            job.key = _cache_key(raw, ctx, project.config, unsafe_fixes)
+            job.key = _cache_key(raw, ctx, project.config, unsafe_fixes, path)
             hit = project.cache.get(job.key)
             # A cached file with fixable findings still needs the worker when fixing.
             if hit is not None and not (fix and any(f.get("fixable") for f in hit)):
@@ -261,7 +281,7 @@ def lint_paths(paths: Sequence[Path] | None = None, *, fix: bool = False, select
         if applied and fixed_source is not None:
             report.fixed_files.append(job.ctx.path)
             report.fixes_applied += applied
-            job.key = _cache_key(fixed_source.encode("utf-8"), job.ctx, project.config, unsafe_fixes)
+            job.key = _cache_key(fixed_source.encode("utf-8"), job.ctx, project.config, unsafe_fixes, Path(job.abspath))
         if use_cache and job.key and not any(f.code == SYNTAX_ERROR and "cannot read" in f.message for f in findings):
             project.cache[job.key] = [f.to_dict() for f in findings]
             project.dirty = True

@@ -9,6 +9,7 @@ Fixes are offered only where the rewrite is exact (same object, new import path 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from pytest_astro.lint.core import Invalid, Rule, Valid, cst, dotted, is_dag_call, is_decorator, keyword, string_value
 from pytest_astro.lint.rules import airflow3_names as names_table
@@ -615,3 +616,90 @@ class DynamicDagValue(Rule):
 
 
 RULES.append(DynamicDagValue)
+
+
+#: Extensions Airflow renders as template files in the operators' templated fields (template_ext).
+TEMPLATE_EXTENSIONS = (".sql", ".sh", ".bash", ".hql", ".j2")
+TEMPLATE_REF = re.compile(r"""["']([^"'\n]+(?:""" + "|".join(re.escape(e) for e in TEMPLATE_EXTENSIONS) + r"""))["']""")
+
+
+def template_search_path(dag_file: Path, searchpath: list[str]) -> list[Path]:
+    """Where Airflow looks for a DAG's template files: the DAG file's folder, then ``template_searchpath``."""
+    folder = dag_file.parent
+    return [folder] + [folder / p for p in searchpath]
+
+
+class RemovedContextKeyInTemplateFile(Rule):
+    """A template file that an operator renders (``sql="queries/report.sql"``,
+    ``bash_command="scripts/load.sh"``) and that uses a context key Airflow 3 removed:
+    ``{{ execution_date }}``, ``{{ next_ds }}``, ``{{ dag_run.execution_date }}``,
+    ``{{ prev_ds }}``, ``{{ yesterday_ds }}``...
+
+    The template file is found the way Airflow finds it: next to the DAG file, then in the DAG's
+    ``template_searchpath``. Airflow 3 renders a removed key as undefined (an empty string, or an
+    error with ``StrictUndefined``), so the query or script runs with a wrong value. Replace the key
+    in the template file: ``execution_date`` -> ``logical_date``, ``next_ds`` ->
+    ``data_interval_end | ds``, ``prev_ds`` -> ``data_interval_start | ds`` (no exact
+    equivalent). Nothing is rewritten: the file may be shared by other DAGs.
+    """
+
+    CODE = "AST306"
+    NAME = "airflow3-removed-context-key-in-template-file"
+    MESSAGE = "template file uses a context key removed in Airflow 3"
+    AIRFLOW3 = True
+    VALID = [
+        # No such file next to the DAG: nothing to check.
+        Valid("from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator\n"
+              "SQLExecuteQueryOperator(task_id='q', conn_id='pg', sql='no_such_query.sql')\n"),
+        # A trailing space: Airflow runs the command instead of rendering a file.
+        Valid("from airflow.providers.standard.operators.bash import BashOperator\n"
+              "BashOperator(task_id='t', bash_command='no_such_script.sh ')\n"),
+    ]
+    INVALID = [
+        # sql/daily_report.sql is one of FILES, next to the example DAG file.
+        Invalid("from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator\n"
+                "SQLExecuteQueryOperator(task_id='q', conn_id='pg', sql='sql/daily_report.sql')\n", line=2),
+    ]
+    FILES = {"sql/daily_report.sql": "select *\nfrom events\nwhere day = '{{ execution_date | ds }}'\n"}
+
+    def __init__(self, ctx, walker) -> None:
+        super().__init__(ctx, walker)
+        self.searchpath: list[str] = []
+
+    def _collect_searchpath(self, call: cst.Call) -> None:
+        arg = keyword(call, "template_searchpath")
+        if arg is None:
+            return
+        values = [arg.value] if not isinstance(arg.value, (cst.List, cst.Tuple)) else [e.value for e in arg.value.elements]
+        self.searchpath += [v for v in (string_value(x) for x in values) if v]
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if is_dag_call(node) or dotted(node.func).split(".")[-1] == "dag":
+            self._collect_searchpath(node)
+            return
+        if keyword(node, "task_id") is None:
+            return
+        for arg in node.args:
+            value = string_value(arg.value) if arg.keyword is not None else None
+            if value and value.endswith(TEMPLATE_EXTENSIONS):
+                self._check_file(arg.value, value)
+
+    def _check_file(self, node: cst.CSTNode, name: str) -> None:
+        for folder in template_search_path(Path(self.ctx.path), self.searchpath):
+            path = folder / name
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            where = []
+            for number, line in enumerate(text.splitlines(), 1):
+                found, _ = replace_in_template(line)
+                where += [(number, key) for key in found]
+            if where:
+                keys = [key for _, key in where]
+                lines = ", ".join(str(n) for n in dict.fromkeys(n for n, _ in where))
+                self.report(node, f"template file {name} (line {lines}): " + context_message(keys))
+            return  # Airflow renders the first file found
+
+
+RULES.append(RemovedContextKeyInTemplateFile)
