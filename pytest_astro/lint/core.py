@@ -257,6 +257,31 @@ def _fields(cls: type) -> tuple[str, ...]:
     return names
 
 
+#: type -> is it a libcst node. ``isinstance(x, cst.CSTNode)`` goes through ABC machinery, and the
+#: walker asks it for every field of every node: a dict hit per type is several times cheaper.
+_IS_NODE: dict[type, bool] = {}
+
+
+def _is_node(value: Any) -> bool:
+    kind = type(value)
+    known = _IS_NODE.get(kind)
+    if known is None:
+        known = _IS_NODE[kind] = isinstance(value, cst.CSTNode)
+    return known
+
+
+#: rule class -> [(node type name, method name, is a leave_ method)]
+_METHODS: dict[type, list[tuple[str, str, bool]]] = {}
+
+
+def _rule_methods(cls: type) -> list[tuple[str, str, bool]]:
+    methods = _METHODS.get(cls)
+    if methods is None:
+        methods = _METHODS[cls] = [(attr[6:], attr, attr.startswith("leave_")) for attr in dir(cls)
+                                   if attr.startswith(("visit_", "leave_"))]
+    return methods
+
+
 def _is_type_checking(test: cst.BaseExpression) -> bool:
     return dotted(test).split(".")[-1] == "TYPE_CHECKING"
 
@@ -312,6 +337,18 @@ def _is_version_test(test: cst.BaseExpression) -> bool:
     return False
 
 
+class _ContextTypes:
+    """The node types where the walker's context may change (resolved on first use: lazy libcst)."""
+
+    def __contains__(self, node_type: type) -> bool:
+        global _CONTEXT_TYPES
+        _CONTEXT_TYPES = frozenset({cst.FunctionDef, cst.Lambda, cst.If, cst.Try})
+        return node_type in _CONTEXT_TYPES
+
+
+_CONTEXT_TYPES: Any = _ContextTypes()
+
+
 class Walker:
     """Walks a module once, calling every rule's ``visit_<Node>``/``leave_<Node>`` methods."""
 
@@ -323,16 +360,29 @@ class Walker:
         self.version_guard = 0
         self._visit: dict[str, list[Callable]] = {}
         self._leave: dict[str, list[Callable]] = {}
-        self.called_at_module_level = self._module_level_calls(module)
+        self._called: set[str] | None = None
+        self._last_call: tuple[Any, str] = (None, "")
         for rule in rules:
             self.add(rule)
 
+    def call_name(self, call: cst.Call) -> str:
+        """:func:`call_name`, remembered for the node being visited (every rule's visit_Call asks)."""
+        last, name = self._last_call
+        if last is not call:
+            name = call_name(call)
+            self._last_call = (call, name)
+        return name
+
     def add(self, rule: Rule) -> None:
-        for attr in dir(type(rule)):
-            if attr.startswith("visit_"):
-                self._visit.setdefault(attr[6:], []).append(getattr(rule, attr))
-            elif attr.startswith("leave_"):
-                self._leave.setdefault(attr[6:], []).append(getattr(rule, attr))
+        for kind, attr, leave in _rule_methods(type(rule)):
+            (self._leave if leave else self._visit).setdefault(kind, []).append(getattr(rule, attr))
+
+    @property
+    def called_at_module_level(self) -> set[str]:
+        """Names of module-level functions that module-level code calls (computed on first use)."""
+        if self._called is None:
+            self._called = self._module_level_calls(self.module)
+        return self._called
 
     @staticmethod
     def _module_level_calls(module: cst.Module) -> set[str]:
@@ -340,15 +390,17 @@ class Walker:
         bodies therefore run at parse time."""
         names: set[str] = set()
 
+        skip = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
         def scan(node: Any) -> None:
-            if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            if isinstance(node, skip):
                 return
-            if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
+            if type(node) is cst.Call and type(node.func) is cst.Name:
                 names.add(node.func.value)
-            if isinstance(node, cst.CSTNode):
+            if _is_node(node):
                 for name in _fields(type(node)):
                     scan(getattr(node, name))
-            elif isinstance(node, (list, tuple)):
+            elif type(node) in (list, tuple):
                 for child in node:
                     scan(child)
 
@@ -361,13 +413,16 @@ class Walker:
 
     # Context switches happen here; everything else is a plain recursive walk.
     def _walk(self, node: cst.CSTNode) -> None:
-        kind = type(node).__name__
+        node_type = type(node)
+        kind = node_type.__name__
         for fn in self._visit.get(kind, ()):
             fn(node)
         self.stack.append(node)
-        if isinstance(node, cst.FunctionDef):
+        if node_type not in _CONTEXT_TYPES:
+            self._walk_children(node)
+        elif node_type is cst.FunctionDef:
             self._walk_function(node)
-        elif isinstance(node, cst.Lambda):
+        elif node_type is cst.Lambda:
             self._walk_children(node.params)
             self._in_context(node.body, parse_time=False)
         elif isinstance(node, cst.If) and _is_type_checking(node.test):
@@ -389,17 +444,16 @@ class Walker:
         for fn in self._leave.get(kind, ()):
             fn(node)
 
-    def _walk_children(self, node: cst.CSTNode, exclude: tuple[str, ...] = ()) -> None:
+    def _walk_children(self, node: cst.CSTNode) -> None:
+        walk, is_node = self._walk, _is_node
         for name in _fields(type(node)):
-            if name in exclude:
-                continue
             value = getattr(node, name)
-            if isinstance(value, cst.CSTNode):
-                self._walk(value)
-            elif isinstance(value, (tuple, list)):
+            if is_node(value):
+                walk(value)
+            elif type(value) in (tuple, list):
                 for child in value:
-                    if isinstance(child, cst.CSTNode):
-                        self._walk(child)
+                    if is_node(child):
+                        walk(child)
 
     def _in_context(self, node: cst.CSTNode, parse_time: bool) -> None:
         saved = self.parse_time

@@ -22,7 +22,7 @@ class _ParseTimeCall(Rule):
     def visit_Call(self, node: cst.Call) -> None:
         if not self.parse_time:
             return
-        name = call_name(node)
+        name = self.walker.call_name(node)
         if not name:
             return
         message = self.message_for(node, name)
