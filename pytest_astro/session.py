@@ -504,7 +504,7 @@ class UpgradeItem(InDagFile, pytest.Item):
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, UpgradeFindings):
             return (f"{len(str(excinfo.value).splitlines())} change(s) needed before this file runs on "
-                    f"Airflow 3 (`pytest-astro lint --select AST3 --fix` rewrites the exact ones):\n"
+                    f"Airflow 3 (`pytest-astro lint --target-airflow 3 --fix` rewrites the exact ones):\n"
                     f"{excinfo.value}")
         return super().repr_failure(excinfo, style)
 

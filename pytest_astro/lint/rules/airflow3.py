@@ -2,7 +2,8 @@
 
 These rules run only when the project targets Airflow 3: the Dockerfile's ``FROM`` image is Astro
 Runtime 3.x (or ``apache/airflow:3.*``), or ``target-airflow = 3`` is set in
-``[tool.pytest-astro.lint]``, or they are selected by code (``--select AST3``).
+``[tool.pytest-astro.lint]``, or ``--target-airflow 3`` is given. The target version wins over a
+selection: ``--select AST3`` on an Airflow 2 project runs none of them.
 Fixes are offered only where the rewrite is exact (same object, new import path or name).
 """
 
