@@ -282,10 +282,14 @@ class RemovedArgument(Rule):
     """A DAG or task argument that Airflow 3 removed: ``schedule_interval`` and ``timetable``
     (both are ``schedule`` now), ``concurrency`` (``max_active_tasks``), ``task_concurrency``
     (``max_active_tis_per_dag``), ``fail_stop`` (``fail_fast``), and ``sla``/``sla_miss_callback``,
-    ``default_view``, ``orientation`` (gone).
+    ``default_view``, ``orientation`` (gone); operators' ``provide_context`` (gone),
+    ``TriggerDagRunOperator(execution_date=)`` (``logical_date``), ``use_task_execution_day``
+    (``use_task_logical_date``); the Task SDK's ``Variable.get(default_var=)`` (``default``); and a
+    dict passed as ``Dataset``/``Asset``'s second positional argument (``extra=`` now: the second
+    positional parameter of ``Asset`` is ``uri``).
 
-    The DAG fails to parse with an unexpected keyword argument. ``--fix`` renames the keyword
-    when there is an exact replacement.
+    The DAG fails to parse with an unexpected keyword argument (the dict of an ``Asset`` silently
+    becomes its uri instead). ``--fix`` renames the keyword when there is an exact replacement.
     """
 
     CODE = "AST303"
@@ -313,6 +317,8 @@ class RemovedArgument(Rule):
                              "TriggerDagRunOperator(task_id='t', trigger_dag_id='x', logical_date='{{ ds }}')\n"),
         Invalid("from airflow.providers.standard.operators.python import PythonOperator\n"
                 "PythonOperator(task_id='t', python_callable=print, provide_context=True)\n"),
+        Invalid("from airflow.sdk import Asset\nA = Asset('s3://b/k', {'owner': 'x'})\n",
+                expected_fix="from airflow.sdk import Asset\nA = Asset('s3://b/k', extra={'owner': 'x'})\n"),
         Invalid("from airflow.sdk import Variable\nfrom airflow.sdk import task\n\n@task\ndef f():\n"
                 "    return Variable.get('k', default_var='d')\n",
                 expected_fix="from airflow.sdk import Variable\nfrom airflow.sdk import task\n\n@task\ndef f():\n"
@@ -340,6 +346,22 @@ class RemovedArgument(Rule):
             self._check_call(node, {**_TASK_ARGS, **extra})
         elif dotted(node.func) == "Variable.get" and keyword(node, "default_var") is not None and self._sdk_variable():
             self._check_call(node, {"default_var": "default"})
+        elif dotted(node.func).split(".")[-1] in ("Asset", "Dataset"):
+            self._check_asset(node)
+
+    def _check_asset(self, call: cst.Call) -> None:
+        """``Dataset("s3://b/k", {"owner": "x"})``: a dict as the second positional argument."""
+        positional = [a for a in call.args if a.keyword is None and not a.star]
+        if len(positional) < 2 or keyword(call, "extra") is not None:
+            return
+        second = positional[1]
+        value = second.value
+        is_dict = isinstance(value, (cst.Dict, cst.DictComp)) or (isinstance(value, cst.Call) and dotted(value.func) == "dict")
+        if is_dict:
+            fix = second.with_changes(keyword=cst.Name("extra"), equal=cst.AssignEqual(
+                whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")))
+            self.report(second, "a dict as the second positional argument of Asset/Dataset becomes its uri on "
+                                "Airflow 3 (silently: the asset's extra is empty); pass it as extra=", replacement=fix)
 
     def _sdk_variable(self) -> bool:
         """Variable comes from the Task SDK (airflow.models.Variable.get still takes default_var)."""

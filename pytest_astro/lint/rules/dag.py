@@ -287,6 +287,8 @@ class DuplicateTaskId(Rule):
               "    @task(task_id='same')\n    def b(): ...\n    a() >> b()\n\nd()\n"),
         Valid("from airflow.sdk import DAG\n" + _OP +
               "with DAG('d'):\n    for t in get_tables():\n        EmptyOperator(task_id='load')\n"),
+        Valid("from airflow.sdk import DAG\n" + _OP +
+              "a, b = DAG('a'), DAG('b')\nfor d in [a, b]:\n    EmptyOperator(task_id='x', dag=d)\n"),
     ]
     INVALID = [
         Invalid("from airflow.sdk import DAG\n" + _OP +
@@ -300,6 +302,10 @@ class DuplicateTaskId(Rule):
                 line=6),
         Invalid("from airflow.sdk import dag\n" + _OP +
                 "\n@dag\ndef d():\n    EmptyOperator(task_id='x')\n    EmptyOperator(task_id='x')\n\nd()\n", line=7),
+        # A DAG factory: one call adds both tasks to the same DAG.
+        Invalid("from airflow.sdk import DAG\n" + _OP +
+                "def add_tasks(dag):\n    EmptyOperator(task_id='x', dag=dag)\n    EmptyOperator(task_id='x', dag=dag)\n\n"
+                "add_tasks(DAG('d'))\n", line=5),
     ]
 
     def __init__(self, ctx: FileContext, walker) -> None:
@@ -370,7 +376,14 @@ class DuplicateTaskId(Rule):
             name = dotted(explicit.value)
             if name in self.dags:
                 return self.dags[name]
-            return None  # a parameter, an attribute...: we cannot tell which DAG
+            if not name:
+                return None
+            # A parameter or an imported DAG: one object for one run of the enclosing function, unless
+            # a loop may rebind it (for dag in dags: ...): then we cannot tell.
+            func = max(i for i, frame in enumerate(self.frames) if frame[0] == "func")
+            if any(kind == "loop" for kind, _, _ in self.frames[func:]):
+                return None
+            return ("name", self.frames[func][1], name), func + 1
         for depth in range(len(self.frames) - 1, -1, -1):
             kind, key, _ = self.frames[depth]
             if kind in ("dag", "group"):
