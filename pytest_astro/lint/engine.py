@@ -175,7 +175,9 @@ class _Project:
             from pytest_astro.lint.reach import parse_time_modules
             from pytest_astro.project import Project
 
-            self._parse_time_modules = parse_time_modules(Project(self.settings), self.config.target_airflow)
+            self._parse_time_modules, learned = parse_time_modules(Project(self.settings), self.config.target_airflow,
+                                                                   self.cache if self.use_cache else None)
+            self.dirty = self.dirty or learned
         return resolved in self._parse_time_modules
 
     def context(self, path: Path) -> FileContext:

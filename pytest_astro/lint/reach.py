@@ -12,6 +12,7 @@ processor.
 from __future__ import annotations
 
 import ast
+import hashlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -80,7 +81,14 @@ def parse_time_imports(tree: ast.Module) -> list[Import]:
 
 
 class ParseTimeGraph(ImportGraph):
-    """The project's import graph restricted to imports that run at parse time."""
+    """The project's import graph restricted to imports that run at parse time. ``memo`` maps a
+    file's content hash to its parse-time imports (kept in the lint cache between runs: the
+    pre-commit hook on one include/ file need not parse every DAG file again)."""
+
+    def __init__(self, project: Project, memo: dict | None = None):
+        super().__init__(project)
+        self.memo: dict = {} if memo is None else memo
+        self.memo_changed = False
 
     def _module_name(self, path: Path) -> str | None:
         if not hasattr(self, "_names"):
@@ -97,12 +105,21 @@ class ParseTimeGraph(ImportGraph):
             if not any(name.encode() in data for name in self.top_level_names) and b"from ." not in data:
                 self._cache[path] = []
                 return []
-            tree = ast.parse(data, filename=str(path))
-        except (SyntaxError, ValueError, OSError):
+        except OSError:
             self._cache[path] = []
             return []
+        key = "imports:" + hashlib.sha256(data).hexdigest()
+        raw = self.memo.get(key)
+        if raw is None:
+            try:
+                raw = [[i.module, i.line, list(i.names)] for i in parse_time_imports(ast.parse(data, filename=str(path)))]
+            except (SyntaxError, ValueError):
+                raw = []
+            self.memo[key] = raw
+            self.memo_changed = True
         found = []
-        for imp in parse_time_imports(tree):
+        for module, line, names in raw:
+            imp = Import(module, line, tuple(names))
             if imp.module.startswith("."):
                 absolute = self._absolute(path, imp.module)
                 if absolute is None:
@@ -147,6 +164,8 @@ def dag_files(project: Project, target_airflow: int | None) -> Iterator[Path]:
             yield path
 
 
-def parse_time_modules(project: Project, target_airflow: int | None) -> set[Path]:
-    """Resolved paths of the DAG files and every project module they import at parse time."""
-    return ParseTimeGraph(project).reachable(dag_files(project, target_airflow))
+def parse_time_modules(project: Project, target_airflow: int | None, memo: dict | None = None) -> tuple[set[Path], bool]:
+    """(resolved paths of the DAG files and every project module they import at parse time,
+    whether ``memo`` gained entries)."""
+    graph = ParseTimeGraph(project, memo)
+    return graph.reachable(dag_files(project, target_airflow)), graph.memo_changed
