@@ -299,6 +299,7 @@ class RemovedArgument(Rule):
     VALID = [
         Valid("from airflow.sdk import DAG\nDAG('d', schedule='@daily', catchup=False)\n"),
         Valid("def f(schedule_interval=None):\n    return schedule_interval\nf(schedule_interval=1)\n"),
+        Valid("REPORT = {'sla': 60, 'provide_context': 'docs'}\n"),
     ]
     INVALID = [
         Invalid("from airflow.sdk import DAG\nDAG('d', schedule_interval='@daily', catchup=False)\n",
@@ -311,6 +312,7 @@ class RemovedArgument(Rule):
                 expected_fix="from airflow.providers.standard.operators.bash import BashOperator\n"
                              "BashOperator(task_id='t', bash_command='true', max_active_tis_per_dag=1)\n"),
         Invalid("default_args = {'retries': 1, 'sla': 60}\n"),
+        Invalid("from airflow.sdk import DAG\nDAG('d', default_args={'provide_context': True})\n"),
         Invalid("from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator\n"
                 "TriggerDagRunOperator(task_id='t', trigger_dag_id='x', execution_date='{{ ds }}')\n",
                 expected_fix="from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator\n"
@@ -377,9 +379,22 @@ class RemovedArgument(Rule):
         if isinstance(node.decorator, cst.Call) and is_decorator(node, ("dag",)):
             self._check_call(node.decorator, _DAG_ARGS)
 
+    def _in_default_args(self) -> bool:
+        """The dict being visited is a DAG's default_args (``default_args={...}`` or
+        ``default_args = {...}``): its keys are task arguments."""
+        stack = self.walker.stack
+        if len(stack) < 2 or not isinstance(stack[-1], cst.Dict):
+            return False
+        holder = stack[-2]
+        if isinstance(holder, cst.Arg):
+            return holder.keyword is not None and holder.keyword.value == "default_args"
+        if isinstance(holder, cst.Assign):
+            return any("default_args" in dotted(t.target) for t in holder.targets)
+        return False
+
     def visit_DictElement(self, node: cst.DictElement) -> None:
         key = string_value(node.key)
-        if key in _TASK_ARGS:
+        if key in _TASK_ARGS and self._in_default_args():
             new = _TASK_ARGS[key]
             what = f"use {new!r}" if new else "remove it"
             self.report(node, f"{key!r} was removed in Airflow 3; {what}")
@@ -458,6 +473,7 @@ class RemovedContextKey(Rule):
     VALID = [
         Valid("cmd = 'echo {{ ds }} {{ logical_date }} {{ dag_run.conf }}'\n"),
         Valid("execution_date = 1\nprint('execution_date is a word')\n"),
+        Valid("def settings(**kwargs):\n    return kwargs['conf']\n"),
     ]
     INVALID = [
         Invalid("cmd = 'echo {{ execution_date }} {{ next_ds }}'\n",
@@ -491,8 +507,16 @@ class RemovedContextKey(Rule):
         if dotted(node.func.value).split(".")[-1] not in _CONTEXT_NAMES:
             return
         key = string_value(node.args[0].value)
-        if key in REMOVED_CONTEXT:
+        if key in REMOVED_CONTEXT and self._is_context(node.func.value, key):
             self.report(node.args[0].value, self._message([key]))
+
+    def _is_context(self, mapping: cst.CSTNode, key: str) -> bool:
+        """Whether ``mapping[key]`` reads Airflow's task context. ``conf`` is a common word: for it the
+        mapping must be named ``context`` or be read inside a ``@task`` function."""
+        if key != "conf" or dotted(mapping).split(".")[-1] == "context":
+            return True
+        return any(isinstance(n, cst.FunctionDef) and any(is_decorator(d, ("task",)) for d in n.decorators)
+                   for n in self.walker.stack)
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
         attr = node.attr.value
@@ -512,7 +536,7 @@ class RemovedContextKey(Rule):
         if not isinstance(index, cst.Index):
             return
         key = string_value(index.value)
-        if key in REMOVED_CONTEXT:
+        if key in REMOVED_CONTEXT and self._is_context(node.value, key):
             new = REMOVED_CONTEXT[key]
             fix = None
             if new is not None and new.isidentifier() and isinstance(index.value, cst.SimpleString):

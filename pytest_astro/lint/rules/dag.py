@@ -79,6 +79,13 @@ def _dynamic_call(expr: cst.CSTNode) -> str | None:
     return None
 
 
+def _takes_start_date(call: cst.Call) -> bool:
+    """A DAG, ``@dag``, ``dict(...)`` (default_args) or operator call: whose start_date Airflow reads."""
+    last = dotted(call.func).split(".")[-1]
+    return is_dag_call(call) or last in ("dag", "dict") or last.endswith(("Operator", "Sensor")) or \
+        keyword(call, "task_id") is not None
+
+
 class DynamicStartDate(Rule):
     """A ``start_date`` computed from the current time (``datetime.now()``, ``pendulum.now()``,
     ``pendulum.today()``, ``days_ago()``).
@@ -94,6 +101,10 @@ class DynamicStartDate(Rule):
     VALID = [
         Valid("import pendulum\nfrom airflow.sdk import DAG\nDAG('d', start_date=pendulum.datetime(2024, 1, 1, tz='UTC'))\n"),
         Valid("from datetime import datetime\nEND = datetime.now()\n"),
+        # Not a DAG's or task's start_date: an API call inside a task.
+        Valid("from datetime import datetime\nfrom airflow.sdk import task\n\n@task\ndef f(api):\n"
+              "    return api.events(start_date=datetime.now())\n"),
+        Valid("from datetime import datetime\nreport = build_report(start_date=datetime.now())\n"),
     ]
     INVALID = [
         Invalid("from datetime import datetime, timedelta\nfrom airflow.sdk import DAG\n"
@@ -109,11 +120,14 @@ class DynamicStartDate(Rule):
                               f"use a fixed date such as pendulum.datetime(2024, 1, 1, tz=\"UTC\")")
 
     def visit_Arg(self, node: cst.Arg) -> None:
-        if node.keyword is not None and node.keyword.value == "start_date":
+        if node.keyword is None or node.keyword.value != "start_date" or not self.walker.parse_time:
+            return
+        call = self.walker.stack[-1] if self.walker.stack else None
+        if isinstance(call, cst.Call) and _takes_start_date(call):
             self._check(node, node.value)
 
     def visit_DictElement(self, node: cst.DictElement) -> None:
-        if string_value(node.key) == "start_date":
+        if string_value(node.key) == "start_date" and self.walker.parse_time:
             self._check(node, node.value)
 
 
