@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from pytest_astro.lint.core import Invalid, Rule, Valid, call_name, cst, keyword, string_value
+from pytest_astro.lint.core import Invalid, Rule, Valid, cst, keyword, string_value
 
 
 class _ParseTimeCall(Rule):
