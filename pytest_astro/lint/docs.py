@@ -46,6 +46,13 @@ def _block(code: str) -> str:
     return "```python\n" + code.rstrip("\n") + "\n```\n"
 
 
+def _files(doc: dict, code: str) -> str:
+    """The example project's other files that ``code`` names (template files), shown after it."""
+    shown = [f"with `{name}` next to it:\n\n```jinja\n{text.rstrip()}\n```\n\n"
+             for name, text in doc["files"].items() if f"'{name}'" in code or f'"{name}"' in code]
+    return "".join(shown)
+
+
 def render_docs() -> str:
     out = [HEADER]
     for rule in ALL_RULES:
@@ -61,10 +68,9 @@ def render_docs() -> str:
         if doc["why"]:
             out.append("### Why is this bad?\n\n" + doc["why"] + "\n\n")
         where = f" (`{doc['example_path']}`)" if doc["example_path"] != "dags/example.py" else ""
-        out.append(f"### Example{where}\n\n" + _block(doc["example"]) + "\n")
-        for name, text in doc["files"].items():
-            out.append(f"with `{name}` next to it:\n\n```jinja\n{text.rstrip()}\n```\n\n")
-        out.append("### Use instead\n\n" + _block(doc["use_instead"]))
+        out.append(f"### Example{where}\n\n" + _block(doc["example"]) + "\n" + _files(doc, doc["example"]))
+        files = _files(doc, doc["use_instead"])
+        out.append("### Use instead\n\n" + _block(doc["use_instead"]) + ("\n" + files.rstrip("\n") + "\n" if files else ""))
     return "".join(out)
 
 

@@ -198,6 +198,8 @@ class RemovedContextKeyInTemplateFile(Rule):
     MESSAGE = "template file uses a context key removed in Airflow 3"
     AIRFLOW3 = True
     VALID = [
+        Valid("from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator\n"
+              "SQLExecuteQueryOperator(task_id='q', conn_id='pg', sql='sql/daily_report_v3.sql')\n"),
         # No such file next to the DAG: nothing to check.
         Valid("from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator\n"
               "SQLExecuteQueryOperator(task_id='q', conn_id='pg', sql='no_such_query.sql')\n"),
@@ -210,7 +212,8 @@ class RemovedContextKeyInTemplateFile(Rule):
         Invalid("from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator\n"
                 "SQLExecuteQueryOperator(task_id='q', conn_id='pg', sql='sql/daily_report.sql')\n", line=2),
     ]
-    FILES = {"sql/daily_report.sql": "select *\nfrom events\nwhere day = '{{ execution_date | ds }}'\n"}
+    FILES = {"sql/daily_report.sql": "select *\nfrom events\nwhere day = '{{ execution_date | ds }}'\n",
+             "sql/daily_report_v3.sql": "select *\nfrom events\nwhere day = '{{ logical_date | ds }}'\n"}
 
     def __init__(self, ctx, walker) -> None:
         super().__init__(ctx, walker)
