@@ -390,7 +390,8 @@ class AstroSession:
             from pytest_astro.lint.engine import lint_paths
 
             files = sorted(self._dag_files)
-            report = lint_paths(files, select=["AST301", "AST302", "AST303", "AST304"], cwd=self.project.root)
+            report = lint_paths(files, select=["AST301", "AST302", "AST303", "AST304"], cwd=self.project.root,
+                                target_airflow=3)
             self._upgrade = {}
             for finding in report.findings:
                 key = (self.project.root / finding.path).resolve()
@@ -562,7 +563,7 @@ class UpgradeItem(InDagFile, pytest.Item):
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, UpgradeFindings):
             return (f"{len(str(excinfo.value).splitlines())} change(s) needed before this file runs on "
-                    f"Airflow 3 (`pytest-astro lint --select AST3 --fix` rewrites the exact ones):\n"
+                    f"Airflow 3 (`pytest-astro lint --target-airflow 3 --fix` rewrites the exact ones):\n"
                     f"{excinfo.value}")
         return super().repr_failure(excinfo, style)
 

@@ -19,6 +19,7 @@ RUNTIME2 = "FROM quay.io/astronomer/astro-runtime:12.6.0\n"
 GOOD = '''
 import pendulum
 from airflow.sdk import DAG, task
+from include import helpers
 
 with DAG("good", start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), schedule="@daily", catchup=False):
     @task
@@ -45,7 +46,9 @@ with DAG("bad", schedule_interval="@daily", start_date=datetime(2024, 1, 1)):
 @pytest.fixture
 def project(tmp_path: Path, write_files) -> Path:
     write_files(tmp_path, {"Dockerfile": RUNTIME3, "dags/good.py": GOOD, "dags/bad.py": BAD,
-                           "include/__init__.py": "", "include/helpers.py": "import numpy as np\n"})
+                           "include/__init__.py": "", "include/helpers.py": "import numpy as np\n",
+                           # imported by no DAG file: Airflow never runs it at parse time
+                           "include/streamlit_app.py": "import pandas\nimport requests\nrequests.get('https://x')\n"})
     return tmp_path
 
 
@@ -67,7 +70,7 @@ def test_reports_findings_as_path_line_col_code(project: Path) -> None:
     assert any(line.startswith("dags/bad.py:8:6: AST202 ") for line in out)
     assert any(line.startswith("dags/bad.py:8:17: AST303 schedule_interval=") and line.endswith("[*]") for line in out)
     assert any(line.startswith("include/helpers.py:1:8: AST101 'numpy'") for line in out)
-    assert not any(line.startswith("dags/good.py") for line in out)
+    assert not any(line.startswith(("dags/good.py", "include/streamlit_app.py")) for line in out)
     assert "Found " in proc.stderr and "fixable with --fix" in proc.stderr
 
 
@@ -83,10 +86,16 @@ def test_fix_rewrites_exact_fixes_and_reports_the_rest(project: Path) -> None:
     assert "from airflow.sdk import Variable" in fixed
     assert "from airflow.providers.standard.operators.bash import BashOperator" in fixed
     assert 'schedule="@daily"' in fixed and "schedule_interval" not in fixed
-    assert "{{ logical_date }}" in fixed
+    # A template rewrite may change behaviour (logical_date is None for manual runs): unsafe, left alone.
+    assert "{{ execution_date }}" in fixed
+    assert "1 more fix(es) available with --fix --unsafe-fixes" in proc.stderr
     codes = {line.split()[1] for line in lines(proc)}
-    assert codes == {"AST001", "AST202"}  # not fixable: left for the author
-    again = run_cli("lint", "--fix", "dags/bad.py", cwd=project)
+    assert codes == {"AST001", "AST202", "AST304"}  # not fixable by --fix: left for the author
+    unsafe = run_cli("lint", "--fix", "--unsafe-fixes", "dags/bad.py", cwd=project)
+    fixed = (project / "dags/bad.py").read_text()
+    assert "{{ logical_date }}" in fixed
+    assert {line.split()[1] for line in lines(unsafe)} == {"AST001", "AST202"}
+    again = run_cli("lint", "--fix", "--unsafe-fixes", "dags/bad.py", cwd=project)
     assert (project / "dags/bad.py").read_text() == fixed
     assert "Fixed" not in again.stderr
 
@@ -102,7 +111,7 @@ def test_fix_only_changes_nothing_when_everything_is_fixed(project: Path, write_
 
 def test_noqa_suppresses_the_named_code_only(project: Path, write_files) -> None:
     write_files(project, {"dags/noqa.py": (
-        "from airflow.sdk import Variable\n"
+        "from airflow.sdk import Variable, dag\n"
         "A = Variable.get('a')  # noqa: AST001\n"
         "B = Variable.get('b')  # noqa: AST101\n"
         "C = Variable.get('c')  # noqa\n"
@@ -126,7 +135,7 @@ def test_pyproject_config(project: Path, write_files) -> None:
         extend-heavy-imports = ["great_expectations"]
         per-file-ignores = { "include/*.py" = ["AST101"] }
         exclude = ["dags/vendored/*"]
-        ''', "dags/ge.py": "import great_expectations\n", "dags/vendored/x.py": "import pandas\n"})
+        ''', "dags/ge.py": "import great_expectations\nfrom airflow.sdk import dag\n", "dags/vendored/x.py": "import pandas\n"})
     proc = run_cli("lint", cwd=project)
     codes = {(line.split(":")[0], line.split()[1]) for line in lines(proc)}
     assert codes == {("dags/bad.py", "AST001"), ("dags/bad.py", "AST202"), ("dags/ge.py", "AST101")}
@@ -146,9 +155,14 @@ def test_airflow3_rules_follow_the_runtime_image(project: Path, dockerfile: str,
     codes = {line.split()[1] for line in lines(run_cli("lint", "dags/bad.py", cwd=project))}
     assert ("AST302" in codes) is expect_migration
     assert ("AST303" in codes) is expect_migration
-    # Asking for them by code runs them whatever the runtime.
-    forced = {line.split()[1] for line in lines(run_cli("lint", "--select", "AST30", "dags/bad.py", cwd=project))}
-    assert forced == {"AST302", "AST303", "AST304"}
+    # The target version wins over a selection, and every prefix behaves alike (AST, AST3, AST302).
+    for select in ("AST", "AST3", "AST30", "AST302"):
+        forced = {line.split()[1] for line in lines(run_cli("lint", "--select", select, "dags/bad.py", cwd=project))}
+        assert ("AST302" in forced) is expect_migration, select
+    # --target-airflow 3 asks for the migration rules on any project.
+    asked = {line.split()[1] for line in lines(run_cli("lint", "--select", "AST30", "--target-airflow", "3",
+                                                       "dags/bad.py", cwd=project))}
+    assert asked == {"AST302", "AST303", "AST304"}
 
 
 @pytest.mark.parametrize(("image", "major"), [

@@ -20,7 +20,12 @@ from pytest_astro.reporting import in_github_actions
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="*", metavar="FILES",
                         help="files or folders to check (default: the project's dags/, include/ and plugins/)")
-    parser.add_argument("--fix", action="store_true", help="apply the exact fixes ([*]) to the files")
+    parser.add_argument("--fix", action="store_true", help="apply the safe fixes ([*]) to the files")
+    parser.add_argument("--unsafe-fixes", action="store_true",
+                        help="with --fix, also apply the fixes that may change behaviour (listed as unsafe)")
+    parser.add_argument("--target-airflow", type=int, choices=(2, 3), default=None, metavar="{2,3}",
+                        help="lint for this Airflow major version instead of the project's (Dockerfile, "
+                             "target-airflow); the AST3 rules run only when it is 3")
     parser.add_argument("--select", action="append", default=[], metavar="CODES",
                         help="only these codes or prefixes, comma-separated (e.g. AST0,AST201); repeatable")
     parser.add_argument("--ignore", action="append", default=[], metavar="CODES",
@@ -50,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         report = lint_paths([Path(f) for f in args.files], fix=args.fix, select=args.select, ignore=args.ignore,
-                            use_cache=not args.no_cache, workers=args.workers)
+                            use_cache=not args.no_cache, workers=args.workers, unsafe_fixes=args.unsafe_fixes,
+                            target_airflow=args.target_airflow)
     except (ConfigError, LintUsageError) as exc:
         print(f"pytest-astro lint: {exc}", file=sys.stderr)
         return 2
@@ -66,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         if report.findings:
             hint = f" ({fixable} fixable with --fix)" if fixable else ""
             print(f"Found {len(report.findings)} problem(s) in {report.files} file(s){hint}.", file=sys.stderr)
+            unsafe = sum(f.unsafe_fix for f in report.findings)
+            if unsafe:
+                print(f"{unsafe} more fix(es) available with --fix --unsafe-fixes (they may change behaviour; "
+                      f"review them).", file=sys.stderr)
     if report.findings and not args.exit_zero:
         return 1
     # pre-commit style: a hook that changed files fails, so the user reviews and re-stages them.

@@ -77,8 +77,9 @@ class LintConfig:
         if ignored and max(len(p) for p in ignored) >= best:
             return False
         if rule.AIRFLOW3 and self.target_airflow != 3:
-            # Migration rules only for projects on Airflow 3, unless asked for by (a prefix of) their own code.
-            return best >= len("AST3")
+            # The target version wins over any selection (AST, AST3 and AST302 alike): the
+            # migration rules' advice is only true on Airflow 3. `--target-airflow 3` asks for it.
+            return False
         return True
 
     def is_excluded(self, relpath: str) -> bool:
@@ -102,8 +103,10 @@ def _list(table: Mapping, key: str, where: str) -> list[str] | None:
 
 
 def load_lint_config(table: Mapping, runtime_image: str | None, where: str,
-                     select: Iterable[str] | None = None, ignore: Iterable[str] | None = None) -> LintConfig:
-    """Build the config from the ``lint`` table, the project's runtime image and CLI flags."""
+                     select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
+                     target_airflow: int | None = None) -> LintConfig:
+    """Build the config from the ``lint`` table, the project's runtime image and CLI flags
+    (``target_airflow``: ``--target-airflow``, which wins over both)."""
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where}: [tool.pytest-astro.lint] must be a table")
     cli_select = split_codes(list(select or ()), "--select")
@@ -112,7 +115,7 @@ def load_lint_config(table: Mapping, runtime_image: str | None, where: str,
     heavy = _list(table, "heavy-imports", where)
     heavy_set = frozenset(heavy) if heavy is not None else DEFAULT_HEAVY_IMPORTS
     heavy_set |= frozenset(_list(table, "extend-heavy-imports", where) or ())
-    target = table.get("target-airflow", table.get("target_airflow"))
+    target = target_airflow if target_airflow is not None else table.get("target-airflow", table.get("target_airflow"))
     if target is None:
         target = airflow_major_from_image(runtime_image)
     elif target not in (2, 3, "2", "3"):
@@ -132,8 +135,8 @@ def load_lint_config(table: Mapping, runtime_image: str | None, where: str,
     )
 
 
-def project_lint_config(root: Path, select: Iterable[str] | None = None,
-                        ignore: Iterable[str] | None = None) -> tuple[LintConfig, object]:
+def project_lint_config(root: Path, select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
+                        target_airflow: int | None = None) -> tuple[LintConfig, object]:
     """(LintConfig, Settings) of the project at ``root``."""
     from pytest_astro.config import load_settings
     from pytest_astro.project import Project
@@ -141,5 +144,5 @@ def project_lint_config(root: Path, select: Iterable[str] | None = None,
     settings = load_settings(root)
     image = Project(settings).runtime_image
     config = load_lint_config(settings.table.get("lint", {}), image,
-                              f"{root / 'pyproject.toml'} [tool.pytest-astro.lint]", select, ignore)
+                              f"{root / 'pyproject.toml'} [tool.pytest-astro.lint]", select, ignore, target_airflow)
     return config, settings

@@ -47,6 +47,9 @@ class FileContext:
     airflow_ignored: bool = False  # excluded by an .airflowignore
     target_airflow: int | None = 3  # major version the project deploys to (None: unknown)
     heavy_imports: frozenset[str] = frozenset()
+    #: Airflow imports this module when it parses a DAG file: it is a DAG file, or reachable from one
+    #: through imports that run at parse time. False silences the parse-time rules on it.
+    imported_at_parse_time: bool = True
 
 
 @dataclass
@@ -58,9 +61,10 @@ class Finding:
     col: int
     code: str
     message: str
-    fixable: bool = False
+    fixable: bool = False  # the fix is applied by this run's --fix (safe, or unsafe with --unsafe-fixes)
     end_line: int = 0
     end_col: int = 0
+    unsafe_fix: bool = False  # a fix exists that only --unsafe-fixes applies
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -75,16 +79,20 @@ class Valid:
 
     code: str
     path: str = "dags/example.py"
+    target_airflow: int | None = 3  # the project's target Airflow for this example
 
 
 @dataclass(frozen=True)
 class Invalid:
-    """Code the rule must report; ``expected_fix`` is the source after ``--fix`` (None: no fix)."""
+    """Code the rule must report; ``expected_fix`` is the source after ``--fix`` (None: no fix),
+    or after ``--fix --unsafe-fixes`` when ``unsafe_fix`` (plain ``--fix`` then leaves it alone)."""
 
     code: str
     expected_fix: str | None = None
     path: str = "dags/example.py"
     line: int | None = None  # line of the (first) finding, when the example wants to pin it
+    unsafe_fix: bool = False
+    target_airflow: int | None = 3  # the project's target Airflow for this example
 
 
 @dataclass
@@ -94,6 +102,7 @@ class _Report:
     message: str
     replacement: cst.CSTNode | None = None
     line: int = 0  # used when node is None (file-level findings)
+    unsafe: bool = False  # the replacement may change behaviour: applied only with --unsafe-fixes
 
 
 class Rule:
@@ -106,6 +115,8 @@ class Rule:
     AIRFLOW3: ClassVar[bool] = False
     VALID: ClassVar[list[Valid]] = []
     INVALID: ClassVar[list[Invalid]] = []
+    #: Other files of the examples' project, relative to the example DAG file's folder (template files)
+    FILES: ClassVar[dict[str, str]] = {}
 
     def __init__(self, ctx: FileContext, walker: Walker):
         self.ctx = ctx
@@ -115,12 +126,17 @@ class Rule:
     # -- helpers for subclasses ---------------------------------------------------------------
     @property
     def parse_time(self) -> bool:
-        """True when the node being visited runs whenever Airflow parses the file."""
-        return self.walker.parse_time
+        """True when the node being visited runs whenever Airflow parses a DAG file: it runs when
+        this module is imported, and Airflow imports this module at parse time."""
+        return self.walker.parse_time and self.ctx.imported_at_parse_time
 
     def report(self, node: cst.CSTNode | None, message: str | None = None,
-               replacement: cst.CSTNode | None = None, line: int = 1) -> None:
-        self.reports.append(_Report(node, self.CODE, message or self.MESSAGE, replacement, line))
+               replacement: cst.CSTNode | None = None, line: int = 1, unsafe: bool = False) -> None:
+        if self.AIRFLOW3 and self.walker.version_guard:
+            # A version-fallback branch (try/except ImportError, if AIRFLOW_V_3...) is written for
+            # the other Airflow on purpose: neither reported nor rewritten.
+            return
+        self.reports.append(_Report(node, self.CODE, message or self.MESSAGE, replacement, line, unsafe))
 
     def check_file(self) -> None:
         """Called once per file before the walk; for rules about the file itself (its path)."""
@@ -131,6 +147,24 @@ class Rule:
     @classmethod
     def summary(cls) -> str:
         return (cls.__doc__ or cls.MESSAGE).strip().split("\n\n")[0].replace("\n", " ")
+
+    @classmethod
+    def doc(cls) -> dict[str, Any]:
+        """The rule's documentation as plain data, in ruff's page layout: ``what`` (the docstring's
+        first paragraph), ``why`` (the rest), ``example`` (an INVALID example, a fixable one when
+        there is one), ``use_instead`` (its fix, else the first VALID example), ``fix``
+        (``"safe"``, ``"unsafe"`` or ``""``), ``airflow3``. Docs pages are generated from it."""
+        import inspect
+
+        text = inspect.cleandoc(cls.__doc__ or cls.MESSAGE)
+        what, _, why = text.partition("\n\n")
+        fixed = [ex for ex in cls.INVALID if ex.expected_fix is not None]
+        example = (fixed or cls.INVALID)[0]
+        fix = "" if not fixed else "unsafe" if all(ex.unsafe_fix for ex in fixed) else "safe"
+        return {"code": cls.CODE, "name": cls.NAME, "message": cls.MESSAGE, "what": what, "why": why,
+                "example": example.code, "example_path": example.path,
+                "use_instead": example.expected_fix if example.expected_fix is not None else cls.VALID[0].code,
+                "fix": fix, "airflow3": cls.AIRFLOW3, "files": dict(cls.FILES)}
 
 
 # -- names ---------------------------------------------------------------------------------------
@@ -223,6 +257,31 @@ def _fields(cls: type) -> tuple[str, ...]:
     return names
 
 
+#: type -> is it a libcst node. ``isinstance(x, cst.CSTNode)`` goes through ABC machinery, and the
+#: walker asks it for every field of every node: a dict hit per type is several times cheaper.
+_IS_NODE: dict[type, bool] = {}
+
+
+def _is_node(value: Any) -> bool:
+    kind = type(value)
+    known = _IS_NODE.get(kind)
+    if known is None:
+        known = _IS_NODE[kind] = isinstance(value, cst.CSTNode)
+    return known
+
+
+#: rule class -> [(node type name, method name, is a leave_ method)]
+_METHODS: dict[type, list[tuple[str, str, bool]]] = {}
+
+
+def _rule_methods(cls: type) -> list[tuple[str, str, bool]]:
+    methods = _METHODS.get(cls)
+    if methods is None:
+        methods = _METHODS[cls] = [(attr[6:], attr, attr.startswith("leave_")) for attr in dir(cls)
+                                   if attr.startswith(("visit_", "leave_"))]
+    return methods
+
+
 def _is_type_checking(test: cst.BaseExpression) -> bool:
     return dotted(test).split(".")[-1] == "TYPE_CHECKING"
 
@@ -233,6 +292,63 @@ def _is_main_guard(test: cst.BaseExpression) -> bool:
     return False
 
 
+_IMPORT_ERRORS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
+_VERSION_NAME = re.compile(r"version|AIRFLOW_V_?\d|AIRFLOW_\d", re.IGNORECASE)
+
+
+def _is_import_fallback(node: cst.Try) -> bool:
+    """``try: <imports> except ImportError: <other imports>`` (ModuleNotFoundError, Exception or a
+    bare except too): a body of simple statements with at least one import. A ``try`` around a
+    whole DAG is not a version fallback."""
+    body = node.body.body
+    if not all(isinstance(stmt, cst.SimpleStatementLine) for stmt in body):
+        return False
+    if not any(isinstance(small, (cst.Import, cst.ImportFrom)) for stmt in body for small in stmt.body):
+        return False
+    for handler in node.handlers:
+        kinds = handler.type
+        if kinds is None:
+            return True
+        elements = kinds.elements if isinstance(kinds, cst.Tuple) else [kinds]
+        for element in elements:
+            expr = element.value if isinstance(element, cst.Element) else element
+            if dotted(expr).split(".")[-1] in _IMPORT_ERRORS:
+                return True
+    return False
+
+
+def _is_version_test(test: cst.BaseExpression) -> bool:
+    """An ``if`` on the Airflow (or Python) version: ``AIRFLOW_V_3_0_PLUS``, ``airflow.__version__``,
+    ``Version(...) >= ...``, ``sys.version_info``."""
+    stack: list[Any] = [test]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.Name):
+            if _VERSION_NAME.search(node.value):
+                return True
+        elif isinstance(node, cst.Attribute):
+            if _VERSION_NAME.search(node.attr.value):
+                return True
+            stack.append(node.value)
+        elif isinstance(node, cst.CSTNode):
+            stack += [getattr(node, f) for f in _fields(type(node))]
+        elif isinstance(node, (list, tuple)):
+            stack += list(node)
+    return False
+
+
+class _ContextTypes:
+    """The node types where the walker's context may change (resolved on first use: lazy libcst)."""
+
+    def __contains__(self, node_type: type) -> bool:
+        global _CONTEXT_TYPES
+        _CONTEXT_TYPES = frozenset({cst.FunctionDef, cst.Lambda, cst.If, cst.Try})
+        return node_type in _CONTEXT_TYPES
+
+
+_CONTEXT_TYPES: Any = _ContextTypes()
+
+
 class Walker:
     """Walks a module once, calling every rule's ``visit_<Node>``/``leave_<Node>`` methods."""
 
@@ -240,21 +356,33 @@ class Walker:
         self.module = module
         self.stack: list[cst.CSTNode] = []
         self.parse_time = True
-        #: innermost DAG / TaskGroup scope: a With, a @dag/@task_group FunctionDef, or the Module
-        self.scope: cst.CSTNode = module
-        self.loop_depth = 0
+        #: > 0 inside a version-fallback branch: try/except ImportError, or an if on the version
+        self.version_guard = 0
         self._visit: dict[str, list[Callable]] = {}
         self._leave: dict[str, list[Callable]] = {}
-        self.called_at_module_level = self._module_level_calls(module)
+        self._called: set[str] | None = None
+        self._last_call: tuple[Any, str] = (None, "")
         for rule in rules:
             self.add(rule)
 
+    def call_name(self, call: cst.Call) -> str:
+        """:func:`call_name`, remembered for the node being visited (every rule's visit_Call asks)."""
+        last, name = self._last_call
+        if last is not call:
+            name = call_name(call)
+            self._last_call = (call, name)
+        return name
+
     def add(self, rule: Rule) -> None:
-        for attr in dir(type(rule)):
-            if attr.startswith("visit_"):
-                self._visit.setdefault(attr[6:], []).append(getattr(rule, attr))
-            elif attr.startswith("leave_"):
-                self._leave.setdefault(attr[6:], []).append(getattr(rule, attr))
+        for kind, attr, leave in _rule_methods(type(rule)):
+            (self._leave if leave else self._visit).setdefault(kind, []).append(getattr(rule, attr))
+
+    @property
+    def called_at_module_level(self) -> set[str]:
+        """Names of module-level functions that module-level code calls (computed on first use)."""
+        if self._called is None:
+            self._called = self._module_level_calls(self.module)
+        return self._called
 
     @staticmethod
     def _module_level_calls(module: cst.Module) -> set[str]:
@@ -262,15 +390,17 @@ class Walker:
         bodies therefore run at parse time."""
         names: set[str] = set()
 
+        skip = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
         def scan(node: Any) -> None:
-            if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            if isinstance(node, skip):
                 return
-            if isinstance(node, cst.Call) and isinstance(node.func, cst.Name):
+            if type(node) is cst.Call and type(node.func) is cst.Name:
                 names.add(node.func.value)
-            if isinstance(node, cst.CSTNode):
+            if _is_node(node):
                 for name in _fields(type(node)):
                     scan(getattr(node, name))
-            elif isinstance(node, (list, tuple)):
+            elif type(node) in (list, tuple):
                 for child in node:
                     scan(child)
 
@@ -283,13 +413,16 @@ class Walker:
 
     # Context switches happen here; everything else is a plain recursive walk.
     def _walk(self, node: cst.CSTNode) -> None:
-        kind = type(node).__name__
+        node_type = type(node)
+        kind = node_type.__name__
         for fn in self._visit.get(kind, ()):
             fn(node)
         self.stack.append(node)
-        if isinstance(node, cst.FunctionDef):
+        if node_type not in _CONTEXT_TYPES:
+            self._walk_children(node)
+        elif node_type is cst.FunctionDef:
             self._walk_function(node)
-        elif isinstance(node, cst.Lambda):
+        elif node_type is cst.Lambda:
             self._walk_children(node.params)
             self._in_context(node.body, parse_time=False)
         elif isinstance(node, cst.If) and _is_type_checking(node.test):
@@ -300,40 +433,27 @@ class Walker:
             self._in_context(node.body, parse_time=False)
             if node.orelse is not None:
                 self._walk(node.orelse)
-        elif isinstance(node, cst.With):
-            for item in node.items:
-                self._walk(item)
-            opens_scope = any(
-                isinstance(i.item, cst.Call) and (is_dag_call(i.item) or dotted(i.item.func).split(".")[-1] == "TaskGroup")
-                for i in node.items)
-            saved = self.scope, self.loop_depth
-            if opens_scope:
-                # A DAG (or group) per iteration: its task ids only need to be unique inside it.
-                self.scope, self.loop_depth = node, 0
-            self._walk(node.body)
-            self.scope, self.loop_depth = saved
-        elif isinstance(node, (cst.For, cst.While)):
-            self._walk_children(node, exclude=("body",))
-            self.loop_depth += 1
-            self._walk(node.body)
-            self.loop_depth -= 1
+        elif (isinstance(node, cst.Try) and _is_import_fallback(node)) or \
+                (isinstance(node, cst.If) and _is_version_test(node.test)):
+            self.version_guard += 1
+            self._walk_children(node)
+            self.version_guard -= 1
         else:
             self._walk_children(node)
         self.stack.pop()
         for fn in self._leave.get(kind, ()):
             fn(node)
 
-    def _walk_children(self, node: cst.CSTNode, exclude: tuple[str, ...] = ()) -> None:
+    def _walk_children(self, node: cst.CSTNode) -> None:
+        walk, is_node = self._walk, _is_node
         for name in _fields(type(node)):
-            if name in exclude:
-                continue
             value = getattr(node, name)
-            if isinstance(value, cst.CSTNode):
-                self._walk(value)
-            elif isinstance(value, (tuple, list)):
+            if is_node(value):
+                walk(value)
+            elif type(value) in (tuple, list):
                 for child in value:
-                    if isinstance(child, cst.CSTNode):
-                        self._walk(child)
+                    if is_node(child):
+                        walk(child)
 
     def _in_context(self, node: cst.CSTNode, parse_time: bool) -> None:
         saved = self.parse_time
@@ -359,12 +479,7 @@ class Walker:
         else:
             # A DAG factory called from module level runs at parse time too.
             body_parse_time = self.parse_time and module_level and node.name.value in self.called_at_module_level
-        saved_scope, saved_loop = self.scope, self.loop_depth
-        if is_dag or is_group:
-            self.scope = node
-        self.loop_depth = 0
         self._in_context(node.body, body_parse_time)
-        self.scope, self.loop_depth = saved_scope, saved_loop
 
     def ancestors(self) -> Iterable[cst.CSTNode]:
         """Ancestors of the node being visited, innermost first (the node itself excluded)."""
@@ -423,11 +538,12 @@ def _positions(module: cst.Module) -> Any:
         return MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
 
 
-def _run_rules(module: cst.Module, source_lines: list[str], ctx: FileContext,
-               rule_classes: Sequence[type[Rule]]) -> tuple[list[Finding], dict[int, cst.CSTNode]]:
+def _run_rules(module: cst.Module, source_lines: list[str], ctx: FileContext, rule_classes: Sequence[type[Rule]],
+               unsafe_fixes: bool = False) -> tuple[list[Finding], dict[int, cst.CSTNode]]:
     """Findings plus the fixes (id(node) -> replacement) of the unsuppressed findings."""
     walker = Walker(module)
-    rules = [cls(ctx, walker) for cls in rule_classes]
+    # The Airflow 3 rules' advice is only true of a project that runs Airflow 3.
+    rules = [cls(ctx, walker) for cls in rule_classes if ctx.target_airflow == 3 or not cls.AIRFLOW3]
     for rule in rules:
         rule.check_file()
         walker.add(rule)
@@ -452,8 +568,10 @@ def _run_rules(module: cst.Module, source_lines: list[str], ctx: FileContext,
         suppressed = noqa_codes(text)
         if suppressed is not None and ("*" in suppressed or r.code in suppressed):
             continue
-        fixable = r.replacement is not None and r.node is not None
-        findings.append(Finding(ctx.path, line, col, r.code, r.message, fixable, end_line, end_col))
+        has_fix = r.replacement is not None and r.node is not None
+        fixable = has_fix and (unsafe_fixes or not r.unsafe)
+        findings.append(Finding(ctx.path, line, col, r.code, r.message, fixable, end_line, end_col,
+                                unsafe_fix=has_fix and not fixable))
         if fixable:
             fixes[id(r.node)] = (r.node, r.replacement)
     findings.sort(key=lambda f: (f.line, f.col, f.code))
@@ -481,8 +599,9 @@ def _replacer(fixes: dict[int, tuple[cst.CSTNode, cst.CSTNode]]) -> Any:
 
 
 def lint_source(source: str, ctx: FileContext, rule_classes: Sequence[type[Rule]],
-                fix: bool = False, max_passes: int = 5) -> LintResult:
-    """Lint one file's source; with ``fix``, apply the fixes (repeatedly, until none apply)."""
+                fix: bool = False, max_passes: int = 5, unsafe_fixes: bool = False) -> LintResult:
+    """Lint one file's source; with ``fix``, apply the safe fixes (and the unsafe ones with
+    ``unsafe_fixes``) repeatedly, until none apply."""
     result = LintResult(source=source)
     for _ in range(max_passes if fix else 1):
         try:
@@ -490,7 +609,7 @@ def lint_source(source: str, ctx: FileContext, rule_classes: Sequence[type[Rule]
         except (cst.ParserSyntaxError, SyntaxError, ValueError, RecursionError) as exc:
             result.findings = [_syntax_error(ctx, result.source, exc)]
             return result
-        findings, fixes = _run_rules(module, result.source.splitlines(), ctx, rule_classes)
+        findings, fixes = _run_rules(module, result.source.splitlines(), ctx, rule_classes, unsafe_fixes)
         result.findings = findings
         if not fix or not fixes:
             return result
@@ -502,5 +621,5 @@ def lint_source(source: str, ctx: FileContext, rule_classes: Sequence[type[Rule]
         result.source = new_source
     # Out of passes with fixes still applying: report what is left in the final source.
     module = cst.parse_module(result.source)
-    result.findings, _ = _run_rules(module, result.source.splitlines(), ctx, rule_classes)
+    result.findings, _ = _run_rules(module, result.source.splitlines(), ctx, rule_classes, unsafe_fixes)
     return result

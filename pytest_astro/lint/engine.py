@@ -11,6 +11,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,8 @@ from pytest_astro.config import find_project_root
 from pytest_astro.lint.config import LintConfig, project_lint_config
 from pytest_astro.lint.core import SYNTAX_ERROR, FileContext, Finding, lint_source
 from pytest_astro.lint.rules import BY_CODE
+from pytest_astro.lint.rules.airflow3_context import TEMPLATE_EXTENSIONS, TEMPLATE_REF, template_search_path
+from pytest_astro.project import might_contain_dag
 
 CACHE_FILE = Path(".pytest_cache") / "pytest-astro" / "lint.json"
 _MAX_CACHE_ENTRIES = 50_000
@@ -45,6 +48,7 @@ class Job:
     fix: bool
     root: Path = Path()
     key: str = ""
+    unsafe_fixes: bool = False
 
 
 @dataclass
@@ -78,7 +82,7 @@ def _lint_job(job: Job) -> tuple[list[dict], int, str | None]:
         line = raw[:exc.start].count(b"\n") + 1
         return [Finding(job.ctx.path, line, 1, SYNTAX_ERROR,
                         "the file is not valid UTF-8; save it as UTF-8 (Airflow reads DAG files as UTF-8)").to_dict()], 0, None
-    result = lint_source(source, job.ctx, rules, fix=job.fix)
+    result = lint_source(source, job.ctx, rules, fix=job.fix, unsafe_fixes=job.unsafe_fixes)
     fixed = None
     if job.fix and result.source != source:
         path.write_text(result.source, encoding="utf-8", newline="")
@@ -118,11 +122,13 @@ def _display(path: Path) -> str:
 class _Project:
     """Per project root: settings, lint config, which dags-folder files Airflow would ignore, cache."""
 
-    def __init__(self, root: Path, select: Sequence[str], ignore: Sequence[str], use_cache: bool):
+    def __init__(self, root: Path, select: Sequence[str], ignore: Sequence[str], use_cache: bool,
+                 target_airflow: int | None = None):
         self.root = root
-        self.config, self.settings = project_lint_config(root, select, ignore)
+        self.config, self.settings = project_lint_config(root, select, ignore, target_airflow)
         self.dags_path = self.settings.dags_path
         self._walked: set[Path] | None = None
+        self._parse_time_modules: set[Path] | None = None
         self.cache_path = root / CACHE_FILE
         self.use_cache = use_cache
         self.cache: dict[str, list[dict]] = self._load_cache() if use_cache else {}
@@ -158,6 +164,22 @@ class _Project:
             self._walked = {p.resolve() for p in project.dag_folder_files()}
         return path.resolve() not in self._walked
 
+    def imported_at_parse_time(self, resolved: Path, in_dags: bool) -> bool:
+        """Whether Airflow imports this file when it parses the project's DAG files."""
+        if not self.dags_path.is_dir():
+            # No dags folder to start from: a file that looks like a DAG file is taken for one.
+            return might_contain_dag(resolved, self.config.target_airflow or 3)
+        if in_dags and not self.airflow_ignored(resolved) and might_contain_dag(resolved, self.config.target_airflow or 3):
+            return True
+        if self._parse_time_modules is None:
+            from pytest_astro.lint.reach import parse_time_modules
+            from pytest_astro.project import Project
+
+            self._parse_time_modules, learned = parse_time_modules(Project(self.settings), self.config.target_airflow,
+                                                                   self.cache if self.use_cache else None)
+            self.dirty = self.dirty or learned
+        return resolved in self._parse_time_modules
+
     def context(self, path: Path) -> FileContext:
         resolved = path.resolve()
         try:
@@ -170,13 +192,32 @@ class _Project:
         return FileContext(
             path=_display(path), relpath=relpath, in_dags_folder=in_dags,
             airflow_ignored=bool(in_dags and maybe_test and self.airflow_ignored(resolved)),
-            target_airflow=self.config.target_airflow, heavy_imports=self.config.heavy_imports)
+            target_airflow=self.config.target_airflow, heavy_imports=self.config.heavy_imports,
+            imported_at_parse_time=self.imported_at_parse_time(resolved, in_dags))
 
 
-def _cache_key(raw: bytes, ctx: FileContext, config: LintConfig) -> str:
+_SEARCHPATH = re.compile(rb"template_searchpath\s*=\s*[\[(]?\s*[\"']([^\"'\n]+)[\"']")
+
+
+def _template_files(raw: bytes, path: Path) -> list[Path]:
+    """Template files the file may render (AST306 reads them): part of its cache key."""
+    if not any(ext.encode() in raw for ext in TEMPLATE_EXTENSIONS):
+        return []
+    names = TEMPLATE_REF.findall(raw.decode("utf-8", "replace"))
+    searchpath = [m.decode("utf-8", "replace") for m in _SEARCHPATH.findall(raw)]
+    return [folder / name for name in names for folder in template_search_path(path, searchpath)]
+
+
+def _cache_key(raw: bytes, ctx: FileContext, config: LintConfig, unsafe_fixes: bool = False,
+               path: Path | None = None) -> str:
     h = hashlib.sha256(raw)
-    h.update(repr((ctx.relpath, ctx.in_dags_folder, ctx.airflow_ignored, config.fingerprint(ctx.relpath),
-                   __version__, _libcst_version())).encode())
+    for template in _template_files(raw, path) if path is not None else ():
+        try:
+            h.update(str(template).encode() + hashlib.sha256(template.read_bytes()).digest())
+        except OSError:
+            h.update(str(template).encode())
+    h.update(repr((ctx.relpath, ctx.in_dags_folder, ctx.airflow_ignored, ctx.imported_at_parse_time,
+                   config.fingerprint(ctx.relpath), unsafe_fixes, __version__, _libcst_version())).encode())
     return h.hexdigest()
 
 
@@ -191,8 +232,10 @@ def worker_count(requested: int = 0) -> int:
 
 def lint_paths(paths: Sequence[Path] | None = None, *, fix: bool = False, select: Sequence[str] = (),
                ignore: Sequence[str] = (), use_cache: bool = True, workers: int = 0,
-               cwd: Path | None = None) -> LintReport:
-    """Lint ``paths`` (files or folders; the project's dags/include/plugins when empty)."""
+               cwd: Path | None = None, unsafe_fixes: bool = False, target_airflow: int | None = None) -> LintReport:
+    """Lint ``paths`` (files or folders; the project's dags/include/plugins when empty).
+    ``unsafe_fixes``: ``--fix`` also applies the fixes that may change behaviour;
+    ``target_airflow``: the Airflow major version to lint for, instead of the project's."""
     cwd = (cwd or Path.cwd()).resolve()
     if not paths:
         paths = default_paths(find_project_root(cwd))
@@ -209,7 +252,7 @@ def lint_paths(paths: Sequence[Path] | None = None, *, fix: bool = False, select
             root = root_of_dir[parent] = find_project_root(parent)
         project = projects.get(root)
         if project is None:
-            project = projects[root] = _Project(root, select, ignore, use_cache)
+            project = projects[root] = _Project(root, select, ignore, use_cache, target_airflow)
         ctx = project.context(path)
         if project.config.is_excluded(ctx.relpath):
             continue
@@ -217,13 +260,13 @@ def lint_paths(paths: Sequence[Path] | None = None, *, fix: bool = False, select
             continue  # found by walking a folder, and Airflow never parses it (named files are checked)
         rules = project.config.rules(ctx.relpath)
         report.files += 1
-        job = Job(str(path.resolve()), ctx, tuple(r.CODE for r in rules), fix, root)
+        job = Job(str(path.resolve()), ctx, tuple(r.CODE for r in rules), fix, root, unsafe_fixes=unsafe_fixes)
         if use_cache:
             try:
                 raw = path.read_bytes()
             except OSError:
                 raw = b""
-            job.key = _cache_key(raw, ctx, project.config)
+            job.key = _cache_key(raw, ctx, project.config, unsafe_fixes, path)
             hit = project.cache.get(job.key)
             # A cached file with fixable findings still needs the worker when fixing.
             if hit is not None and not (fix and any(f.get("fixable") for f in hit)):
@@ -240,7 +283,7 @@ def lint_paths(paths: Sequence[Path] | None = None, *, fix: bool = False, select
         if applied and fixed_source is not None:
             report.fixed_files.append(job.ctx.path)
             report.fixes_applied += applied
-            job.key = _cache_key(fixed_source.encode("utf-8"), job.ctx, project.config)
+            job.key = _cache_key(fixed_source.encode("utf-8"), job.ctx, project.config, unsafe_fixes, Path(job.abspath))
         if use_cache and job.key and not any(f.code == SYNTAX_ERROR and "cannot read" in f.message for f in findings):
             project.cache[job.key] = [f.to_dict() for f in findings]
             project.dirty = True

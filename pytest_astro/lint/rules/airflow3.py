@@ -1,16 +1,19 @@
-"""AST301-AST304: Airflow 3 migration, for projects on Astro Runtime 3.x (Airflow 3).
+"""AST301-AST303, AST305: Airflow 3 migration (imports, arguments, values that change at every
+parse), for projects on Astro Runtime 3.x (Airflow 3). Context keys (AST304, AST306) live in
+airflow3_context.py.
 
 These rules run only when the project targets Airflow 3: the Dockerfile's ``FROM`` image is Astro
 Runtime 3.x (or ``apache/airflow:3.*``), or ``target-airflow = 3`` is set in
-``[tool.pytest-astro.lint]``, or they are selected by code (``--select AST3``).
-Fixes are offered only where the rewrite is exact (same object, new import path or name).
+``[tool.pytest-astro.lint]``, or ``--target-airflow 3`` is given. The target version wins over a
+selection: ``--select AST3`` on an Airflow 2 project runs none of them.
+Fixes are offered only where the rewrite is exact (same object, new import path or name) and
+imports only what Airflow 3 has.
 """
 
 from __future__ import annotations
 
-import re
-
 from pytest_astro.lint.core import Invalid, Rule, Valid, cst, dotted, is_dag_call, is_decorator, keyword, string_value
+from pytest_astro.lint.rules import airflow3_names as names_table
 
 _STD = "airflow.providers.standard"
 
@@ -80,19 +83,67 @@ _REMOVED_HINT = {
 }
 _REMOVED_MODULES = ("airflow.contrib", "airflow.operators.dummy", "airflow.operators.subdag")
 
+#: Providers that Airflow 3 itself requires: a fix may import from them on any Airflow 3 project.
+PREINSTALLED_PROVIDERS = frozenset({"standard", "common.sql", "common.io", "common.compat", "smtp"})
+
+
+#: Whole modules Airflow 3 removed (``import airflow.operators.bash_operator`` fails).
+_GONE_MODULES = frozenset(m for m, _ in REMOVED if m != "airflow.utils.dates")
+
+
+def _merge() -> None:
+    """The hand-checked tables above plus the generated ones (airflow3_names.py: every name ruff's
+    AIR301/AIR302/AIR311/AIR312 know, checked against Airflow 3.3). A name that no longer imports on
+    Airflow 3.3 is removed, even if Airflow 3.0 still had a deprecated alias."""
+    for key, new in names_table.REMOVED.items():
+        hand = MOVED.pop(key, None) or REMOVED.get(key)
+        REMOVED[key] = (new[0], new[1]) if new else hand
+    for key, new in names_table.MOVED.items():
+        if key not in MOVED and key not in REMOVED:
+            MOVED[key] = (new[0], new[1]) if new else None
+
+
+_merge()
+
+
+def fix_target_available(module: str, ctx) -> bool:
+    """Whether an import from ``module`` works on the project's target Airflow: Airflow 3 core, the
+    Task SDK, and the providers Airflow 3 requires."""
+    if not module.startswith("airflow.providers."):
+        return ctx.target_airflow == 3
+    provider = module.split(".")[2]
+    if provider == "common":
+        provider = ".".join(module.split(".")[2:4])
+    return ctx.target_airflow == 3 and provider in PREINSTALLED_PROVIDERS
+
+
+def _use(new: tuple[str, str]) -> str:
+    """``use X from M`` (naming the provider package to install when Airflow 3 does not bring it)."""
+    module, name = new
+    text = f"use {name} from {module}"
+    if module.startswith("airflow.providers."):
+        parts = module.split(".")
+        provider = ".".join(parts[2:4]) if parts[2] == "common" else parts[2]
+        if provider not in PREINSTALLED_PROVIDERS:
+            text += f" (apache-airflow-providers-{provider.replace('.', '-').replace('_', '-')})"
+    return text
+
 
 def _import_names(node: cst.ImportFrom) -> list[cst.ImportAlias] | None:
     return None if isinstance(node.names, cst.ImportStar) else list(node.names)
 
 
-def _rewrite(node: cst.ImportFrom, table: dict) -> cst.ImportFrom | None:
-    """The same import from the new module, when every imported name moves to one module."""
+def _rewrite(node: cst.ImportFrom, table: dict, ctx) -> cst.ImportFrom | None:
+    """The same import from the new module, when every imported name moves to one module that the
+    project's target Airflow has."""
     names = _import_names(node)
     module = dotted(node.module)
     if not names:
         return None
     targets = [table.get((module, dotted(a.name))) for a in names]
     if any(t is None for t in targets) or len({t[0] for t in targets}) != 1:
+        return None
+    if not fix_target_available(targets[0][0], ctx):
         return None
     new_aliases = []
     for alias, (_, new_name) in zip(names, targets):
@@ -123,8 +174,13 @@ class RemovedAirflowImport(Rule):
     AIRFLOW3 = True
     VALID = [
         Valid("from airflow.providers.standard.operators.empty import EmptyOperator\n"),
+        # A version fallback: the except branch runs only on Airflow 2.
+        Valid("try:\n    from airflow.sdk import Asset\nexcept ImportError:\n    from airflow.datasets import Dataset as Asset\n"),
     ]
     INVALID = [
+        Invalid("from airflow.datasets import Dataset\n", expected_fix="from airflow.sdk import Asset as Dataset\n"),
+        # The replacement's provider is not one Airflow 3 brings: reported, not rewritten.
+        Invalid("from airflow.hooks.S3_hook import S3Hook\n"),
         Invalid("from airflow.operators.dummy import DummyOperator\n",
                 expected_fix="from airflow.providers.standard.operators.empty import EmptyOperator as DummyOperator\n"),
         Invalid("from airflow.operators.bash_operator import BashOperator\n",
@@ -143,23 +199,22 @@ class RemovedAirflowImport(Rule):
         if not removed and not module.startswith(_REMOVED_MODULES):
             return
         hints = [_REMOVED_HINT[n] for n in removed if n in _REMOVED_HINT]
-        fix = _rewrite(node, REMOVED)
+        hints += [_use(REMOVED[(module, n)]) for n in removed if REMOVED[(module, n)] and n not in _REMOVED_HINT]
+        fix = _rewrite(node, REMOVED, self.ctx)
         target = ""
-        if fix is not None:
-            target = f"; import from {dotted(fix.module)}"
-        elif module.startswith("airflow.contrib"):
+        if module.startswith("airflow.contrib") and not hints:
             target = "; import it from its provider package (apache-airflow-providers-*)"
         elif hints:
-            target = "; " + "; ".join(hints)
+            target = "; " + "; ".join(dict.fromkeys(hints))
         what = ", ".join(removed) if removed else module
-        self.report(node, f"{what} from {module} was removed in Airflow 3 (the file fails to parse on Runtime 3){target}",
+        self.report(node, f"{what} from {module} was removed in Airflow 3 (importing it fails on Airflow 3){target}",
                     replacement=fix)
 
     def visit_Import(self, node: cst.Import) -> None:
         for alias in node.names:
             module = dotted(alias.name)
-            if module.startswith(_REMOVED_MODULES) or module in {m for m, _ in REMOVED if m != "airflow.utils.dates"}:
-                self.report(alias, f"{module} was removed in Airflow 3 (the file fails to parse on Runtime 3)")
+            if module.startswith(_REMOVED_MODULES) or module in _GONE_MODULES:
+                self.report(alias, f"{module} was removed in Airflow 3 (importing it fails on Airflow 3)")
 
 
 class DeprecatedAirflowImport(Rule):
@@ -179,6 +234,11 @@ class DeprecatedAirflowImport(Rule):
     AIRFLOW3 = True
     VALID = [
         Valid("from airflow.providers.standard.operators.bash import BashOperator\nfrom airflow.sdk import DAG, task\n"),
+        # Version fallbacks (Airflow's own provider code does this): left alone, never rewritten.
+        Valid("try:\n    from airflow.sdk import dag\nexcept ImportError:\n    from airflow.decorators import dag\n"),
+        Valid("from airflow.providers.common.compat import AIRFLOW_V_3_0_PLUS\nif AIRFLOW_V_3_0_PLUS:\n"
+              "    from airflow.sdk import DAG\nelse:\n    from airflow.models import DAG\n"),
+        Valid("from airflow.decorators import dag\n", target_airflow=2),
     ]
     INVALID = [
         Invalid("from airflow.operators.bash import BashOperator\n",
@@ -186,7 +246,6 @@ class DeprecatedAirflowImport(Rule):
         Invalid("from airflow.decorators import dag, task\n",
                 expected_fix="from airflow.sdk import dag, task\n"),
         Invalid("from airflow import DAG\n", expected_fix="from airflow.sdk import DAG\n"),
-        Invalid("from airflow.datasets import Dataset\n", expected_fix="from airflow.sdk import Asset as Dataset\n"),
         Invalid("from airflow.models import DAG, DagRun\n"),
         # Two new modules: reported, not rewritten (split it by hand).
         Invalid("from airflow.operators.python import get_current_context, PythonOperator\n"),
@@ -200,7 +259,7 @@ class DeprecatedAirflowImport(Rule):
         moved = [(dotted(a.name), MOVED[(module, dotted(a.name))]) for a in names if (module, dotted(a.name)) in MOVED]
         if not moved:
             return
-        fix = _rewrite(node, MOVED)
+        fix = _rewrite(node, MOVED, self.ctx)
         where = ", ".join(f"{old} -> {new_mod}.{new}" for old, (new_mod, new) in moved)
         self.report(node, f"import moved in Airflow 3 (deprecated, will be removed): {where}", replacement=fix)
 
@@ -209,17 +268,28 @@ class DeprecatedAirflowImport(Rule):
 _DAG_ARGS = {"schedule_interval": "schedule", "timetable": "schedule", "concurrency": "max_active_tasks",
              "sla_miss_callback": None, "default_view": None, "orientation": None, "full_filepath": None,
              "fail_stop": "fail_fast"}
-_TASK_ARGS = {"task_concurrency": "max_active_tis_per_dag", "sla": None}
+_TASK_ARGS = {"task_concurrency": "max_active_tis_per_dag", "sla": None, "provide_context": None}
+# Per operator (last name component) -> {old keyword: new keyword or None}
+_OPERATOR_ARGS = {
+    "TriggerDagRunOperator": {"execution_date": "logical_date"},
+    "BranchDateTimeOperator": {"use_task_execution_day": "use_task_logical_date"},
+    "BranchDayOfWeekOperator": {"use_task_execution_day": "use_task_logical_date"},
+    "DayOfWeekSensor": {"use_task_execution_day": "use_task_logical_date"},
+}
 
 
 class RemovedArgument(Rule):
     """A DAG or task argument that Airflow 3 removed: ``schedule_interval`` and ``timetable``
     (both are ``schedule`` now), ``concurrency`` (``max_active_tasks``), ``task_concurrency``
     (``max_active_tis_per_dag``), ``fail_stop`` (``fail_fast``), and ``sla``/``sla_miss_callback``,
-    ``default_view``, ``orientation`` (gone).
+    ``default_view``, ``orientation`` (gone); operators' ``provide_context`` (gone),
+    ``TriggerDagRunOperator(execution_date=)`` (``logical_date``), ``use_task_execution_day``
+    (``use_task_logical_date``); the Task SDK's ``Variable.get(default_var=)`` (``default``); and a
+    dict passed as ``Dataset``/``Asset``'s second positional argument (``extra=`` now: the second
+    positional parameter of ``Asset`` is ``uri``).
 
-    The DAG fails to parse with an unexpected keyword argument. ``--fix`` renames the keyword
-    when there is an exact replacement.
+    The DAG fails to parse with an unexpected keyword argument (the dict of an ``Asset`` silently
+    becomes its uri instead). ``--fix`` renames the keyword when there is an exact replacement.
     """
 
     CODE = "AST303"
@@ -229,6 +299,7 @@ class RemovedArgument(Rule):
     VALID = [
         Valid("from airflow.sdk import DAG\nDAG('d', schedule='@daily', catchup=False)\n"),
         Valid("def f(schedule_interval=None):\n    return schedule_interval\nf(schedule_interval=1)\n"),
+        Valid("REPORT = {'sla': 60, 'provide_context': 'docs'}\n"),
     ]
     INVALID = [
         Invalid("from airflow.sdk import DAG\nDAG('d', schedule_interval='@daily', catchup=False)\n",
@@ -241,6 +312,19 @@ class RemovedArgument(Rule):
                 expected_fix="from airflow.providers.standard.operators.bash import BashOperator\n"
                              "BashOperator(task_id='t', bash_command='true', max_active_tis_per_dag=1)\n"),
         Invalid("default_args = {'retries': 1, 'sla': 60}\n"),
+        Invalid("from airflow.sdk import DAG\nDAG('d', default_args={'provide_context': True})\n"),
+        Invalid("from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator\n"
+                "TriggerDagRunOperator(task_id='t', trigger_dag_id='x', execution_date='{{ ds }}')\n",
+                expected_fix="from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator\n"
+                             "TriggerDagRunOperator(task_id='t', trigger_dag_id='x', logical_date='{{ ds }}')\n"),
+        Invalid("from airflow.providers.standard.operators.python import PythonOperator\n"
+                "PythonOperator(task_id='t', python_callable=print, provide_context=True)\n"),
+        Invalid("from airflow.sdk import Asset\nA = Asset('s3://b/k', {'owner': 'x'})\n",
+                expected_fix="from airflow.sdk import Asset\nA = Asset('s3://b/k', extra={'owner': 'x'})\n"),
+        Invalid("from airflow.sdk import Variable\nfrom airflow.sdk import task\n\n@task\ndef f():\n"
+                "    return Variable.get('k', default_var='d')\n",
+                expected_fix="from airflow.sdk import Variable\nfrom airflow.sdk import task\n\n@task\ndef f():\n"
+                             "    return Variable.get('k', default='d')\n"),
     ]
 
     def _check_call(self, call: cst.Call, table: dict) -> None:
@@ -260,117 +344,161 @@ class RemovedArgument(Rule):
         if is_dag_call(node):
             self._check_call(node, _DAG_ARGS)
         elif keyword(node, "task_id") is not None:
-            self._check_call(node, _TASK_ARGS)
+            extra = _OPERATOR_ARGS.get(dotted(node.func).split(".")[-1], {})
+            self._check_call(node, {**_TASK_ARGS, **extra})
+        elif dotted(node.func) == "Variable.get" and keyword(node, "default_var") is not None and self._sdk_variable():
+            self._check_call(node, {"default_var": "default"})
+        elif dotted(node.func).split(".")[-1] in ("Asset", "Dataset"):
+            self._check_asset(node)
+
+    def _check_asset(self, call: cst.Call) -> None:
+        """``Dataset("s3://b/k", {"owner": "x"})``: a dict as the second positional argument."""
+        positional = [a for a in call.args if a.keyword is None and not a.star]
+        if len(positional) < 2 or keyword(call, "extra") is not None:
+            return
+        second = positional[1]
+        value = second.value
+        is_dict = isinstance(value, (cst.Dict, cst.DictComp)) or (isinstance(value, cst.Call) and dotted(value.func) == "dict")
+        if is_dict:
+            fix = second.with_changes(keyword=cst.Name("extra"), equal=cst.AssignEqual(
+                whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")))
+            self.report(second, "a dict as the second positional argument of Asset/Dataset becomes its uri on "
+                                "Airflow 3 (silently: the asset's extra is empty); pass it as extra=", replacement=fix)
+
+    def _sdk_variable(self) -> bool:
+        """Variable comes from the Task SDK (airflow.models.Variable.get still takes default_var)."""
+        for stmt in self.walker.module.body:
+            for small in getattr(stmt, "body", ()) if isinstance(stmt, cst.SimpleStatementLine) else ():
+                if isinstance(small, cst.ImportFrom) and small.module is not None and \
+                        dotted(small.module) == "airflow.sdk" and not isinstance(small.names, cst.ImportStar) and \
+                        any(dotted(a.name) == "Variable" and a.asname is None for a in small.names):
+                    return True
+        return False
 
     def visit_Decorator(self, node: cst.Decorator) -> None:
         if isinstance(node.decorator, cst.Call) and is_decorator(node, ("dag",)):
             self._check_call(node.decorator, _DAG_ARGS)
 
+    def _in_default_args(self) -> bool:
+        """The dict being visited is a DAG's default_args (``default_args={...}`` or
+        ``default_args = {...}``): its keys are task arguments."""
+        stack = self.walker.stack
+        if len(stack) < 2 or not isinstance(stack[-1], cst.Dict):
+            return False
+        holder = stack[-2]
+        if isinstance(holder, cst.Arg):
+            return holder.keyword is not None and holder.keyword.value == "default_args"
+        if isinstance(holder, cst.Assign):
+            return any("default_args" in dotted(t.target) for t in holder.targets)
+        return False
+
     def visit_DictElement(self, node: cst.DictElement) -> None:
         key = string_value(node.key)
-        if key in _TASK_ARGS:
+        if key in _TASK_ARGS and self._in_default_args():
             new = _TASK_ARGS[key]
             what = f"use {new!r}" if new else "remove it"
             self.report(node, f"{key!r} was removed in Airflow 3; {what}")
 
 
-# Removed context keys -> exact replacement expression (None: no exact one)
-REMOVED_CONTEXT: dict[str, str | None] = {
-    "execution_date": "logical_date",
-    "next_execution_date": "data_interval_end",
-    "next_ds": "data_interval_end | ds",
-    "next_ds_nodash": "data_interval_end | ds_nodash",
-    "prev_ds": None, "prev_ds_nodash": None, "prev_execution_date": None,
-    "prev_execution_date_success": "prev_data_interval_start_success",
-    "tomorrow_ds": None, "tomorrow_ds_nodash": None, "yesterday_ds": None, "yesterday_ds_nodash": None,
-    "conf": None,
-}
-_JINJA_BLOCK = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
-_KEY = re.compile(r"(?<![\w.'\"])(" + "|".join(sorted(REMOVED_CONTEXT, key=len, reverse=True)) + r")(?![\w'\"(])")
-_CONTEXT_NAMES = {"context", "kwargs", "ctx", "kw", "context_kwargs", "op_kwargs"}
+_RUNTIME_VARYING = frozenset({
+    "datetime.datetime.now", "datetime.datetime.utcnow", "datetime.datetime.today", "datetime.date.today",
+    "pendulum.now", "pendulum.today", "pendulum.yesterday", "pendulum.tomorrow", "time.time", "uuid.uuid1",
+    "uuid.uuid4", "random.random", "random.randint", "random.choice", "random.uniform", "random.randrange",
+    "random.sample", "random.getrandbits",
+})
 
 
-class RemovedContextKey(Rule):
-    """A template variable or task-context key that Airflow 3 removed: ``execution_date``,
-    ``next_ds``, ``next_execution_date``, ``prev_ds``, ``tomorrow_ds``, ``yesterday_ds``, ``conf``...
+class DynamicDagValue(Rule):
+    """A value that changes at every parse (``datetime.now()``, ``pendulum.now()``,
+    ``date.today()``, ``uuid.uuid4()``, ``random.random()``, ``time.time()``) passed to a DAG,
+    ``@dag``, ``@task`` or any operator or sensor argument.
 
-    Templates render them as undefined (or fail), and ``context["execution_date"]`` raises
-    ``KeyError`` at run time. ``--fix`` rewrites the keys that have an exact replacement
-    (``execution_date`` -> ``logical_date``, ``next_ds`` -> ``data_interval_end | ds`` in
-    templates, ``next_execution_date`` -> ``data_interval_end``); for the others, use
-    ``data_interval_start``/``data_interval_end`` or ``macros.ds_add(ds, 1)``.
+    Airflow 3 versions DAGs: every parse that changes the serialized DAG creates a new DAG version
+    in the metadata database (``dag_version``, ``serialized_dag``), so such a value makes a new
+    version every 30 seconds, and the tables grow without end. Use a fixed value, or a template
+    (``"{{ ds }}"``, ``"{{ logical_date }}"``) that Airflow renders when the task runs.
+    ``start_date`` is reported by AST201.
     """
 
-    CODE = "AST304"
-    NAME = "airflow3-removed-context-key"
-    MESSAGE = "context key removed in Airflow 3"
+    CODE = "AST305"
+    NAME = "airflow3-dynamic-dag-value"
+    MESSAGE = "value that changes at every parse in a DAG or task argument"
     AIRFLOW3 = True
     VALID = [
-        Valid("cmd = 'echo {{ ds }} {{ logical_date }} {{ dag_run.conf }}'\n"),
-        Valid("execution_date = 1\nprint('execution_date is a word')\n"),
+        Valid("from airflow.providers.standard.operators.bash import BashOperator\n"
+              "BashOperator(task_id='t', bash_command='echo {{ ds }}')\n"),
+        Valid("from datetime import datetime\nfrom airflow.sdk import task\n\n@task\ndef f(when=None):\n"
+              "    return when or datetime.now()\n"),
+        Valid("from datetime import datetime\nSTAMP = datetime.now()\nprint(dict(when=datetime.now()))\n"),
+        Valid("from datetime import datetime\nfrom airflow.sdk import DAG\nDAG('d', start_date=datetime.now())\n"),
     ]
     INVALID = [
-        Invalid("cmd = 'echo {{ execution_date }} {{ next_ds }}'\n",
-                expected_fix="cmd = 'echo {{ logical_date }} {{ data_interval_end | ds }}'\n"),
-        Invalid("def f(**context):\n    return context['execution_date']\n",
-                expected_fix="def f(**context):\n    return context['logical_date']\n"),
-        Invalid("cmd = '{{ yesterday_ds }}'\n", line=1),
-        Invalid("from airflow.sdk import task\n\n@task\ndef f(prev_ds=None):\n    return prev_ds\n", line=4),
+        Invalid("from datetime import datetime\nfrom airflow.providers.standard.sensors.date_time import DateTimeSensor\n"
+                "DateTimeSensor(task_id='wait', target_time=datetime.now().isoformat())\n", line=3),
+        Invalid("import pendulum\nfrom airflow.sdk import DAG, Param\n"
+                "DAG('d', params={'day': Param(pendulum.now().to_date_string())})\n", line=3),
+        Invalid("import datetime\nfrom airflow.sdk import dag\n\n@dag(params={'d': str(datetime.date.today())})\n"
+                "def d():\n    pass\n", line=4),
     ]
 
-    def _replace_in_template(self, text: str) -> tuple[list[str], str]:
-        found: list[str] = []
+    def __init__(self, ctx, walker) -> None:
+        super().__init__(ctx, walker)
+        self.names: dict[str, str] = {}  # local name -> qualified name, from the imports
 
-        def block(m: re.Match) -> str:
-            def key(k: re.Match) -> str:
-                found.append(k.group(1))
-                new = REMOVED_CONTEXT[k.group(1)]
-                return new if new is not None else k.group(1)
-            return _KEY.sub(key, m.group(0))
+    def visit_Import(self, node: cst.Import) -> None:
+        for alias in node.names:
+            name = dotted(alias.name)
+            local = dotted(alias.asname.name) if alias.asname else name.split(".")[0]
+            self.names[local] = name if alias.asname else local
 
-        return found, _JINJA_BLOCK.sub(block, text)
-
-    def visit_SimpleString(self, node: cst.SimpleString) -> None:
-        if "{" not in node.value:
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
             return
-        found, new_value = self._replace_in_template(node.value)
-        if not found:
+        module = dotted(node.module)
+        for alias in node.names:
+            name = dotted(alias.name)
+            self.names[dotted(alias.asname.name) if alias.asname else name] = f"{module}.{name}"
+
+    def _qualified(self, expr: cst.CSTNode) -> str:
+        name = dotted(expr)
+        head, _, rest = name.partition(".")
+        if head not in self.names:
+            return ""
+        return self.names[head] + ("." + rest if rest else "")
+
+    def _is_airflow_constructor(self, call: cst.Call) -> bool:
+        qualified = self._qualified(call.func)
+        if not qualified.startswith("airflow."):
+            return False
+        last = qualified.split(".")[-1]
+        return last in ("DAG", "dag", "task") or last.endswith(("Operator", "Sensor")) or ".task." in qualified
+
+    def _varying(self, expr: cst.CSTNode) -> list[tuple[cst.CSTNode, str]]:
+        """Every runtime-varying call inside ``expr`` (not inside a lambda), in source order."""
+        found = []
+        stack = [expr]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, cst.Lambda):
+                continue  # runs later, not at parse time
+            if isinstance(node, cst.Call):
+                qualified = self._qualified(node.func)
+                if qualified in _RUNTIME_VARYING:
+                    found.append((node, ".".join(qualified.split(".")[-2:])))
+                    continue
+            stack += reversed(node.children)
+        return found
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if not self.parse_time or not self._is_airflow_constructor(node):
             return
-        exact = all(REMOVED_CONTEXT[k] is not None for k in found)
-        fix = node.with_changes(value=new_value) if exact else None
-        self.report(node, self._message(found), replacement=fix)
-
-    def visit_Subscript(self, node: cst.Subscript) -> None:
-        if dotted(node.value).split(".")[-1] not in _CONTEXT_NAMES or len(node.slice) != 1:
-            return
-        index = node.slice[0].slice
-        if not isinstance(index, cst.Index):
-            return
-        key = string_value(index.value)
-        if key in REMOVED_CONTEXT:
-            new = REMOVED_CONTEXT[key]
-            fix = None
-            if new is not None and new.isidentifier() and isinstance(index.value, cst.SimpleString):
-                quote = index.value.quote
-                fix = index.value.with_changes(value=f"{index.value.prefix}{quote}{new}{quote}")
-                self.report(index.value, self._message([key]), replacement=fix)
-            else:
-                self.report(index.value, self._message([key]))
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        if not any(is_decorator(d, ("task",)) for d in node.decorators):
-            return
-        for param in (*node.params.params, *node.params.kwonly_params):
-            if param.name.value in REMOVED_CONTEXT:
-                self.report(param, self._message([param.name.value]))
-
-    @staticmethod
-    def _message(keys: list[str]) -> str:
-        parts = []
-        for key in dict.fromkeys(keys):
-            new = REMOVED_CONTEXT[key]
-            parts.append(f"{key} -> {new}" if new else key)
-        return "context key removed in Airflow 3: " + ", ".join(parts)
+        for arg in node.args:
+            if arg.keyword is None or arg.keyword.value in ("start_date", "end_date"):
+                continue
+            for hit in self._varying(arg.value):
+                self.report(hit[0], f"{hit[1]}() changes at every parse; in a DAG or task argument it makes "
+                                    f"a new DAG version at every parse on Airflow 3 (the metadata database grows "
+                                    f"without end); use a fixed value or a template such as \"{{{{ ds }}}}\"")
 
 
-RULES = [RemovedAirflowImport, DeprecatedAirflowImport, RemovedArgument, RemovedContextKey]
+RULES = [RemovedAirflowImport, DeprecatedAirflowImport, RemovedArgument, DynamicDagValue]

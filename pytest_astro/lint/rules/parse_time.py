@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from pytest_astro.lint.core import Invalid, Rule, Valid, call_name, cst, keyword, string_value
+from pytest_astro.lint.core import Invalid, Rule, Valid, cst, keyword, string_value
 
 
 class _ParseTimeCall(Rule):
@@ -22,7 +22,7 @@ class _ParseTimeCall(Rule):
     def visit_Call(self, node: cst.Call) -> None:
         if not self.parse_time:
             return
-        name = call_name(node)
+        name = self.walker.call_name(node)
         if not name:
             return
         message = self.message_for(node, name)
