@@ -295,6 +295,30 @@ def test_a_failed_test_in_one_shard_refuses(tmp_path):
     assert missing.returncode == 1 and "never-written.json does not exist" in missing.stdout
 
 
+def test_sharded_reports_are_checked_together(tmp_path):
+    """Reports of a sharded run (`--astro-shard K/N`) are checked as one split: a dag_id defined in two
+    shards' files, which neither shard could see, refuses the deploy; a missing shard too."""
+    s = Scenario(tmp_path)
+
+    def sharded(name, index, files, dag_ids):
+        path = tmp_path / name
+        section = {"index": index, "total": 2, "label": f"{index}/2", "source": "option", "key": "k1",
+                   "files": files, "durations": {}}
+        path.write_text(json.dumps({"version": 1, "shard": section, "parsed": len(files), "failed": 0,
+                                    "files": [{"file": f, "ok": True, "dags": [{"dag_id": d}]}
+                                              for f, d in zip(files, dag_ids)],
+                                    "tests": {"passed": 1, "failed": 0, "errors": 0, "skipped": 0}}))
+        return str(path)
+
+    good = [sharded("a.json", 1, ["dags/etl.py"], ["etl"]), sharded("b.json", 2, ["dags/report.py"], ["report"])]
+    assert s.gate("check", "--dags", "--reports", *good, env=no_token(s)).returncode == 0
+    clash = [good[0], sharded("c.json", 2, ["dags/report.py"], ["etl"])]
+    proc = s.gate("check", "--dags", "--reports", *clash, env=no_token(s))
+    assert proc.returncode == 1 and "dag_id 'etl' is defined in dags/etl.py, dags/report.py" in proc.stdout, proc.stdout
+    proc = s.gate("check", "--dags", "--reports", good[0], env=no_token(s))
+    assert proc.returncode == 1 and "expected each of 1..2 once" in proc.stdout, proc.stdout
+
+
 # ------------------------------------------------------------------ findings of the review (issue 20)
 
 def test_a_token_with_a_newline_is_masked_on_every_line(tmp_path):

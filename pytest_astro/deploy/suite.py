@@ -157,12 +157,14 @@ def from_reports(paths: Sequence[Path], expected_dag_files: Sequence[str] = ()) 
     tests: dict[str, int] = {}
     seen: dict[str, str] = {}
     twice: list[str] = []
+    reports: list[dict] = []
     for path in paths:
         report = _read_report(path, result)
         if report is None:
             if not any(str(path) in p for p in result.problems):
                 result.problems.append(f"the shard report {path} does not exist: did that shard run?")
             continue
+        reports.append(report)
         for entry in report.get("files") or []:
             if isinstance(entry, dict):
                 name = str(entry.get("file"))
@@ -173,7 +175,13 @@ def from_reports(paths: Sequence[Path], expected_dag_files: Sequence[str] = ()) 
         for key, value in (report.get("tests") or {}).items():
             if isinstance(value, int):
                 tests[key] = tests.get(key, 0) + value
-    if twice:
+    if reports and all(isinstance(r.get("shard"), dict) for r in reports):
+        # sharded runs: the reports together must come from one split, each shard once, each DAG file
+        # parsed once, and no dag_id in two files (which no shard alone can see)
+        from pytest_astro.sharding import check_shard_reports
+
+        result.problems.extend(check_shard_reports(reports))
+    elif twice:
         result.problems.append(f"DAG files parsed by more than one shard: {', '.join(twice[:5])}; the shards "
                                "must split the DAG files, not repeat them")
     if result.problems:
