@@ -66,6 +66,7 @@ class Settings:
     preload: bool = True  # import the third-party modules DAG files use once, before forking
     missing_variables: str = "error"  # or "placeholder": serve a placeholder and warn
     isolation: str = "batch"  # or "file": a fresh fork for every file (see parse/server.py)
+    allow_network: tuple[str, ...] = ()  # hosts DAG files may reach at parse time (see netguard.py)
     table: dict = field(default_factory=dict, compare=False, hash=False)  # the whole [tool.pytest-astro]
 
     @property
@@ -90,7 +91,7 @@ class Settings:
                 "timeout": self.timeout, "memory_limit": self.memory_limit,
                 "address_space_limit": self.address_space_limit,
                 "missing_variables": self.missing_variables, "isolation": self.isolation,
-                "policies": self.table.get("policies", {})}
+                "allow_network": list(self.allow_network), "policies": self.table.get("policies", {})}
 
     def with_overrides(self, **values: Any) -> Settings:
         """Apply overrides given as raw values (ini strings, CLI flags); None means 'not given'."""
@@ -127,6 +128,14 @@ def _coerce(values: dict, source: str) -> dict:
             if value not in ("batch", "file"):
                 raise ConfigError(f"{where}: expected 'batch' or 'file', got {value!r}")
             out[key] = value
+        elif key == "allow_network":
+            from pytest_astro.netguard import AllowListError, parse_allow_list
+
+            try:
+                parse_allow_list(value, where)
+            except AllowListError as exc:
+                raise ConfigError(str(exc)) from None
+            out[key] = tuple(str(v).strip() for v in value)
         elif key == "ignore_file_syntax":
             if value not in ("glob", "regexp"):
                 raise ConfigError(f"{where}: expected 'glob' or 'regexp', got {value!r}")

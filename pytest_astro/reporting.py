@@ -33,6 +33,7 @@ CLASS_LABELS = {
     "syntax": "syntax error",
     "missing_module": "missing module",
     "metadata_db": "metadata DB access",
+    "network": "network access",
     "missing_variable": "missing variable",
     "missing_connection": "missing connection",
     "timeout": "timeout",

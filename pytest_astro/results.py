@@ -31,8 +31,9 @@ class ParseError:
 
     ``kind`` is one of: ``exception`` (raised while importing), ``syntax``, ``missing_module``,
     ``exit`` (sys.exit / os._exit), ``timeout``, ``memory``, ``crash`` (killed by a signal),
-    ``duplicate_dag_id``, ``dag`` (a DAG that Airflow refused: cycle, cluster policy...), ``internal``
-    (pytest-astro's own code failed: not a verdict on the file; ``frames`` is our traceback).
+    ``duplicate_dag_id``, ``dag`` (a DAG that Airflow refused: cycle, cluster policy...), ``metadata_db``,
+    ``network`` (an outbound connection or DNS lookup, see netguard.py), ``missing_variable``...,
+    ``internal`` (pytest-astro's own code failed: not a verdict on the file; ``frames`` is our traceback).
     """
 
     kind: str

@@ -176,6 +176,7 @@ class ParseEngine:
             "connections": self.values.connections,
             "missing_variables": project.settings.missing_variables,
             "isolation": project.settings.isolation,
+            "allow_network": list(project.settings.allow_network),
             "coverage": coverage_support.request(),
         }
         proc = sandbox.proc

@@ -211,6 +211,7 @@ def _lookup_hint(kind: str, name: str) -> str:
 
 def _error_from_exception(paths: _Paths, target: str, exc: BaseException, limits: Limits) -> dict:
     from pytest_astro.dbguard import HEADLINE, HINT, find_in_chain
+    from pytest_astro.netguard import find_in_chain as network_refused
 
     frames = _user_frames(paths, exc.__traceback__)
     where = frames[-1] if frames else {"file": paths.rel(target), "line": None, "source": ""}
@@ -224,6 +225,8 @@ def _error_from_exception(paths: _Paths, target: str, exc: BaseException, limits
         error.update(kind="metadata_db", type="MetadataDatabaseAccess",
                      message=f"{HEADLINE} (at {where['file']}:{where['line']})" if where["line"] else HEADLINE,
                      hint=HINT)
+    elif (refused := network_refused(exc)) is not None:
+        error.update(kind="network", type="NetworkAccess", message=str(refused), hint=refused.hint)
     elif lookup:
         kind, name = lookup
         error.update(kind=f"missing_{kind}", type=f"Missing{kind.title()}",
@@ -862,6 +865,7 @@ def _install_guards() -> None:
 
 
 def serve(root: str, request: dict) -> int:
+    from pytest_astro.netguard import install as install_network_guard
     from pytest_astro.parse.adapter import AIRFLOW_VERSION
     from pytest_astro.parse.secrets_backend import STORE
 
@@ -874,6 +878,7 @@ def serve(root: str, request: dict) -> int:
     STORE["variables"].update(request.get("variables", {}))
     STORE["connections"].update(request.get("connections", {}))
 
+    install_network_guard(request.get("allow_network", []))  # before the preload imports anything
     _preload(request.get("preload", []), timeout)
     _TIMES["preloaded"] = time.perf_counter()
     if len(files) > 2 * workers:
