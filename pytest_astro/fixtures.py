@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from pytest_astro.running import astro_run_dag, astro_tasks  # noqa: F401 - fixtures that run tasks (running.py)
+
 
 def _session(request: pytest.FixtureRequest):
     session = request.config.pluginmanager.get_plugin("astro-session")

@@ -1,7 +1,8 @@
 """Every difference between Airflow versions lives here, and only here.
 
-Runs inside the parse sandbox (never in the pytest process): importing this module imports
-Airflow. The rest of the engine talks to Airflow only through ``adapter()``.
+Runs inside the parse sandbox, and in the pytest process only for the fixtures that run tasks
+(``running.py``), which users' tests call after importing Airflow themselves: importing this
+module imports Airflow. The rest of the engine talks to Airflow only through ``adapter()``.
 """
 
 from __future__ import annotations
@@ -199,6 +200,53 @@ class _Adapter:
 
         settings.dag_policy = dag_policy
         settings.task_policy = task_policy
+
+    # ---------------------------------------------------------------- running tasks in users' tests (running.py)
+
+    def context_extras(self, logical_date) -> dict[str, Any]:
+        """What a task's template context holds besides dates, params and the task: ``var``, ``conn``,
+        ``macros``, ``outlet_events`` (and ``execution_date`` on Airflow 2)."""
+        if MAJOR >= 3:
+            from airflow.sdk.execution_time import macros
+            from airflow.sdk.execution_time.context import ConnectionAccessor, OutletEventAccessors, VariableAccessor
+        else:
+            from airflow import macros
+            from airflow.utils.context import ConnectionAccessor, OutletEventAccessors, VariableAccessor
+        return {"var": {"json": VariableAccessor(deserialize_json=True),
+                        "value": VariableAccessor(deserialize_json=False)},
+                "conn": ConnectionAccessor(), "macros": macros, "outlet_events": OutletEventAccessors(),
+                **({"execution_date": logical_date} if MAJOR < 3 else {})}
+
+    def data_interval(self, dag, logical_date) -> tuple[Any, Any]:
+        """The data interval of a manual run at ``logical_date`` (what ``dag.test()`` gives it)."""
+        timetable = dag.timetable
+        if MAJOR >= 3:
+            from airflow.serialization.encoders import coerce_to_core_timetable
+
+            timetable = coerce_to_core_timetable(timetable)
+        interval = timetable.infer_manual_data_interval(run_after=logical_date)
+        return interval.start, interval.end
+
+    def execute(self, task, context: dict) -> Any:
+        """``task.execute(context)`` as the task runner calls it (past the guard that warns about an
+        ``execute`` called outside of it)."""
+        if MAJOR >= 3:
+            import contextvars
+
+            from airflow.sdk.bases.operator import ExecutorSafeguard
+
+            run_in = contextvars.copy_context()
+            run_in.run(ExecutorSafeguard.tracker.set, task)
+            return run_in.run(task.execute, context)
+        from airflow.models.base import _sentinel
+
+        return task.execute(context, **{f"{type(task).__name__}__sentinel": _sentinel})
+
+    def dag_test(self, dag, logical_date, conf: dict | None):
+        """``dag.test()`` for one logical date; the DagRun."""
+        if MAJOR >= 3:
+            return dag.test(logical_date=logical_date, run_conf=conf)
+        return dag.test(execution_date=logical_date, run_conf=conf)
 
     # A tiny DAG parsed once in the warm parent before forking, so that Airflow's lazy
     # first-DAG work (imports, caches) is done once instead of once per file.
