@@ -25,8 +25,10 @@ def copy_example(pytester: pytest.Pytester):
     """Copy ``examples/<name>`` into the pytester folder and return that folder."""
 
     def copy(name: str) -> Path:
+        # the example's tests that run tasks and DAGs (dag.test()) have their own test, in a
+        # subprocess: tests/test_task_fixtures.py
         shutil.copytree(EXAMPLES / name, pytester.path, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__"))
+                        ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__", "test_tasks.py"))
         return pytester.path
 
     return copy

@@ -6,7 +6,11 @@ imports what exists on both.
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
+
+from tests.conftest import AIRFLOW_MAJOR, EXAMPLES
 
 PROJECT = {
     "pyproject.toml": """
@@ -142,3 +146,11 @@ def test_fixtures_need_astro_dags(project: pytest.Pytester):
     result = project.runpytest_subprocess("-p", "no:cacheprovider", "test_plain.py")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*the astro_tasks fixture needs `pytest --astro-dags`*"])
+
+
+@pytest.mark.skipif(AIRFLOW_MAJOR < 3, reason="examples/astro-project is the Runtime 3 project")
+def test_example_project_uses_them(pytester: pytest.Pytester):
+    shutil.copytree(EXAMPLES / "astro-project", pytester.path, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__"))
+    result = pytester.runpytest_subprocess("--astro-dags", "-p", "no:cacheprovider", "tests/test_tasks.py", "-v")
+    result.assert_outcomes(passed=4)
