@@ -327,9 +327,10 @@ def load(table: dict, tmp_path: Path) -> PolicyConfig:
 
 def test_selection_defaults_prefixes_and_ignore(tmp_path):
     assert [p.code for p in load({}, tmp_path).selected] == [
-        "DAG001", "DAG002", "DAG003", "DAG004", "DAG005", "DAG006", "DAG007", "DAG008", "DAG900"]
+        "DAG001", "DAG002", "DAG003", "DAG004", "DAG005", "DAG006", "DAG007", "DAG008", "DAG009", "DAG900"]
     assert [p.code for p in load({"select": ["DAG1"], "ignore": ["DAG105"]}, tmp_path).selected] == [
-        "DAG101", "DAG102", "DAG103", "DAG104", "DAG106", "DAG107", "DAG108", "DAG109", "DAG110", "DAG111"]
+        "DAG101", "DAG102", "DAG103", "DAG104", "DAG106", "DAG107", "DAG108", "DAG109", "DAG110", "DAG111",
+        "DAG112"]
     assert len(load({"select": ["ALL"]}, tmp_path).selected) == len(POLICIES)
     options = load({"retries": {"min": 4}, "DAG002": {"allowed": ["a"]}}, tmp_path).options
     assert options["DAG003"] == {"min": 4} and options["DAG002"] == {"allowed": ["a"], "min": 1}

@@ -193,6 +193,56 @@ class _Adapter:
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         return {"ok": True}
 
+    def next_run(self, dag, after) -> dict[str, Any]:
+        """When a time-scheduled ``dag``'s timetable runs it next, at or after ``after`` (an aware
+        datetime), without a database: ``{"periodic": False}`` for manual, once and asset schedules;
+        else ``{"periodic": True, "next": ISO start of the next run's interval or None, "end_date":
+        ISO or None, "error": "Type: message" when the timetable raised}``."""
+        from airflow.timetables.base import TimeRestriction
+
+        timetable = dag.timetable
+        if MAJOR >= 3:
+            from airflow.serialization.encoders import coerce_to_core_timetable
+
+            timetable = coerce_to_core_timetable(timetable)
+        if not getattr(timetable, "periodic", False):
+            return {"periodic": False}
+        import pendulum
+
+        after = pendulum.instance(after)  # timetables call pendulum methods on it
+        start, end = getattr(dag, "start_date", None), getattr(dag, "end_date", None)
+        out: dict[str, Any] = {"periodic": True, "next": None, "end_date": end.isoformat() if end else None}
+        try:
+            earliest = max(start, after) if start is not None else after
+            info = timetable.next_dagrun_info(last_automated_data_interval=None,
+                                              restriction=TimeRestriction(earliest=earliest, latest=end, catchup=True))
+        except Exception as exc:
+            out["error"] = f"{type(exc).__name__}: {exc}"
+            return out
+        if info is not None:
+            out["next"] = info.data_interval.start.isoformat()
+        return out
+
+    def mapped_tasks(self, dag) -> list[dict[str, Any]]:
+        """Tasks made with ``.expand()`` / ``.expand_kwargs()``: ``{"task_id", "over": {argument:
+        [upstream task_ids]} (only arguments fed by upstream output), "limits": {name: value}}``."""
+        if MAJOR >= 3:
+            from airflow.sdk.definitions.xcom_arg import XComArg
+        else:
+            from airflow.models.xcom_arg import XComArg
+        found = []
+        for task in dag.tasks:
+            if not type(task).__name__.endswith("MappedOperator"):
+                continue
+            value = task._get_specified_expand_input().value
+            arguments = value if isinstance(value, dict) else {"(expand_kwargs)": value}
+            over = {name: sorted({op.task_id for op, _ in XComArg.iter_xcom_references(v)})
+                    for name, v in arguments.items()}
+            found.append({"task_id": task.task_id, "over": {k: v for k, v in over.items() if v},
+                          "limits": {name: getattr(task, name, None)
+                                     for name in ("max_active_tis_per_dagrun", "max_active_tis_per_dag")}})
+        return found
+
     def set_cluster_policies(self, dag_policy, task_policy) -> None:
         """What the DagBag calls for each DAG and task it bags (Airflow's ``settings.dag_policy`` and
         ``settings.task_policy``), replaced by ``dag_policy(dag)`` / ``task_policy(task)``."""

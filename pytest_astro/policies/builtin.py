@@ -456,8 +456,10 @@ class ClusterPolicy(Policy):
         return out
 
 
+from pytest_astro.policies.runs import NextRun, UnboundedMapping  # noqa: E402 - they import api only
+
 BUILTIN_POLICIES: list[Policy] = [
     HasTasks(), Tags(), Retries(), UniqueIds(), NoCycles(), Serializes(), StaticStartDate(), Schedule(),
-    Owner(), Catchup(), StartDateTimezone(), MaxTasks(), ParseTime(), Description(), DagrunTimeout(),
-    MaxActiveRuns(), FailureCallback(), Pools(), Connections(), ClusterPolicy(),
+    NextRun(), Owner(), Catchup(), StartDateTimezone(), MaxTasks(), ParseTime(), Description(), DagrunTimeout(),
+    MaxActiveRuns(), FailureCallback(), Pools(), Connections(), UnboundedMapping(), ClusterPolicy(),
 ]

@@ -64,6 +64,7 @@ def reset_records() -> None:
     """Forget what the previous file's DAGs recorded (a child parses several files in turn)."""
     _CONSTRUCTED.clear()
     _POLICY_VIOLATIONS.clear()
+    _STATE.pop("parsed_at", None)
 
 
 def prepare(adapter: Any, options: dict, root: str | None = None) -> None:
@@ -167,6 +168,13 @@ def may_select(options: dict, code: str, name: str) -> bool:
     return selected and not matches(codes("ignore"))
 
 
+def _parse_time() -> datetime:
+    """The moment the DAG file was parsed (the start of the horizon DAG009 looks ahead from)."""
+    from datetime import timezone
+
+    return datetime.fromtimestamp(_STATE.setdefault("parsed_at", time.time()), tz=timezone.utc)
+
+
 def inspect_dag(dag: Any, adapter: Any, options: dict, source: tuple[str, int | None] | None = None) -> dict[str, Any]:
     """Plain data about ``dag`` for the policies in the pytest process (never raises). ``source``:
     the DAG file's path and the DAG's line, for what is read from the source."""
@@ -179,12 +187,16 @@ def inspect_dag(dag: Any, adapter: Any, options: dict, source: tuple[str, int | 
         checks["kwargs"] = constructed["kwargs"]
         checks["default_args"] = constructed["default_args"]
     wanted = {"serialize": may_select(options, "DAG006", "serializes"),
+              "next_run": may_select(options, "DAG009", "next_run"),
+              "mapped": may_select(options, "DAG112", "unbounded_mapping"),
               "start_date_static": source is not None and may_select(options, "DAG007", "start_date")}
     for key, compute in (("start_date", lambda: _start_date(constructed)),
                          ("conn_ids", lambda: _conn_ids(dag)),
                          ("task_pools", lambda: {t.task_id: str(t.pool) for t in dag.tasks if getattr(t, "pool", None)}),
                          ("serialize", lambda: adapter.serialize_round_trip(dag)),
-                         ("start_date_static", lambda: static_start_date(*source))):
+                         ("start_date_static", lambda: static_start_date(*source)),
+                         ("next_run", lambda: {**adapter.next_run(dag, _parse_time()), "after": _parse_time().isoformat()}),
+                         ("mapped", lambda: adapter.mapped_tasks(dag))):
         if not wanted.get(key, True):
             continue
         try:
