@@ -19,6 +19,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 DEFAULT_TIMEOUT = 30.0  # Airflow's [core] dagbag_import_timeout
 DEFAULT_MEMORY_LIMIT = 4 * 1024**3
+#: the key of the sandbox's policy options that asks for each DAG's snapshot (policies/snapshots.py)
+SNAPSHOTS_REQUEST_KEY = "__snapshots__"
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
           "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4,
@@ -67,6 +69,7 @@ class Settings:
     missing_variables: str = "error"  # or "placeholder": serve a placeholder and warn
     isolation: str = "batch"  # or "file": a fresh fork for every file (see parse/server.py)
     allow_network: tuple[str, ...] = ()  # hosts DAG files may reach at parse time (see netguard.py)
+    snapshots_folder: str = "tests/dag_snapshots"  # DAG010 compares DAGs with the JSON files here, if it exists
     table: dict = field(default_factory=dict, compare=False, hash=False)  # the whole [tool.pytest-astro]
 
     @property
@@ -76,6 +79,21 @@ class Settings:
     @property
     def plugins_path(self) -> Path:
         return (self.root / self.plugins_folder).resolve()
+
+    @property
+    def snapshots_path(self) -> Path:
+        return (self.root / self.snapshots_folder).resolve()
+
+    def sandbox_policy_options(self) -> dict:
+        """``[tool.pytest-astro.policies]`` as the sandbox gets it: with the request for each DAG's
+        snapshot when the snapshot folder exists (policies/snapshots.py)."""
+        table = self.table.get("policies", {})
+        if not isinstance(table, dict):  # reported by the policies' own config check
+            return table
+        options = dict(table)
+        if self.snapshots_path.is_dir():
+            options[SNAPSHOTS_REQUEST_KEY] = True
+        return options
 
     def worker_count(self) -> int:
         if self.workers > 0:
@@ -91,7 +109,7 @@ class Settings:
                 "timeout": self.timeout, "memory_limit": self.memory_limit,
                 "address_space_limit": self.address_space_limit,
                 "missing_variables": self.missing_variables, "isolation": self.isolation,
-                "allow_network": list(self.allow_network), "policies": self.table.get("policies", {})}
+                "allow_network": list(self.allow_network), "policies": self.sandbox_policy_options()}
 
     def with_overrides(self, **values: Any) -> Settings:
         """Apply overrides given as raw values (ini strings, CLI flags); None means 'not given'."""

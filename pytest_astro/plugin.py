@@ -55,6 +55,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--astro-upgrade-check", action="store_true", default=False,
                     help="also list, per DAG file, what will break on Airflow 3 (removed imports, arguments, "
                          "context keys): one `airflow3` item per file, from the lint rules AST301-AST304")
+    group.addoption("--astro-snapshot-update", dest="astro_snapshot_update", action="store_true", default=False,
+                    help="write each DAG's snapshot (its structure, as normalized JSON) into the snapshot folder "
+                         "(default tests/dag_snapshots/), creating it; without this option, a DAG that differs "
+                         "from its snapshot fails (when the folder exists)")
     group.addoption("--astro-report", metavar="PATH", default=None,
                     help="write the parse results and test counts as JSON to PATH (used by `pytest-astro deploy`)")
     group.addoption("--astro-report-sarif", metavar="PATH", default=None,
@@ -78,7 +82,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from pytest_astro.session import AstroSession  # only now: keeps `pytest --help` fast
 
-    config.pluginmanager.register(AstroSession(config), "astro-session")
+    session = AstroSession(config)
+    config.pluginmanager.register(session, "astro-session")
+    if config.getoption("astro_snapshot_update"):  # the sandbox serializes the DAGs when the folder exists
+        session.project.settings.snapshots_path.mkdir(parents=True, exist_ok=True)
     from pytest_astro.protocol import DirectRun
 
     config.pluginmanager.register(DirectRun(config), "astro-direct-run")

@@ -32,7 +32,8 @@ AIRFLOW_TESTS=(tests/test_plugin.py tests/test_parse_cli.py tests/test_sandbox.p
                tests/test_isolation.py tests/test_direct.py tests/test_verdicts.py tests/test_sharding.py tests/test_lint_airflow.py
                tests/test_netguard.py
                tests/test_task_fixtures.py
-               tests/test_run_policies.py)
+               tests/test_run_policies.py
+               tests/test_snapshots.py)
 
 # ensure_venv VERSION: sets $venv to a ready virtualenv with that Airflow and this checkout installed.
 ensure_venv() {

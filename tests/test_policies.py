@@ -327,7 +327,8 @@ def load(table: dict, tmp_path: Path) -> PolicyConfig:
 
 def test_selection_defaults_prefixes_and_ignore(tmp_path):
     assert [p.code for p in load({}, tmp_path).selected] == [
-        "DAG001", "DAG002", "DAG003", "DAG004", "DAG005", "DAG006", "DAG007", "DAG008", "DAG009", "DAG900"]
+        "DAG001", "DAG002", "DAG003", "DAG004", "DAG005", "DAG006", "DAG007", "DAG008", "DAG009", "DAG010",
+        "DAG900"]
     assert [p.code for p in load({"select": ["DAG1"], "ignore": ["DAG105"]}, tmp_path).selected] == [
         "DAG101", "DAG102", "DAG103", "DAG104", "DAG106", "DAG107", "DAG108", "DAG109", "DAG110", "DAG111",
         "DAG112"]

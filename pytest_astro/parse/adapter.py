@@ -243,6 +243,26 @@ class _Adapter:
                                      for name in ("max_active_tis_per_dagrun", "max_active_tis_per_dag")}})
         return found
 
+    #: serialized DAG fields that say where and when it was parsed, not what it is
+    _VOLATILE = frozenset({"fileloc", "relative_fileloc", "_processor_dags_folder", "last_loaded"})
+
+    def snapshot(self, dag, root: str) -> dict[str, Any]:
+        """``dag`` serialized as the DAG processor serializes it, normalized for a stable, readable
+        diff: tasks keyed by task_id, where it was parsed from left out, the project's path as
+        ``<project>``. Differs between Airflow 2 and 3 (as their serialized forms do)."""
+        if MAJOR >= 3:
+            from airflow.serialization.serialized_objects import DagSerialization as Serializer
+        else:
+            from airflow.serialization.serialized_objects import SerializedDAG as Serializer
+        data = Serializer.to_dict(dag)["dag"]
+        tasks = {}
+        for item in data.pop("tasks", []):
+            task = dict(item.get("__var", item)) if isinstance(item, dict) else {"value": item}
+            tasks[str(task.pop("task_id", len(tasks)))] = task
+        out = {k: v for k, v in data.items() if k not in self._VOLATILE}
+        out["tasks"] = tasks
+        return _replace_prefix(out, root.rstrip("/") + "/", "<project>/")
+
     def set_cluster_policies(self, dag_policy, task_policy) -> None:
         """What the DagBag calls for each DAG and task it bags (Airflow's ``settings.dag_policy`` and
         ``settings.task_policy``), replaced by ``dag_policy(dag)`` / ``task_policy(task)``."""
@@ -315,6 +335,17 @@ with DAG("pytest_astro_warmup", start_date=datetime(2024, 1, 1), schedule=None, 
     def warmup_source(self) -> str:
         source = self.WARMUP_SOURCE.format(sdk=".sdk" if MAJOR >= 3 else "")
         return source.replace("airflow.decorators", "airflow.sdk") if MAJOR >= 3 else source
+
+
+def _replace_prefix(value: Any, prefix: str, replacement: str) -> Any:
+    """``value`` with every string that starts with ``prefix`` starting with ``replacement`` instead."""
+    if isinstance(value, str):
+        return replacement + value[len(prefix):] if value.startswith(prefix) else value
+    if isinstance(value, dict):
+        return {k: _replace_prefix(v, prefix, replacement) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_replace_prefix(v, prefix, replacement) for v in value]
+    return value
 
 
 @lru_cache(maxsize=None)

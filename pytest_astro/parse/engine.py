@@ -171,7 +171,7 @@ class ParseEngine:
             "address_space_limit": project.settings.address_space_limit,
             "workers": min(project.settings.worker_count(), len(files)),
             "preload": preload,
-            "policy_options": project.settings.table.get("policies", {}),
+            "policy_options": project.settings.sandbox_policy_options(),
             "variables": self.values.variables,
             "connections": self.values.connections,
             "missing_variables": project.settings.missing_variables,

@@ -457,9 +457,10 @@ class ClusterPolicy(Policy):
 
 
 from pytest_astro.policies.runs import NextRun, UnboundedMapping  # noqa: E402 - they import api only
+from pytest_astro.policies.snapshots import Snapshot  # noqa: E402
 
 BUILTIN_POLICIES: list[Policy] = [
     HasTasks(), Tags(), Retries(), UniqueIds(), NoCycles(), Serializes(), StaticStartDate(), Schedule(),
-    NextRun(), Owner(), Catchup(), StartDateTimezone(), MaxTasks(), ParseTime(), Description(), DagrunTimeout(),
+    NextRun(), Snapshot(), Owner(), Catchup(), StartDateTimezone(), MaxTasks(), ParseTime(), Description(), DagrunTimeout(),
     MaxActiveRuns(), FailureCallback(), Pools(), Connections(), UnboundedMapping(), ClusterPolicy(),
 ]

@@ -18,6 +18,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from pytest_astro.config import SNAPSHOTS_REQUEST_KEY
 from pytest_astro.policies.builtin import static_start_date
 
 # id(dag) -> what its constructor was given; filled by the DAG.__init__ wrapper of ``prepare``
@@ -72,6 +73,7 @@ def prepare(adapter: Any, options: dict, root: str | None = None) -> None:
     if _STATE["prepared"]:
         return
     _STATE["prepared"] = True
+    _STATE["root"] = os.path.realpath(root) if root else None
     try:
         real_init = adapter.DAG.__init__
 
@@ -189,6 +191,7 @@ def inspect_dag(dag: Any, adapter: Any, options: dict, source: tuple[str, int | 
     wanted = {"serialize": may_select(options, "DAG006", "serializes"),
               "next_run": may_select(options, "DAG009", "next_run"),
               "mapped": may_select(options, "DAG112", "unbounded_mapping"),
+              "snapshot": bool(options.get(SNAPSHOTS_REQUEST_KEY)) and may_select(options, "DAG010", "snapshot"),
               "start_date_static": source is not None and may_select(options, "DAG007", "start_date")}
     for key, compute in (("start_date", lambda: _start_date(constructed)),
                          ("conn_ids", lambda: _conn_ids(dag)),
@@ -196,7 +199,8 @@ def inspect_dag(dag: Any, adapter: Any, options: dict, source: tuple[str, int | 
                          ("serialize", lambda: adapter.serialize_round_trip(dag)),
                          ("start_date_static", lambda: static_start_date(*source)),
                          ("next_run", lambda: {**adapter.next_run(dag, _parse_time()), "after": _parse_time().isoformat()}),
-                         ("mapped", lambda: adapter.mapped_tasks(dag))):
+                         ("mapped", lambda: adapter.mapped_tasks(dag)),
+                         ("snapshot", lambda: adapter.snapshot(dag, _STATE.get("root") or os.getcwd()))):
         if not wanted.get(key, True):
             continue
         try:
