@@ -59,11 +59,11 @@ def install() -> None:
     _installed = True
 
 
-def find_in_chain(exc: BaseException | None) -> MetadataDatabaseAccess | None:
-    """The guard's exception anywhere in ``exc``'s cause/context chain."""
+def find_in_chain(exc: BaseException | None, kind: type[BaseException] = MetadataDatabaseAccess):
+    """The guard's exception (or another ``kind``) anywhere in ``exc``'s cause/context chain."""
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, MetadataDatabaseAccess):
+        if isinstance(exc, kind):
             return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__

@@ -246,10 +246,6 @@ def install(allow: list[str] | tuple[str, ...] = ()) -> None:
 
 def find_in_chain(exc: BaseException | None) -> NetworkAccess | None:
     """The guard's exception anywhere in ``exc``'s cause/context chain."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, NetworkAccess):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
+    from pytest_astro import dbguard
+
+    return dbguard.find_in_chain(exc, NetworkAccess)
