@@ -461,6 +461,6 @@ from pytest_astro.policies.snapshots import Snapshot  # noqa: E402
 
 BUILTIN_POLICIES: list[Policy] = [
     HasTasks(), Tags(), Retries(), UniqueIds(), NoCycles(), Serializes(), StaticStartDate(), Schedule(),
-    NextRun(), Snapshot(), Owner(), Catchup(), StartDateTimezone(), MaxTasks(), ParseTime(), Description(), DagrunTimeout(),
-    MaxActiveRuns(), FailureCallback(), Pools(), Connections(), UnboundedMapping(), ClusterPolicy(),
+    NextRun(), Snapshot(), Owner(), Catchup(), StartDateTimezone(), MaxTasks(), ParseTime(), Description(),
+    DagrunTimeout(), MaxActiveRuns(), FailureCallback(), Pools(), Connections(), UnboundedMapping(), ClusterPolicy(),
 ]
