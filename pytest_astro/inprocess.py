@@ -147,7 +147,7 @@ def activate(project: Project, values: ProjectValues) -> None:
         return
     STATE.project, STATE.values = project, values
     STATE.home = tempfile.mkdtemp(prefix="pytest-astro-home-")
-    from pytest_astro.parse.engine import airflow_env
+    from pytest_astro.parse.environment import airflow_env
 
     # AIRFLOW_HOME is the project root, as in the Astro runtime; what Airflow writes goes to STATE.home
     env = {
