@@ -89,6 +89,32 @@ class DagSummary:
 
 
 @dataclass
+class RunStats:
+    """What one parse of a batch of DAG files did: counts, the sandbox's work, the Airflow version."""
+
+    files: int = 0
+    cached: int = 0
+    parsed: int = 0
+    failed: int = 0
+    dags: int = 0
+    seconds: float = 0.0
+    airflow: str = ""
+    processes: int = 0  # sandbox children forked
+    rechecked: int = 0  # files parsed again alone after failing in a batch
+    ended_early: list[str] = field(default_factory=list)  # why a child stopped before its batch's end
+    timings: dict[str, float] = field(default_factory=dict)  # the sandbox's phases, in seconds
+    also_parsed: list[str] = field(default_factory=list)  # parsed only for the dag_id check of the others
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**vars(self), "ended_early": list(self.ended_early), "timings": dict(self.timings),
+                "also_parsed": list(self.also_parsed)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunStats:
+        return cls(**data)
+
+
+@dataclass
 class FileResult:
     """The verdict on one DAG file.
 

@@ -16,14 +16,14 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pytest_astro.parse import coverage_support
 from pytest_astro.parse.cache import ParseCache
 from pytest_astro.parse.environment import sandbox_env
 from pytest_astro.project import Project
-from pytest_astro.results import FileResult, ParseError
+from pytest_astro.results import FileResult, ParseError, RunStats
 from pytest_astro.values import ProjectValues, load_values
 
 
@@ -32,32 +32,20 @@ class EngineError(Exception):
 
 
 @dataclass
-class RunStats:
-    files: int = 0
-    cached: int = 0
-    parsed: int = 0
-    failed: int = 0
-    dags: int = 0
-    seconds: float = 0.0
-    airflow: str = ""
-    processes: int = 0  # sandbox children forked
-    rechecked: int = 0  # files parsed again alone after failing in a batch
-    ended_early: list[str] = field(default_factory=list)  # why a child stopped before its batch's end
-    timings: dict[str, float] = field(default_factory=dict)  # the sandbox's phases, in seconds
-
-
-@dataclass
 class ParseEngine:
     """Parse DAG files of ``project``: cached results first, the rest in the sandbox."""
 
     project: Project
     python: str = sys.executable
+    # of the last parse(); the sandbox's figures (Airflow version, processes) of the last one that started it
     stats: RunStats = field(default_factory=RunStats)
     values: ProjectValues | None = None  # variables, connections and pools served to the sandbox
 
     def parse(self, files: Iterable[Path]) -> dict[str, FileResult]:
-        """Verdicts for ``files`` (absolute DAG file paths), keyed by path relative to the project."""
+        """Verdicts for ``files`` (absolute DAG file paths), keyed by path relative to the project;
+        ``stats`` says what it took."""
         started = time.perf_counter()
+        stats = replace(self.stats)  # a new value: what the caller holds does not change
         files = sorted({self.project.real(f) for f in files}, key=str)  # str: Path's < is ~10x slower
         if self.values is None:  # read once per engine (pytest passes the session's)
             self.values = load_values(self.project.settings)
@@ -76,21 +64,22 @@ class ParseEngine:
                     # started at the first file to parse: `import airflow` (~1.5 s) runs while the
                     # rest of the cache is checked and the files' imports are read
                     sandbox.start()
-            self.stats.cached = len(results)
+            stats.cached = len(results)
             if todo:
-                for result in self._run_sandbox(sandbox, todo):
+                for result in self._run_sandbox(sandbox, todo, stats):
                     results[result.file] = result
                     if cache:
                         cache.put(self.project.root / result.file, result)
         _mark_duplicates(results)
-        self.stats.files = len(files)
-        self.stats.parsed = len(todo)
-        self.stats.failed = sum(not r.ok for r in results.values())
-        self.stats.dags = sum(r.dag_count() for r in results.values())
-        self.stats.seconds = time.perf_counter() - started
+        stats.files = len(files)
+        stats.parsed = len(todo)
+        stats.failed = sum(not r.ok for r in results.values())
+        stats.dags = sum(r.dag_count() for r in results.values())
+        stats.seconds = time.perf_counter() - started
+        self.stats = stats
         return results
 
-    def _run_sandbox(self, sandbox: _Sandbox, files: list[Path]) -> Iterable[FileResult]:
+    def _run_sandbox(self, sandbox: _Sandbox, files: list[Path], stats: RunStats) -> Iterable[FileResult]:
         from pytest_astro.imports import ImportGraph  # the static import scan: only when parsing
 
         project = self.project
@@ -125,13 +114,13 @@ class ParseEngine:
                 if "fatal" in message:
                     raise EngineError(message["fatal"])
                 if "ready" in message:
-                    self.stats.airflow = message["airflow"]
+                    stats.airflow = message["airflow"]
                     continue
                 if "done" in message:
-                    self.stats.processes = message["done"]["processes"]
-                    self.stats.rechecked = message["done"]["rechecked"]
-                    self.stats.ended_early = message["done"]["ended_early"]
-                    self.stats.timings = message["done"].get("timings", {})
+                    stats.processes = message["done"]["processes"]
+                    stats.rechecked = message["done"]["rechecked"]
+                    stats.ended_early = message["done"]["ended_early"]
+                    stats.timings = message["done"].get("timings", {})
                     continue
                 result = FileResult.from_dict(message["result"])
                 seen.add(result.file)
