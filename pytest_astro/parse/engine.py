@@ -22,6 +22,7 @@ from pathlib import Path
 from pytest_astro.parse import coverage_support
 from pytest_astro.parse.cache import ParseCache
 from pytest_astro.parse.environment import sandbox_env
+from pytest_astro.parse.messages import Done, Fatal, Ready, Request, Result, decode, dispatch
 from pytest_astro.project import Project
 from pytest_astro.results import FileResult, ParseError, RunStats
 from pytest_astro.values import ProjectValues, load_values
@@ -79,56 +80,45 @@ class ParseEngine:
         self.stats = stats
         return results
 
-    def _run_sandbox(self, sandbox: _Sandbox, files: list[Path], stats: RunStats) -> Iterable[FileResult]:
+    def _request(self, files: list[Path]) -> Request:
         from pytest_astro.imports import ImportGraph  # the static import scan: only when parsing
 
-        project = self.project
-        graph = ImportGraph(project)
+        settings = self.project.settings
+        graph = ImportGraph(self.project)
         preload = ([[m, sorted(names)] for m, names in sorted(graph.third_party(files).items())]
-                   if project.settings.preload else [])
-        request = {
-            "files": [str(f) for f in files],
-            "timeout": project.settings.timeout,
-            "memory_limit": project.settings.memory_limit,
-            "address_space_limit": project.settings.address_space_limit,
-            "workers": min(project.settings.worker_count(), len(files)),
-            "preload": preload,
-            "policy_options": project.settings.table.get("policies", {}),
-            "variables": self.values.variables,
-            "connections": self.values.connections,
-            "missing_variables": project.settings.missing_variables,
-            "isolation": project.settings.isolation,
-            "coverage": coverage_support.request(),
-        }
+                   if settings.preload else [])
+        assert self.values is not None
+        return Request(
+            files=[str(f) for f in files], timeout=settings.timeout, memory_limit=settings.memory_limit,
+            address_space_limit=settings.address_space_limit,
+            workers=min(settings.worker_count(), len(files)), preload=preload,
+            policy_options=settings.table.get("policies", {}), variables=self.values.variables,
+            connections=self.values.connections, missing_variables=settings.missing_variables,
+            isolation=settings.isolation, coverage=coverage_support.request())
+
+    def _run_sandbox(self, sandbox: _Sandbox, files: list[Path], stats: RunStats) -> Iterable[FileResult]:
+        """Send the sandbox its request; its verdicts as they come (every file gets one)."""
+        project = self.project
+        request = self._request(files)
         proc = sandbox.proc
         assert proc is not None and proc.stdin and proc.stdout
         try:
-            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.write(request.encode() + "\n")
             proc.stdin.close()
         except BrokenPipeError:  # it already stopped (Airflow missing?): its message follows on stdout
             pass
         seen: set[str] = set()
+        receiver = _FromSandbox(stats)
         try:
             for line in proc.stdout:
-                message = json.loads(line)
-                if "fatal" in message:
-                    raise EngineError(message["fatal"])
-                if "ready" in message:
-                    stats.airflow = message["airflow"]
-                    continue
-                if "done" in message:
-                    stats.processes = message["done"]["processes"]
-                    stats.rechecked = message["done"]["rechecked"]
-                    stats.ended_early = message["done"]["ended_early"]
-                    stats.timings = message["done"].get("timings", {})
-                    continue
-                result = FileResult.from_dict(message["result"])
-                seen.add(result.file)
-                yield result
+                result = dispatch(receiver, decode(line))
+                if result is not None:
+                    seen.add(result.file)
+                    yield result
         finally:
             proc.stdout.close()
             code = proc.wait()
-        coverage_support.merge(request["coverage"])
+        coverage_support.merge(request.coverage)
         missing = [f for f in files if project.relative(f) not in seen]
         if missing:
             tail = sandbox.stderr_tail()
@@ -141,6 +131,26 @@ class ParseEngine:
                     kind="crash", type="SandboxError", file=project.relative(f),
                     message=f"the parse sandbox stopped (status {code}) before this file was parsed",
                     hint="re-run; if it persists, report it with this output:\n" + tail)])
+
+
+class _FromSandbox:
+    """What the engine does with each message of the sandbox (``messages.dispatch``)."""
+
+    def __init__(self, stats: RunStats) -> None:
+        self.stats = stats
+
+    def on_ready(self, message: Ready) -> None:
+        self.stats.airflow = message.airflow
+
+    def on_result(self, message: Result) -> FileResult:
+        return FileResult.from_dict(message.data())
+
+    def on_done(self, message: Done) -> None:
+        self.stats.processes, self.stats.rechecked = message.processes, message.rechecked
+        self.stats.ended_early, self.stats.timings = message.ended_early, message.timings
+
+    def on_fatal(self, message: Fatal) -> None:
+        raise EngineError(message.message)
 
 
 class _Sandbox:
