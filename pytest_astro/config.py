@@ -65,7 +65,7 @@ class Settings:
     ignore_file_syntax: str = ""  # "" -> Airflow's default for the installed version (or the env var)
     preload: bool = True  # import the third-party modules DAG files use once, before forking
     missing_variables: str = "error"  # or "placeholder": serve a placeholder and warn
-    isolation: str = "batch"  # or "file": a fresh fork for every file (see parse/server.py)
+    isolation: str = "batch"  # or "file": a fresh fork for every file (see parse/pool.py)
     table: dict = field(default_factory=dict, compare=False, hash=False)  # the whole [tool.pytest-astro]
 
     @property

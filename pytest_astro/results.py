@@ -121,7 +121,7 @@ class FileResult:
     Only ``file`` and ``ok`` have no default, and no field has a class-level one: a result read from
     the cache (``from_cache``) holds its outline and decodes the rest of its JSON on first use of a
     field it lacks (``__getattr__``), so a run where nothing changed builds no DAG summaries it does
-    not look at (~3% of such a run's instructions)."""
+    not look at."""
 
     file: str  # relative to the project root, POSIX separators
     ok: bool
@@ -144,7 +144,7 @@ class FileResult:
         return getattr(self, name)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data (``dataclasses.asdict`` deep-copies: ~0.7 ms a file, most of a cache write)."""
+        """Plain JSON data: a shallow copy of the fields (``dataclasses.asdict`` would deep-copy them)."""
         dags = self.dags  # (a cached result decodes its details here)
         data = {name: value for name, value in vars(self).items() if not name.startswith("_")}
         data["dags"] = [dict(vars(d)) for d in dags]
@@ -153,8 +153,8 @@ class FileResult:
 
     def to_json(self) -> str:
         """``to_dict()`` as JSON text. A result read from JSON (the cache) gives back the text it was
-        read from, unless it changed since (a report of 1,000 cached files is then written without
-        encoding them again: ~0.1 s)."""
+        read from, unless it changed since (a report of cached files is then written without
+        encoding them again)."""
         kept = self.__dict__.get("_json")
         if kept is not None and kept[1] == self._shape():
             return kept[0]
