@@ -18,14 +18,17 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_astro.parse import coverage_support
 from pytest_astro.parse.cache import ParseCache
 from pytest_astro.parse.environment import sandbox_env
-from pytest_astro.parse.messages import Done, Fatal, Ready, Request, Result, decode, dispatch
 from pytest_astro.project import Project
 from pytest_astro.results import FileResult, ParseError, RunStats
 from pytest_astro.values import ProjectValues, load_values
+
+if TYPE_CHECKING:  # imported when the sandbox runs: a run answered from the cache never needs them
+    from pytest_astro.parse.messages import Done, Fatal, Ready, Request, Result
 
 
 class EngineError(Exception):
@@ -82,6 +85,7 @@ class ParseEngine:
 
     def _request(self, files: list[Path]) -> Request:
         from pytest_astro.imports import ImportGraph  # the static import scan: only when parsing
+        from pytest_astro.parse.messages import Request
 
         settings = self.project.settings
         graph = ImportGraph(self.project)
@@ -98,6 +102,7 @@ class ParseEngine:
 
     def _run_sandbox(self, sandbox: _Sandbox, files: list[Path], stats: RunStats) -> Iterable[FileResult]:
         """Send the sandbox its request; its verdicts as they come (every file gets one)."""
+        from pytest_astro.parse.messages import decode, dispatch  # only when the sandbox runs
         project = self.project
         request = self._request(files)
         proc = sandbox.proc
