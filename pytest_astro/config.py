@@ -67,7 +67,7 @@ class Settings:
     ignore_file_syntax: str = ""  # "" -> Airflow's default for the installed version (or the env var)
     preload: bool = True  # import the third-party modules DAG files use once, before forking
     missing_variables: str = "error"  # or "placeholder": serve a placeholder and warn
-    isolation: str = "batch"  # or "file": a fresh fork for every file (see parse/server.py)
+    isolation: str = "batch"  # or "file": a fresh fork for every file (see parse/pool.py)
     allow_network: tuple[str, ...] = ()  # hosts DAG files may reach at parse time (see netguard.py)
     snapshots_folder: str = "tests/dag_snapshots"  # DAG010 compares DAGs with the JSON files here, if it exists
     table: dict = field(default_factory=dict, compare=False, hash=False)  # the whole [tool.pytest-astro]

@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pytest_astro.project import Project
@@ -38,7 +39,7 @@ class _State:
     saved_path: list[str] = []
     home: str | None = None
     hook: _PatchOnImport | None = None
-    ensure = None  # callable(paths): isolated results for DAG files not parsed yet (set by the session)
+    ensure: Callable[[Iterable[Path]], None] | None = None  # given to activate()
 
 
 STATE = _State()
@@ -141,13 +142,16 @@ def _after_import(fullname: str, module) -> None:
         _patch_dagbag(module)
 
 
-def activate(project: Project, values: ProjectValues) -> None:
-    """Set up the sandbox for this process (idempotent; undone by ``deactivate``)."""
+def activate(project: Project, values: ProjectValues, ensure: Callable[[Iterable[Path]], None] | None = None) -> None:
+    """Set up the sandbox for this process (idempotent; undone by ``deactivate``).
+
+    ``ensure(paths)`` makes sure the isolated results of those DAG files are known (parsing the
+    ones that are not yet) before Airflow imports any of them in this process."""
     if STATE.project is not None:
         return
-    STATE.project, STATE.values = project, values
+    STATE.project, STATE.values, STATE.ensure = project, values, ensure
     STATE.home = tempfile.mkdtemp(prefix="pytest-astro-home-")
-    from pytest_astro.parse.engine import airflow_env
+    from pytest_astro.parse.environment import airflow_env
 
     # AIRFLOW_HOME is the project root, as in the Astro runtime; what Airflow writes goes to STATE.home
     env = {

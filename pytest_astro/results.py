@@ -90,13 +90,39 @@ class DagSummary:
 
 
 @dataclass
+class RunStats:
+    """What one parse of a batch of DAG files did: counts, the sandbox's work, the Airflow version."""
+
+    files: int = 0
+    cached: int = 0
+    parsed: int = 0
+    failed: int = 0
+    dags: int = 0
+    seconds: float = 0.0
+    airflow: str = ""
+    processes: int = 0  # sandbox children forked
+    rechecked: int = 0  # files parsed again alone after failing in a batch
+    ended_early: list[str] = field(default_factory=list)  # why a child stopped before its batch's end
+    timings: dict[str, float] = field(default_factory=dict)  # the sandbox's phases, in seconds
+    also_parsed: list[str] = field(default_factory=list)  # parsed only for the dag_id check of the others
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**vars(self), "ended_early": list(self.ended_early), "timings": dict(self.timings),
+                "also_parsed": list(self.also_parsed)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunStats:
+        return cls(**data)
+
+
+@dataclass
 class FileResult:
     """The verdict on one DAG file.
 
     Only ``file`` and ``ok`` have no default, and no field has a class-level one: a result read from
     the cache (``from_cache``) holds its outline and decodes the rest of its JSON on first use of a
     field it lacks (``__getattr__``), so a run where nothing changed builds no DAG summaries it does
-    not look at (~3% of such a run's instructions)."""
+    not look at."""
 
     file: str  # relative to the project root, POSIX separators
     ok: bool
@@ -119,7 +145,7 @@ class FileResult:
         return getattr(self, name)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data (``dataclasses.asdict`` deep-copies: ~0.7 ms a file, most of a cache write)."""
+        """Plain JSON data: a shallow copy of the fields (``dataclasses.asdict`` would deep-copy them)."""
         dags = self.dags  # (a cached result decodes its details here)
         data = {name: value for name, value in vars(self).items() if not name.startswith("_")}
         data["dags"] = [dict(vars(d)) for d in dags]
@@ -128,8 +154,8 @@ class FileResult:
 
     def to_json(self) -> str:
         """``to_dict()`` as JSON text. A result read from JSON (the cache) gives back the text it was
-        read from, unless it changed since (a report of 1,000 cached files is then written without
-        encoding them again: ~0.1 s)."""
+        read from, unless it changed since (a report of cached files is then written without
+        encoding them again)."""
         kept = self.__dict__.get("_json")
         if kept is not None and kept[1] == self._shape():
             return kept[0]

@@ -26,7 +26,7 @@ from pytest_astro.parse.engine import EngineError, ParseEngine
 from pytest_astro.parse.report import location, long_text
 from pytest_astro.project import Project
 from pytest_astro.reporting_plugin import CIReports, describe, set_property
-from pytest_astro.results import FileResult
+from pytest_astro.results import FileResult, RunStats
 from pytest_astro.values import load_values
 
 
@@ -127,8 +127,7 @@ class AstroSession:
         config.pluginmanager.register(self.ci, "astro-ci-reports")
         # Last, once nothing above can fail (pytest_unconfigure undoes it only for a registered
         # session): users' tests run in the same database-free sandbox as the parse (inprocess.py).
-        inprocess.activate(self.project, values)
-        inprocess.STATE.ensure = self.ensure_results
+        inprocess.activate(self.project, values, ensure=self.ensure_results)
         dbguard.use_test_message()
 
     # ---------------------------------------------------------------------------------- collection
@@ -164,18 +163,16 @@ class AstroSession:
             extra = self._also_parse(targets)
             results = self.engine.parse(targets + extra)
             also = sorted(self.project.relative(p) for p in extra)
-            return results, {**dataclasses.asdict(self.engine.stats), "also_parsed": also}
+            return results, dataclasses.replace(self.engine.stats, also_parsed=also)
 
         results, stats = xdist.shared_batch(self.config, self.project, parse)
         self._take_stats(stats)
         return results
 
-    def _take_stats(self, stats: dict) -> None:
+    def _take_stats(self, stats: RunStats) -> None:
         """The parse's stats (from this process, or from the xdist worker that parsed the batch)."""
-        stats = dict(stats)
-        self.also_parsed = set(stats.pop("also_parsed", ()))
-        for key, value in stats.items():
-            setattr(self.engine.stats, key, value)
+        self.engine.stats = stats
+        self.also_parsed = set(stats.also_parsed)
 
     def _requested_paths(self) -> list[Path]:
         """The paths pytest collects (its args without ``::`` node parts), absolute."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pytest_astro.project import Project
-from pytest_astro.results import FileResult
+from pytest_astro.results import FileResult, RunStats
 
 _STALE_SECONDS = 3600
 
@@ -51,7 +51,7 @@ def _batch_file(project: Project, uid: str) -> Path:
 
 
 def shared_batch(config: pytest.Config, project: Project,
-                 parse: Callable[[], tuple[dict[str, FileResult], dict]]) -> tuple[dict[str, FileResult], dict]:
+                 parse: Callable[[], tuple[dict[str, FileResult], RunStats]]) -> tuple[dict[str, FileResult], RunStats]:
     """``parse()`` once per xdist run (results, stats); the other workers get what it returned."""
     uid = run_id(config) if getattr(config, "workerinput", None) is not None else None
     if uid is None:
@@ -66,7 +66,7 @@ def shared_batch(config: pytest.Config, project: Project,
         if loaded is not None:
             return loaded
         results, stats = parse()
-        data = {"stats": stats, "results": [r.to_dict() for r in results.values()]}
+        data = {"stats": stats.to_dict(), "results": [r.to_dict() for r in results.values()]}
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
@@ -74,7 +74,7 @@ def shared_batch(config: pytest.Config, project: Project,
         return results, stats
 
 
-def read_batch(project: Project, uid: str | None) -> tuple[dict[str, FileResult], dict] | None:
+def read_batch(project: Project, uid: str | None) -> tuple[dict[str, FileResult], RunStats] | None:
     if not uid:
         return None
     try:
@@ -82,7 +82,7 @@ def read_batch(project: Project, uid: str | None) -> tuple[dict[str, FileResult]
     except (OSError, ValueError):
         return None
     results = {r["file"]: FileResult.from_dict(r) for r in data["results"]}
-    return results, data.get("stats", {})
+    return results, RunStats.from_dict(data.get("stats", {}))
 
 
 def _prune(folder: Path) -> None:

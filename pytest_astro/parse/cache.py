@@ -21,8 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pytest_astro import __version__
+from pytest_astro.parse.environment import SANDBOX_OVERRIDES
 from pytest_astro.project import Project, airflow_version
 from pytest_astro.results import FileResult
+
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -97,8 +99,6 @@ def environment_key(project: Project) -> str:
         except OSError:
             continue
     # the sandbox sets these itself (and the in-process sandbox sets them to per-run temp paths)
-    from pytest_astro.parse.engine import SANDBOX_OVERRIDES
-
     env = {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW_") and k not in SANDBOX_OVERRIDES}
     payload = {
         "pytest-astro": __version__, "airflow": airflow_version(), "python": sys.version,

@@ -8,7 +8,6 @@ project is parsed. Prints `path:line: message` per failing file; exit status 1 i
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -115,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     failed = [r for r in sorted(results.values(), key=lambda r: r.file) if not r.ok]
     internal = [r for r in failed if any(e.kind == "internal" for e in r.errors)]
     if args.format == "json":
-        stats = {**dataclasses.asdict(engine.stats), "seconds": round(engine.stats.seconds, 3)}
+        stats = {**engine.stats.to_dict(), "seconds": round(engine.stats.seconds, 3)}
         json.dump({"files": [r.to_dict() for r in results.values()], "failed": len(failed), "stats": stats},
                   sys.stdout, indent=2)
         print()

@@ -16,101 +16,23 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_astro.parse import coverage_support
 from pytest_astro.parse.cache import ParseCache
+from pytest_astro.parse.environment import sandbox_env
 from pytest_astro.project import Project
-from pytest_astro.results import FileResult, ParseError
+from pytest_astro.results import FileResult, ParseError, RunStats
 from pytest_astro.values import ProjectValues, load_values
+
+if TYPE_CHECKING:  # imported when the sandbox runs: a run answered from the cache never needs them
+    from pytest_astro.parse.messages import Done, Fatal, Ready, Request, Result
 
 
 class EngineError(Exception):
     """The sandbox could not run at all (e.g. Airflow is not installed); the message says what to do."""
-
-
-@dataclass
-class RunStats:
-    files: int = 0
-    cached: int = 0
-    parsed: int = 0
-    failed: int = 0
-    dags: int = 0
-    seconds: float = 0.0
-    airflow: str = ""
-    processes: int = 0  # sandbox children forked
-    rechecked: int = 0  # files parsed again alone after failing in a batch
-    ended_early: list[str] = field(default_factory=list)  # why a child stopped before its batch's end
-    timings: dict[str, float] = field(default_factory=dict)  # the sandbox's phases, in seconds
-
-
-#: variables the sandbox always sets itself, whatever the user's environment says
-SANDBOX_OVERRIDES = frozenset({
-    "AIRFLOW_HOME", "AIRFLOW_CONFIG", "AIRFLOW__LOGGING__BASE_LOG_FOLDER",
-    "AIRFLOW__SCHEDULER__CHILD_PROCESS_LOG_DIRECTORY", "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__LOAD_EXAMPLES",
-    "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER", "AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX",
-    "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "AIRFLOW__CORE__UNIT_TEST_MODE", "AIRFLOW__SECRETS__BACKEND",
-    "AIRFLOW__SECRETS__BACKEND_KWARGS",
-})
-
-
-def airflow_env(project: Project, scratch: str) -> dict[str, str]:
-    """Airflow's environment as the Astro runtime has it, and nothing written into the project.
-
-    AIRFLOW_HOME is the project root (the runtime's /usr/local/airflow, with dags/ in it), so that
-    DAG code and users' tests that build paths from it (``os.environ["AIRFLOW_HOME"] + "/include/..."``,
-    the Astro CLI's test template's ``os.path.relpath(path, AIRFLOW_HOME)``) see what they would see
-    there. What Airflow writes under AIRFLOW_HOME by default (its config file, logs, the child
-    process logs of the scheduler or DAG processor) goes to ``scratch`` instead."""
-    return {
-        "AIRFLOW_HOME": str(project.root),
-        "AIRFLOW_CONFIG": os.path.join(scratch, "airflow.cfg"),
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": os.path.join(scratch, "logs"),
-        "AIRFLOW__SCHEDULER__CHILD_PROCESS_LOG_DIRECTORY": os.path.join(scratch, "logs", "scheduler"),  # 2.x
-        "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": os.path.join(scratch, "logs", "dag-processor"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(project.dags_path),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(project.settings.plugins_path),
-        "AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX": project.ignore_file_syntax,
-        "AIRFLOW__SECRETS__BACKEND": "pytest_astro.parse.secrets_backend.MemorySecretsBackend",
-        "AIRFLOW__SECRETS__BACKEND_KWARGS": "{}",
-    }
-
-
-def sandbox_env(project: Project, home: str) -> dict[str, str]:
-    """The environment of the sandbox: the user's, with Airflow pointed away from anything real
-    (``home``: the sandbox's throwaway folder)."""
-    env = dict(os.environ)
-    env.update(airflow_env(project, home))
-    env.update({
-        # A URL that cannot be opened: nothing is ever created, any access fails (and is reported).
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/no-such-dir/airflow.db",
-        # the sandbox enforces its own timeout (and reports where the file was stuck)
-        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "0",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        # Bytecode of Airflow and the other installed modules the sandbox imports goes to a cache
-        # of our own, never into the project or site-packages (children never write any): with no
-        # .pyc files (PYTHONDONTWRITEBYTECODE, `uv pip install`) `import airflow` took 4.4 s
-        # instead of 2.0 s (measured).
-        "PYTHONPYCACHEPREFIX": os.environ.get("PYTHONPYCACHEPREFIX") or bytecode_cache_dir(),
-    })
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
-def bytecode_cache_dir() -> str:
-    """Where the sandbox keeps the bytecode of installed modules (PYTHONPYCACHEPREFIX)."""
-    # the account's home, not $HOME: test runners point HOME at a fresh folder per test
-    try:
-        import pwd
-
-        home = pwd.getpwuid(os.getuid()).pw_dir
-    except (ImportError, KeyError):
-        home = os.path.expanduser("~")
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
-    return os.path.join(base, "pytest-astro", "bytecode")
 
 
 @dataclass
@@ -119,12 +41,15 @@ class ParseEngine:
 
     project: Project
     python: str = sys.executable
+    # of the last parse(); the sandbox's figures (Airflow version, processes) of the last one that started it
     stats: RunStats = field(default_factory=RunStats)
     values: ProjectValues | None = None  # variables, connections and pools served to the sandbox
 
     def parse(self, files: Iterable[Path]) -> dict[str, FileResult]:
-        """Verdicts for ``files`` (absolute DAG file paths), keyed by path relative to the project."""
+        """Verdicts for ``files`` (absolute DAG file paths), keyed by path relative to the project;
+        ``stats`` says what it took."""
         started = time.perf_counter()
+        stats = replace(self.stats)  # a new value: what the caller holds does not change
         files = sorted({self.project.real(f) for f in files}, key=str)  # str: Path's < is ~10x slower
         if self.values is None:  # read once per engine (pytest passes the session's)
             self.values = load_values(self.project.settings)
@@ -143,71 +68,63 @@ class ParseEngine:
                     # started at the first file to parse: `import airflow` (~1.5 s) runs while the
                     # rest of the cache is checked and the files' imports are read
                     sandbox.start()
-            self.stats.cached = len(results)
+            stats.cached = len(results)
             if todo:
-                for result in self._run_sandbox(sandbox, todo):
+                for result in self._run_sandbox(sandbox, todo, stats):
                     results[result.file] = result
                     if cache:
                         cache.put(self.project.root / result.file, result)
         _mark_duplicates(results)
-        self.stats.files = len(files)
-        self.stats.parsed = len(todo)
-        self.stats.failed = sum(not r.ok for r in results.values())
-        self.stats.dags = sum(r.dag_count() for r in results.values())
-        self.stats.seconds = time.perf_counter() - started
+        stats.files = len(files)
+        stats.parsed = len(todo)
+        stats.failed = sum(not r.ok for r in results.values())
+        stats.dags = sum(r.dag_count() for r in results.values())
+        stats.seconds = time.perf_counter() - started
+        self.stats = stats
         return results
 
-    def _run_sandbox(self, sandbox: _Sandbox, files: list[Path]) -> Iterable[FileResult]:
+    def _request(self, files: list[Path]) -> Request:
         from pytest_astro.imports import ImportGraph  # the static import scan: only when parsing
+        from pytest_astro.parse.messages import Request
 
-        project = self.project
-        graph = ImportGraph(project)
+        settings = self.project.settings
+        graph = ImportGraph(self.project)
         preload = ([[m, sorted(names)] for m, names in sorted(graph.third_party(files).items())]
-                   if project.settings.preload else [])
-        request = {
-            "files": [str(f) for f in files],
-            "timeout": project.settings.timeout,
-            "memory_limit": project.settings.memory_limit,
-            "address_space_limit": project.settings.address_space_limit,
-            "workers": min(project.settings.worker_count(), len(files)),
-            "preload": preload,
-            "policy_options": project.settings.sandbox_policy_options(),
-            "variables": self.values.variables,
-            "connections": self.values.connections,
-            "missing_variables": project.settings.missing_variables,
-            "isolation": project.settings.isolation,
-            "allow_network": list(project.settings.allow_network),
-            "coverage": coverage_support.request(),
-        }
+                   if settings.preload else [])
+        assert self.values is not None
+        return Request(
+            files=[str(f) for f in files], timeout=settings.timeout, memory_limit=settings.memory_limit,
+            address_space_limit=settings.address_space_limit,
+            workers=min(settings.worker_count(), len(files)), preload=preload,
+            policy_options=settings.sandbox_policy_options(), variables=self.values.variables,
+            connections=self.values.connections, missing_variables=settings.missing_variables,
+            isolation=settings.isolation, allow_network=list(settings.allow_network),
+            coverage=coverage_support.request())
+
+    def _run_sandbox(self, sandbox: _Sandbox, files: list[Path], stats: RunStats) -> Iterable[FileResult]:
+        """Send the sandbox its request; its verdicts as they come (every file gets one)."""
+        from pytest_astro.parse.messages import decode, dispatch  # only when the sandbox runs
+        project = self.project
+        request = self._request(files)
         proc = sandbox.proc
         assert proc is not None and proc.stdin and proc.stdout
         try:
-            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.write(request.encode() + "\n")
             proc.stdin.close()
         except BrokenPipeError:  # it already stopped (Airflow missing?): its message follows on stdout
             pass
         seen: set[str] = set()
+        receiver = _FromSandbox(stats)
         try:
             for line in proc.stdout:
-                message = json.loads(line)
-                if "fatal" in message:
-                    raise EngineError(message["fatal"])
-                if "ready" in message:
-                    self.stats.airflow = message["airflow"]
-                    continue
-                if "done" in message:
-                    self.stats.processes = message["done"]["processes"]
-                    self.stats.rechecked = message["done"]["rechecked"]
-                    self.stats.ended_early = message["done"]["ended_early"]
-                    self.stats.timings = message["done"].get("timings", {})
-                    continue
-                result = FileResult.from_dict(message["result"])
-                seen.add(result.file)
-                yield result
+                result = dispatch(receiver, decode(line))
+                if result is not None:
+                    seen.add(result.file)
+                    yield result
         finally:
             proc.stdout.close()
             code = proc.wait()
-        coverage_support.merge(request["coverage"])
+        coverage_support.merge(request.coverage)
         missing = [f for f in files if project.relative(f) not in seen]
         if missing:
             tail = sandbox.stderr_tail()
@@ -220,6 +137,26 @@ class ParseEngine:
                     kind="crash", type="SandboxError", file=project.relative(f),
                     message=f"the parse sandbox stopped (status {code}) before this file was parsed",
                     hint="re-run; if it persists, report it with this output:\n" + tail)])
+
+
+class _FromSandbox:
+    """What the engine does with each message of the sandbox (``messages.dispatch``)."""
+
+    def __init__(self, stats: RunStats) -> None:
+        self.stats = stats
+
+    def on_ready(self, message: Ready) -> None:
+        self.stats.airflow = message.airflow
+
+    def on_result(self, message: Result) -> FileResult:
+        return FileResult.from_dict(message.data())
+
+    def on_done(self, message: Done) -> None:
+        self.stats.processes, self.stats.rechecked = message.processes, message.rechecked
+        self.stats.ended_early, self.stats.timings = message.ended_early, message.timings
+
+    def on_fatal(self, message: Fatal) -> None:
+        raise EngineError(message.message)
 
 
 class _Sandbox:
