@@ -1,0 +1,85 @@
+"""The stock side: a stock ``DagBag`` per DAG file, each in a fork of one process that imported Airflow.
+
+Run as a script (``python stock_worker.py``) with a migrated metadata database in ``AIRFLOW_HOME``.
+Reads one absolute file path per line on stdin; prints one JSON line per file:
+``{"file", "ok", "error" (the exception class Airflow recorded, or null), "text" (its import error),
+"dags" ({dag_id: sorted task ids})}``. Nothing of pytest-astro is imported here.
+
+A fork per file, as Airflow's DAG processor parses each file in a process of its own: one file's
+state never leaks into the next verdict. ``import airflow`` is paid once, in the parent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+
+#: the last line of a recorded import error: `module.path.ClassName: message` or `ClassName`
+_LAST = re.compile(r"^(?P<cls>[A-Za-z_][\w.]*)(?::|$)")
+
+
+def error_class(text: str) -> str:
+    """The exception class named by the last line of an import error text."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    m = _LAST.match(lines[-1]) if lines else None
+    return m.group("cls").rsplit(".", 1)[-1] if m else "?"
+
+
+def judge(path: str) -> dict:
+    from airflow.models.dagbag import DagBag
+
+    try:
+        bag = DagBag(dag_folder=path)
+    except BaseException as exc:  # noqa: BLE001 - Airflow 2 lets SystemExit out of DagBag: the file failed
+        return {"ok": False, "error": type(exc).__name__, "text": f"{type(exc).__name__}: {exc} (escaped DagBag)",
+                "dags": {}}
+    errors = list(bag.import_errors.values())
+    dags = {d.dag_id: sorted(d.task_ids) for d in bag.dags.values()}
+    if errors:
+        return {"ok": False, "error": error_class(errors[-1]), "text": errors[-1][-2000:], "dags": dags}
+    return {"ok": True, "error": None, "text": "", "dags": dags}
+
+
+def one(path: str) -> dict:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own stdout is the DAG file's, never our channel
+        os.close(read)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        signal.alarm(300)
+        try:
+            verdict = judge(path)
+        except BaseException as exc:  # noqa: BLE001
+            verdict = {"ok": False, "error": type(exc).__name__, "text": f"harness: {exc!r}", "dags": {}}
+        with os.fdopen(write, "w") as out:
+            json.dump(verdict, out)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as inp:
+        data = inp.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        return {"ok": False, "error": f"died:{status}", "text": "", "dags": {}}
+    return json.loads(data)
+
+
+def main() -> None:
+    # our channel is a copy of stdout; whatever Airflow or a DAG file prints goes to stderr
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    import airflow  # noqa: F401 - once, before the forks
+    from airflow.models.dagbag import DagBag  # noqa: F401
+
+    for line in sys.stdin:
+        path = line.rstrip("\n")
+        if path:
+            out.write(json.dumps({"file": path, **one(path)}) + "\n")
+            out.flush()
+
+
+if __name__ == "__main__":
+    main()
