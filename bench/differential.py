@@ -24,12 +24,61 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pytest_astro.project import airflow_major  # noqa: E402
 from tests.differential.grammar import RandomPicker, draw_case  # noqa: E402
+from tests.differential.known import triage  # noqa: E402
 from tests.differential.oracles import migrate, run_batch  # noqa: E402
 
 
 def cases(seed: int, indices: range | list[int], major: int, max_loop: int) -> list:
     return [draw_case(RandomPicker(random.Random(f"{seed}:{i}")), major, {"max_loop": max_loop})
             for i in indices]
+
+
+class Tally:
+    """Counts over the run: files by construct, disagreeing files, internal errors, known issues."""
+
+    def __init__(self, seed: int, keep: str | None):
+        self.seed, self.keep = seed, keep
+        self.files, self.by_construct, self.disagreeing = 0, Counter(), Counter()
+        self.internal_by_construct, self.known = Counter(), Counter()
+        self.n_disagreeing = self.n_internal = 0
+        self.run_errors: list[str] = []
+
+    def add(self, result, batch: list, indices: list[int]) -> None:
+        self.files += len(batch)
+        self.run_errors += result.internal
+        self.by_construct.update(result.counts())
+        for case, index, outcome in zip(batch, indices, result.outcomes):
+            disagreements, internal, known = triage(outcome)
+            self.known.update(known)
+            if disagreements:
+                self.n_disagreeing += 1
+                self.disagreeing.update(outcome.constructs)
+            if internal:
+                self.n_internal += 1
+                self.internal_by_construct.update(outcome.constructs)
+            if disagreements or internal:
+                print(f"case {index} of seed {self.seed} ({', '.join(outcome.constructs)}):")
+                for line in disagreements + internal:
+                    print(f"  {line}")
+                if self.keep:
+                    Path(self.keep).mkdir(parents=True, exist_ok=True)
+                    Path(self.keep, f"seed{self.seed}_case{index}.py").write_bytes(case.render())
+
+    def print(self, major: int) -> None:
+        print(f"\nfiles compared: {self.files} (Airflow {major}.x, seed {self.seed})")
+        print(f"{'construct':40} {'files':>7} {'disagree':>9} {'internal':>9}")
+        for construct, count in sorted(self.by_construct.items()):
+            print(f"{construct:40} {count:7} {self.disagreeing.get(construct, 0):9} "
+                  f"{self.internal_by_construct.get(construct, 0):9}")
+        print(f"files disagreeing: {self.n_disagreeing}")
+        print(f"files with internal errors: {self.n_internal}")
+        for line in self.run_errors:
+            print(f"run error: {line}")
+        for test, n in sorted(self.known.items()):
+            print(f"known (tracked by {test}): {n} files")
+
+    def failed(self) -> bool:
+        return bool(self.n_disagreeing or self.n_internal or self.run_errors)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,43 +94,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     major = airflow_major()
-    indices = [args.only] if args.only is not None else range(args.examples)
+    indices = [args.only] if args.only is not None else list(range(args.examples))
     all_cases = cases(args.seed, indices, major, args.max_loop)
     if args.only is not None:
         sys.stdout.buffer.write(all_cases[0].render() + b"\n")
+    tally = Tally(args.seed, args.keep)
+    started = time.time()
     with tempfile.TemporaryDirectory(prefix="differential-") as tmp:
         home = migrate(Path(args.airflow_home or Path(tmp) / "airflow-home"))
-        by_construct, disagreeing = Counter(), Counter()
-        n_dis = 0
-        internal: list[str] = []
-        started = time.time()
         for b in range(0, len(all_cases), args.batch):
             batch = all_cases[b:b + args.batch]
             result = run_batch(batch, Path(tmp) / f"batch{b}", home, lint=not args.no_lint)
-            internal += result.internal
-            by_construct.update(result.counts())
-            for n, outcome in enumerate(result.outcomes):
-                index = indices[b + n]
-                if outcome.disagreements:
-                    n_dis += 1
-                    disagreeing.update(outcome.constructs)
-                    print(f"DISAGREE seed {args.seed} case {index} ({', '.join(outcome.constructs)}):")
-                    for line in outcome.disagreements:
-                        print(f"  {line}")
-                    if args.keep:
-                        Path(args.keep).mkdir(parents=True, exist_ok=True)
-                        Path(args.keep, f"seed{args.seed}_case{index}.py").write_bytes(batch[n].render())
-            print(f"... {min(b + args.batch, len(all_cases))}/{len(all_cases)} files, "
-                  f"{time.time() - started:.0f} s", file=sys.stderr)
-    print(f"\nfiles compared: {len(all_cases)} (Airflow {major}.x, seed {args.seed})")
-    print(f"{'construct':40} {'files':>7} {'disagree':>9}")
-    for construct, count in sorted(by_construct.items()):
-        print(f"{construct:40} {count:7} {disagreeing.get(construct, 0):9}")
-    print(f"files disagreeing: {n_dis}")
-    print(f"internal errors: {len(internal)}")
-    for line in internal[:50]:
-        print(f"  {line}")
-    return 1 if (n_dis or internal) else 0
+            tally.add(result, batch, indices[b:b + args.batch])
+            print(f"... {tally.files}/{len(all_cases)} files, {time.time() - started:.0f} s", file=sys.stderr)
+    tally.print(major)
+    return 1 if tally.failed() else 0
 
 
 if __name__ == "__main__":

@@ -371,8 +371,11 @@ def constructs(case: Case) -> set[str]:
         out |= {f"loop:{lp.kind}" + (":long" if lp.size > 20 else "") for lp in dg.loops}
         if dg.groups:
             out.add("task_group")
-        if len({t.task_id for t in dg.tasks}) < len(dg.tasks):
+        classic = [t.task_id for t in dg.tasks if not t.kind.startswith("taskflow")]
+        if len(set(classic)) < len(classic):
             out.add("duplicate_task_id")
+        elif len({t.task_id for t in dg.tasks}) < len(dg.tasks):
+            out.add("duplicate_taskflow_id")  # Airflow renames a TaskFlow task whose id is taken
         if any(b <= a for a, b in dg.edges):
             out.add("back_edge")
         if dg.raise_in_body:

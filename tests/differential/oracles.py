@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,46 +87,51 @@ def is_internal(error: dict) -> bool:
             or any("pytest_astro" in (fr.get("file") or "") for fr in error.get("frames", [])))
 
 
-def run_ours(project: Path, python: str = sys.executable) -> tuple[dict[str, dict], list[str]]:
-    """Our parse verdicts (keyed by ``dags/case_NNNN.py``) and the internal errors of the run."""
+def run_ours(project: Path, python: str = sys.executable) -> tuple[dict[str, dict], dict[str, list[str]]]:
+    """Our parse verdicts and internal errors, keyed by ``dags/case_NNNN.py`` (the run's own
+    internal errors under ``""``)."""
     cmd = [python, "-m", "pytest", "--astro-dags", "--astro-no-cache", "--astro-report=report.json",
            "--junitxml=junit.xml", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(project)]
     proc = subprocess.run(cmd, cwd=project, text=True, capture_output=True, env=clean_env(), timeout=3600)
-    internal = []
+    internal: dict[str, list[str]] = defaultdict(list)
     if proc.returncode not in (0, 1):
-        internal.append(f"pytest exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+        internal[""].append(f"pytest exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
     report = project / "report.json"
     files = json.loads(report.read_text())["files"] if report.exists() else []
     verdicts = {}
     for result in files:
         errors = [e for e in result["errors"] if not (e["kind"] == "duplicate_dag_id" and result["file"]
                                                       not in e["message"] and "also defined in" in e["message"])]
-        internal += [f"{result['file']}: internal parse error {e['type']}: {e['message']}"
-                     for e in errors if is_internal(e)]
+        internal[result["file"]] += [f"internal parse error {e['type']}: {e['message']}"
+                                     for e in errors if is_internal(e)]
         verdicts[result["file"]] = {
             "ok": not errors, "errors": [e["type"] for e in errors],
             "text": "; ".join(f"{e['type']}: {e['message']}" for e in errors)[:1000],
             "dags": {d["dag_id"]: sorted(d["task_ids"]) for d in result["dags"]},
         }
-    internal += junit_internal_errors(project / "junit.xml")
+    for file, lines in junit_internal_errors(project / "junit.xml").items():
+        internal[file] += lines
     return verdicts, internal
 
 
-def junit_internal_errors(path: Path) -> list[str]:
+def junit_internal_errors(path: Path) -> dict[str, list[str]]:
     """Items that errored, or failed with our own code in the traceback, in a JUnit XML report: one
-    line per file and message, with the number of items."""
+    line per file and message, with the number of items, keyed by file."""
     if not path.exists():
-        return [f"{path.name} was not written"]
+        return {"": [f"{path.name} was not written"]}
     found: Counter = Counter()
     for case in ET.parse(path).getroot().iter("testcase"):
         for child in case:
             text = f"{child.get('message', '')}\n{child.text or ''}".strip()
             if child.tag == "error" or (child.tag == "failure" and (
                     "bug in pytest-astro" in text or "pytest_astro/" in text)):
-                where = re.search(r"case_\d+\.py", case.get("classname", "")) or re.search(r"case_\d+\.py", text)
+                where = re.search(r"case_\d+", case.get("classname", "")) or re.search(r"case_\d+", text)
                 last = text.splitlines()[-1] if text else ""
-                found[f"dags/{where.group(0) if where else '?'}: {child.tag}: {last}"[:600]] += 1
-    return [f"{line} ({n} items)" for line, n in found.items()]
+                found[(f"dags/{where.group(0)}.py" if where else "", f"{child.tag}: {last}"[:600])] += 1
+    out: dict[str, list[str]] = defaultdict(list)
+    for (file, line), n in found.items():
+        out[file].append(f"item {line} ({n} items)")
+    return out
 
 
 def run_lint(project: Path, fix: bool = False, python: str = sys.executable) -> list[dict]:
@@ -149,12 +154,13 @@ class Outcome:
     stock: dict
     ours: dict
     disagreements: list[str] = field(default_factory=list)
+    internal: list[str] = field(default_factory=list)
 
 
 @dataclass
 class BatchResult:
     outcomes: list[Outcome]
-    internal: list[str]
+    internal: list[str]  # errors of the run itself, not of one file
 
     def disagreements(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.disagreements]
@@ -210,7 +216,7 @@ def run_batch(cases: list[Case], workdir: Path, home: Path, python: str = sys.ex
         rel = f"dags/{path.name}"
         s = stock[str(path)]
         o = ours.get(rel, {"ok": True, "errors": [], "text": "not a DAG file", "dags": {}})
-        outcome = Outcome(path.name, case.constructs(), s, o)
+        outcome = Outcome(path.name, case.constructs(), s, o, internal=internal.get(rel, []))
         why = compare(s, o)
         if why:
             outcome.disagreements.append(f"parse ({why}): stock {verdict_text(s)}; ours {verdict_text(o)}")
@@ -226,4 +232,4 @@ def run_batch(cases: list[Case], workdir: Path, home: Path, python: str = sys.ex
                 outcome.disagreements.append(f"lint --fix changed the stock verdict: before {verdict_text(s)}; "
                                              f"after {verdict_text(after)}")
         outcomes.append(outcome)
-    return BatchResult(outcomes, internal)
+    return BatchResult(outcomes, internal.get("", []))
