@@ -13,9 +13,9 @@ ids, duplicate task ids, cycles, syntax and import errors, exceptions and ``sys.
 Hypothesis draws the files (``PYTEST_ASTRO_DIFFERENTIAL_EXAMPLES``, default 250, and
 ``PYTEST_ASTRO_DIFFERENTIAL_SEED``). Both sides cost ``import airflow`` per process, so the test
 runs hypothesis twice with the same seed: the first pass only draws the files, which are then
-judged together in one batch; the second pass replays the same draws against those verdicts,
-and a disagreement makes hypothesis shrink it to a minimal file (each smaller candidate is judged
-alone, a few seconds each). Known, routed disagreements are listed in tests/differential/known.py,
+judged together in one batch; the second pass replays the same draws against those verdicts.
+With ``PYTEST_ASTRO_DIFFERENTIAL_SHRINK=1`` a disagreement makes hypothesis shrink it to a minimal
+file (each smaller candidate is judged alone, a few seconds each, so it takes minutes). Known, routed disagreements are listed in tests/differential/known.py,
 each tracked by a strict-xfail regression case below. bench/differential.py runs thousands.
 """
 
@@ -37,6 +37,9 @@ pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("PYTEST_ASTRO_DIFFERENTIAL_EXAMPLES", "250"))
 SEED = int(os.environ.get("PYTEST_ASTRO_DIFFERENTIAL_SEED", "20261130"))
+#: shrink a disagreement to a minimal file (each candidate is judged alone: minutes); off in CI,
+#: where the failure shows the whole generated file
+SHRINK = os.environ.get("PYTEST_ASTRO_DIFFERENTIAL_SHRINK", "") not in ("", "0")
 OPTS = {"max_loop": 1500}  # chains and fans up to 1,500 tasks here; bench/differential.py goes further
 MAJOR = airflow_major()
 
@@ -92,11 +95,13 @@ def explain(case, outcome: Outcome, lines: list[str]) -> str:
 
 def for_each_case(body):
     """A hypothesis test that calls ``body(case)`` on each drawn case: the same draws every time."""
-    from hypothesis import HealthCheck, given, seed, settings
+    from hypothesis import HealthCheck, Phase, given, seed, settings
     from hypothesis import strategies as st
 
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if SHRINK else [])
+
     @seed(SEED)
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True,
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True, phases=phases,
               suppress_health_check=list(HealthCheck))
     @given(st.data())
     def generated(data):
@@ -188,7 +193,7 @@ def test_the_oracles_see_what_they_compare(regressions: dict[str, Outcome]):
     """The comparison can fail: each side's verdict is really read (a check of the harness)."""
     ok, bad = regressions["good"], regressions["duplicate"]
     assert ok.stock == {"ok": True, "error": None, "text": "", "dags": {"d": ["a", "b"]}}
-    assert ok.ours["ok"] and ok.ours["dags"] == {"d": ["a", "b"]} and ok.disagreements == []
+    assert ok.ours["ok"] and ok.ours["dags"] == {"d": [["a", "b"]]} and ok.disagreements == []
     assert bad.stock["error"] == "DuplicateTaskIdFound" and not bad.ours["ok"]
     assert "DuplicateTaskIdFound" in bad.ours["errors"]
     # the lint's claim on the duplicate (AST203) is a stock refusal: no disagreement either

@@ -107,7 +107,9 @@ def run_ours(project: Path, python: str = sys.executable) -> tuple[dict[str, dic
         verdicts[result["file"]] = {
             "ok": not errors, "errors": [e["type"] for e in errors],
             "text": "; ".join(f"{e['type']}: {e['message']}" for e in errors)[:1000],
-            "dags": {d["dag_id"]: sorted(d["task_ids"]) for d in result["dags"]},
+            # a dag_id made twice in one file: we report each DAG, Airflow keeps one of them
+            "dags": {d["dag_id"]: [sorted(x["task_ids"]) for x in result["dags"] if x["dag_id"] == d["dag_id"]]
+                     for d in result["dags"]},
         }
     for file, lines in junit_internal_errors(project / "junit.xml").items():
         internal[file] += lines
@@ -170,9 +172,14 @@ class BatchResult:
 
 
 def verdict_text(v: dict) -> str:
-    if v.get("ok"):
-        return f"passes, DAGs {sorted(v['dags'])}"
-    return f"fails: {v.get('text') or v.get('error')}"[:600]
+    if not v.get("ok"):
+        return f"fails: {v.get('text') or v.get('error')}"[:600]
+    parts = []
+    for dag_id, tasks in sorted(v["dags"].items()):
+        # stock: one list of task ids per dag_id; ours: one per DAG made with that dag_id
+        sizes = [len(t) for t in tasks] if tasks and isinstance(tasks[0], list) else [len(tasks)]
+        parts.append(f"{dag_id!r} ({'/'.join(map(str, sizes))} tasks)")
+    return "passes, DAGs " + (", ".join(parts) or "none")
 
 
 def compare(stock: dict, ours: dict) -> str | None:
@@ -181,8 +188,10 @@ def compare(stock: dict, ours: dict) -> str | None:
         return "passed/failed"
     if not stock["ok"]:
         return None if stock["error"] in ours["errors"] else "exception class"
-    if stock["dags"] != ours["dags"]:
-        return "DAGs or task ids"
+    if set(stock["dags"]) != set(ours["dags"]):
+        return "dag_ids"
+    if any(tasks not in ours["dags"][dag_id] for dag_id, tasks in stock["dags"].items()):
+        return "task ids"
     return None
 
 
