@@ -40,11 +40,12 @@ class Tally:
         self.seed, self.keep = seed, keep
         self.files, self.by_construct, self.disagreeing = 0, Counter(), Counter()
         self.internal_by_construct, self.known = Counter(), Counter()
-        self.n_disagreeing = self.n_internal = 0
+        self.n_disagreeing = self.n_internal = self.fixed = 0
         self.run_errors: list[str] = []
 
     def add(self, result, batch: list, indices: list[int]) -> None:
         self.files += len(batch)
+        self.fixed += result.fixed
         self.run_errors += result.internal
         self.by_construct.update(result.counts())
         for case, index, outcome in zip(batch, indices, result.outcomes):
@@ -70,6 +71,7 @@ class Tally:
         for construct, count in sorted(self.by_construct.items()):
             print(f"{construct:40} {count:7} {self.disagreeing.get(construct, 0):9} "
                   f"{self.internal_by_construct.get(construct, 0):9}")
+        print(f"files changed by lint --fix (and parsed again by stock): {self.fixed}")
         print(f"files disagreeing: {self.n_disagreeing}")
         print(f"files with internal errors: {self.n_internal}")
         for line in self.run_errors:

@@ -117,18 +117,21 @@ def run_ours(project: Path, python: str = sys.executable) -> tuple[dict[str, dic
 
 
 def junit_internal_errors(path: Path) -> dict[str, list[str]]:
-    """Items that errored, or failed with our own code in the traceback, in a JUnit XML report: one
-    line per file and message, with the number of items, keyed by file."""
+    """Items that errored, or failed with anything but a verdict on the file (which starts with the
+    file's path: a parse failure, a policy violation), in a JUnit XML report: one line per file and
+    message, with the number of items, keyed by file."""
     if not path.exists():
         return {"": [f"{path.name} was not written"]}
     found: Counter = Counter()
     for case in ET.parse(path).getroot().iter("testcase"):
         for child in case:
-            text = f"{child.get('message', '')}\n{child.text or ''}".strip()
+            message = child.get("message", "")
+            text = f"{message}\n{child.text or ''}".strip()
+            # a verdict on the user's file (a parse failure, a policy violation) starts with its path
             if child.tag == "error" or (child.tag == "failure" and (
-                    "bug in pytest-astro" in text or "pytest_astro/" in text)):
+                    "bug in pytest-astro" in text or not message.startswith("dags/case_"))):
                 where = re.search(r"case_\d+", case.get("classname", "")) or re.search(r"case_\d+", text)
-                last = text.splitlines()[-1] if text else ""
+                last = message.splitlines()[0] if message else text.splitlines()[-1] if text else ""
                 found[(f"dags/{where.group(0)}.py" if where else "", f"{child.tag}: {last}"[:600])] += 1
     out: dict[str, list[str]] = defaultdict(list)
     for (file, line), n in found.items():
@@ -163,6 +166,7 @@ class Outcome:
 class BatchResult:
     outcomes: list[Outcome]
     internal: list[str]  # errors of the run itself, not of one file
+    fixed: int = 0  # files `lint --fix` changed (each judged by stock again)
 
     def disagreements(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.disagreements]
@@ -241,4 +245,4 @@ def run_batch(cases: list[Case], workdir: Path, home: Path, python: str = sys.ex
                 outcome.disagreements.append(f"lint --fix changed the stock verdict: before {verdict_text(s)}; "
                                              f"after {verdict_text(after)}")
         outcomes.append(outcome)
-    return BatchResult(outcomes, internal.get("", []))
+    return BatchResult(outcomes, internal.get("", []), len(changed))
