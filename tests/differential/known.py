@@ -22,22 +22,22 @@ def never(line: str, outcome: Outcome) -> bool:
 
 @dataclass(frozen=True)
 class Known:
-    test: str  # the regression case in tests/test_differential.py
+    test: str  # the regression case(s) in tests/test_differential.py
     owner: str  # who the lead routes it to
     disagreement: Match = never  # (a disagreement's line, the outcome) -> explained by this entry
     internal: Match = never  # (an internal error's line, the outcome) -> explained by this entry
 
 
 KNOWN = (
-    Known("test_latin1_file_with_coding_cookie_has_no_lint_refusal", "lint",
+    Known("test_routed_regression[latin1-disagreements]", "lint",
           disagreement=lambda line, o: line.startswith("lint AST000") and "not valid UTF-8" in line),
-    Known("test_latin1_file_with_coding_cookie_has_no_internal_error", "verdicts",
+    Known("test_routed_regression[latin1-internal]", "verdicts",
           internal=lambda line, o: "IndexError" in line and "encoding:latin-1" in o.constructs),
-    Known("test_long_chain_has_no_internal_error", "verdicts",
+    Known("test_routed_regression[long_chain-internal]", "verdicts",
           internal=lambda line, o: "RecursionError" in line and "loop:chain:long" in o.constructs),
     # two causes, one rule: task ids of two DAGs (dag=) counted together; TaskFlow ids Airflow renames
-    Known("test_same_task_id_in_two_dags_has_no_lint_refusal / "
-          "test_same_taskflow_task_id_twice_has_no_lint_refusal", "lint",
+    Known("test_routed_regression[same_task_id_in_two_dags-disagreements] and "
+          "[same_taskflow_id_twice-disagreements]", "lint",
           disagreement=lambda line, o: line.startswith("lint AST203")),
 )
 

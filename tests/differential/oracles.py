@@ -27,12 +27,14 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_astro.project import airflow_major
 from tests.differential.grammar import Case
 
 WORKER = Path(__file__).with_name("stock_worker.py")
 #: lint findings that say Airflow refuses the file (docs/lint-rules.md): each must be a stock import error
 REFUSAL_CODES = ("AST000", "AST203")
 SYNTAX_CLASSES = {"SyntaxError", "IndentationError", "TabError"}
+RUNTIME = {True: "astrocrpublic.azurecr.io/runtime:3.1-1", False: "quay.io/astronomer/astro-runtime:12.9.0"}
 PYPROJECT = '[tool.pytest-astro.policies]\nselect = ["ALL"]\n'
 
 
@@ -200,8 +202,11 @@ def compare(stock: dict, ours: dict) -> str | None:
 
 
 def write_project(root: Path, cases: list[Case]) -> list[Path]:
+    """An Astro project with one DAG file per case, whose Dockerfile's runtime runs the installed
+    Airflow (the lint's Airflow-3 rules and their fixes follow it)."""
     (root / "dags").mkdir(parents=True)
     (root / "pyproject.toml").write_text(PYPROJECT)
+    (root / "Dockerfile").write_text(f"FROM {RUNTIME[airflow_major() >= 3]}\n")
     paths = []
     for i, case in enumerate(cases):
         path = root / "dags" / f"case_{i:04d}.py"
