@@ -49,7 +49,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 def stock_env(home: Path) -> dict[str, str]:
     return clean_env(AIRFLOW_HOME=str(home), AIRFLOW__CORE__LOAD_EXAMPLES="False",
                      AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-                     AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"), PYTHONDONTWRITEBYTECODE="1")
+                     AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
+                     # bytecode (of Airflow too) kept with this home, never beside the DAG files
+                     PYTHONPYCACHEPREFIX=str(home / "pycache"))
 
 
 def migrate(home: Path, python: str = sys.executable) -> Path:
