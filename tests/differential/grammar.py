@@ -70,7 +70,13 @@ ENCODINGS = ("utf-8", "crlf", "utf-8-bom", "latin-1", "latin-1-no-cookie")
 SCHEDULES = ("None", '"@daily"', '"0 6 * * *"', '"not a cron expression"')
 #: file-level faults, simplest first; each is one construct of the grammar
 FAULTS = ("none", "syntax", "indent", "missing_module", "missing_name", "raise", "sys_exit",
-          "cross_dag_edge", "no_marker")
+          "cross_dag_edge", "no_marker", "relative_import")
+#: module-level idioms that must not change a verdict: `if __name__ == "__main__":` (Airflow
+#: imports the file under another name), reading the file's own source through __file__
+IDIOMS = ("main_guard", "reads_own_file")
+#: DAGs made in a loop: kept in globals(), only in a `with` block (Airflow registers them), or
+#: made by a @dag function called in the loop
+DAG_LOOPS = ("globals", "with", "taskflow")
 RAISES = ("ValueError('bad config')", "KeyError('warehouse')", "RuntimeError('boom')", "1 / 0",
           "None.attribute", "undefined_name", "CustomError('custom')", "AirflowException('refused')",
           "TypeError('wrong')")
@@ -115,6 +121,8 @@ class Case:
     dags: list[Dag]
     encoding: str = "utf-8"
     legacy_imports: bool = False  # airflow.operators.* / airflow.decorators paths instead of current
+    idioms: list[str] = field(default_factory=list)
+    dag_loop: tuple[str, int, str] | None = None  # (one of DAG_LOOPS, how many DAGs, dag_id prefix)
     fault: str = "none"
     fault_detail: str = ""
     fault_at_top: bool = False
@@ -195,7 +203,9 @@ def draw_case(p: Any, airflow_major: int = 3, opts: dict | None = None) -> Case:
         dags[-1].dag_id = dags[0].dag_id
     case = Case(dags=dags, airflow_major=airflow_major,
                 encoding=p.choice(ENCODINGS) if p.chance(0.4) else "utf-8",
-                legacy_imports=p.chance(0.2))
+                legacy_imports=p.chance(0.2), idioms=[i for i in IDIOMS if p.chance(0.1)])
+    if p.chance(0.1):
+        case.dag_loop = (p.choice(DAG_LOOPS), p.integer(1, 5), draw_id(p, 9))
     if p.chance(0.4):
         case.fault = p.choice(FAULTS[1:])
         case.fault_at_top = p.chance(0.5)
@@ -241,6 +251,8 @@ def fault_lines(case: Case) -> list[str]:
         return ["x = 1", "    y = 2"]
     if f == "missing_module":
         return ["import snowflake_toolkit_not_installed"]
+    if f == "relative_import":
+        return ["from . import helpers"]
     if f == "missing_name":
         return ["from airflow.providers.standard.operators.bash import BashOperatorr"]
     if f == "raise":
@@ -317,6 +329,30 @@ def dag_lines(dag: Dag, d: int, latin1: bool) -> list[str]:
             call]
 
 
+def dag_loop_lines(case: Case, latin1: bool) -> list[str]:
+    if case.dag_loop is None:
+        return []
+    mode, count, prefix = case.dag_loop
+    args = f"dag_id={lit(prefix, latin1)} + str(n), schedule=None, start_date=datetime(2024, 1, 1)"
+    task = "EmptyOperator(task_id='only')"
+    if mode == "globals":
+        return [f"for n in range({count}):", f"    globals()['looped_' + str(n)] = made = DAG({args})",
+                f"    EmptyOperator(task_id='only', dag=made)"]
+    if mode == "with":
+        return [f"for n in range({count}):", f"    with DAG({args}):", f"        {task}"]
+    return [f"for n in range({count}):", f"    @dag({args})", "    def looped():", f"        {task}",
+            "    looped()"]
+
+
+def idiom_lines(case: Case) -> list[str]:
+    lines = []
+    if "reads_own_file" in case.idioms:
+        lines += ["with open(__file__, 'rb') as own_source:", "    OWN_SOURCE = own_source.read()"]
+    if "main_guard" in case.idioms:
+        lines += ["if __name__ == '__main__':", "    raise SystemExit('imported as __main__')"]
+    return lines
+
+
 def render_source(case: Case) -> str:
     """The file's text (``\\n`` line ends; ``encode`` applies the case's encoding)."""
     latin1 = case.encoding.startswith("latin-1")
@@ -333,6 +369,7 @@ def render_source(case: Case) -> str:
         lines += fault_lines(case)
     for d, dag in enumerate(case.dags):
         lines += ["", *dag_lines(dag, d, latin1)]
+    lines += dag_loop_lines(case, latin1) + idiom_lines(case)
     if case.fault == "cross_dag_edge" and len(case.dags) >= 2:
         # a task of one DAG upstream of a task of another
         kept = all(not dg.anonymous and (dg.tasks or dg.loops) for dg in case.dags[:2])
@@ -358,6 +395,9 @@ def constructs(case: Case) -> set[str]:
     if case.fault == "no_marker":
         return out
     out.add("legacy_imports" if case.legacy_imports else "current_imports")
+    out |= set(case.idioms)
+    if case.dag_loop:
+        out.add(f"dag_loop:{case.dag_loop[0]}")
     if len(case.dags) > 1:
         out.add("several_dags")
         if len({dg.dag_id for dg in case.dags}) < len(case.dags):
