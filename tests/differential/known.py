@@ -31,10 +31,9 @@ class Known:
 KNOWN = (
     Known("test_routed_regression[latin1-disagreements]", "lint",
           disagreement=lambda line, o: line.startswith("lint AST000") and "not valid UTF-8" in line),
-    Known("test_routed_regression[latin1-internal]", "verdicts",
-          internal=lambda line, o: "IndexError" in line and "encoding:latin-1" in o.constructs),
-    Known("test_routed_regression[long_chain-internal]", "verdicts",
-          internal=lambda line, o: "RecursionError" in line and "loop:chain:long" in o.constructs),
+    Known("test_routed_regression[cycle_then_bad_cron-disagreements]", "verdicts",
+          disagreement=lambda line, o: line.startswith("parse (exception class)") and "AirflowTimetableInvalid"
+          in line and "AirflowDagCycleException" in line),
     # two causes, one rule: task ids of two DAGs (dag=) counted together; TaskFlow ids Airflow renames
     Known("test_routed_regression[same_task_id_in_two_dags-disagreements] and "
           "[same_taskflow_id_twice-disagreements]", "lint",
