@@ -259,11 +259,16 @@ def fixed(test_file: str, field: str):
            "(same__1) and parses the file"),
     # no_cycles failed with RecursionError on a chain of 3,000 tasks (recursive depth-first search)
     fixed("long_chain", "internal"),
-    routed("cycle_then_bad_cron", "disagreements", "parse (helper `verdicts`)",
-           "on Airflow 2.11 our parse stops at the first DAG Airflow refuses (the cycle); stock bags every "
-           "DAG of the file and records AirflowTimetableInvalid for the second (the last error wins)",
-           where=MAJOR < 3),
 ])
 def test_routed_regression(regressions: dict[str, Outcome], test_file: str, field: str):
     """No disagreement (verdicts, lint claims, --fix) or internal error of ours on the file."""
     assert getattr(regressions[test_file], field) == []
+
+
+@pytest.mark.xfail(strict=True, reason="parse (helper `verdicts`): of two DAGs Airflow refuses in one file we report "
+                                      "only the first; stock bags every DAG and records one of the errors, in an "
+                                      "order that varies between runs, so its class matches ours only by chance")
+def test_every_dag_airflow_refuses_is_reported(regressions: dict[str, Outcome]):
+    outcome = regressions["cycle_then_bad_cron"]
+    assert outcome.stock["error"] in ("AirflowDagCycleException", "AirflowTimetableInvalid"), outcome.stock
+    assert {"AirflowDagCycleException", "AirflowTimetableInvalid"} <= set(outcome.ours["errors"]), outcome.ours

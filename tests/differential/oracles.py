@@ -33,7 +33,10 @@ from tests.differential.grammar import Case
 WORKER = Path(__file__).with_name("stock_worker.py")
 #: lint findings that say Airflow refuses the file (docs/lint-rules.md): each must be a stock import error
 REFUSAL_CODES = ("AST000", "AST203")
-SYNTAX_CLASSES = {"SyntaxError", "IndentationError", "TabError"}
+#: errors Airflow records per DAG after importing the file: of several in one file, stock keeps one,
+#: picked in an order that varies between runs (a set of the module's DAGs)
+BAG_LEVEL = {"AirflowDagCycleException", "AirflowTimetableInvalid", "AirflowClusterPolicyViolation",
+             "AirflowDagInconsistent", "ParamValidationError", "AirflowDagDuplicatedIdException"}
 RUNTIME = {True: "astrocrpublic.azurecr.io/runtime:3.1-1", False: "quay.io/astronomer/astro-runtime:12.9.0"}
 PYPROJECT = '[tool.pytest-astro.policies]\nselect = ["ALL"]\n'
 
@@ -248,7 +251,8 @@ def run_batch(cases: list[Case], workdir: Path, home: Path, python: str = sys.ex
         fixed_path = fixed / "dags" / path.name
         if fixed_path in changed:
             after = stock[str(fixed_path)]
-            if (after["ok"], after["error"]) != (s["ok"], s["error"]):
+            both_bag_level = {after["error"], s["error"]} <= BAG_LEVEL
+            if after["ok"] != s["ok"] or (after["error"] != s["error"] and not both_bag_level):
                 outcome.disagreements.append(f"lint --fix changed the stock verdict: before {verdict_text(s)}; "
                                              f"after {verdict_text(after)}")
         outcomes.append(outcome)
