@@ -233,12 +233,11 @@ def test_the_oracles_see_what_they_compare(regressions: dict[str, Outcome]):
     assert bad.disagreements == []
 
 
-def routed(test_file: str, field: str, owner: str, reason: str, where: bool = True):
-    """A regression case for a disagreement found here and routed to ``owner``: strict xfail (where
-    ``where`` holds, e.g. on one Airflow version), so its fix shows up as an XPASS failure (then drop
-    the mark and its entry in known.py)."""
+def routed(test_file: str, field: str, owner: str, reason: str):
+    """A regression case for a disagreement found here and routed to ``owner``: strict xfail, so its
+    fix shows up as an XPASS failure (then make it ``fixed`` and drop its entry in known.py)."""
     return pytest.param(test_file, field, id=f"{test_file}-{field}",
-                        marks=pytest.mark.xfail(where, strict=True, reason=f"{owner}: {reason}"))
+                        marks=pytest.mark.xfail(strict=True, reason=f"{owner}: {reason}"))
 
 
 def fixed(test_file: str, field: str):
@@ -252,11 +251,10 @@ def fixed(test_file: str, field: str):
            "refuses it; stock parses it"),
     # every policy item of a latin-1 file failed with IndexError at policies/config.py:177
     fixed("latin1", "internal"),
-    routed("same_task_id_in_two_dags", "disagreements", "lint (helper `lint`, issue 19 item 1)",
-           "AST203 counts task ids per file, not per DAG: the same task id in two DAGs (dag=) is valid"),
-    routed("same_taskflow_id_twice", "disagreements", "lint (helper `lint`)",
-           "AST203 flags two @task(task_id='same') in one DAG; Airflow renames the second TaskFlow task "
-           "(same__1) and parses the file"),
+    # AST203 counted task ids per file, not per DAG: the same task id in two DAGs (dag=) is valid
+    fixed("same_task_id_in_two_dags", "disagreements"),
+    # AST203 flagged two @task(task_id='same') in one DAG; Airflow renames the second (same__1)
+    fixed("same_taskflow_id_twice", "disagreements"),
     # no_cycles failed with RecursionError on a chain of 3,000 tasks (recursive depth-first search)
     fixed("long_chain", "internal"),
 ])

@@ -35,10 +35,6 @@ KNOWN = (
     Known("test_every_dag_airflow_refuses_is_reported", "verdicts",
           disagreement=lambda line, o: line.startswith("parse (exception class)") and not o.stock["ok"]
           and o.stock["error"] in BAG_LEVEL and set(o.ours["errors"]) <= BAG_LEVEL),
-    # two causes, one rule: task ids of two DAGs (dag=) counted together; TaskFlow ids Airflow renames
-    Known("test_routed_regression[same_task_id_in_two_dags-disagreements] and "
-          "[same_taskflow_id_twice-disagreements]", "lint",
-          disagreement=lambda line, o: line.startswith("lint AST203")),
 )
 
 
