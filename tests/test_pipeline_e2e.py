@@ -99,7 +99,10 @@ def job_python(tmp_path_factory) -> Path:
 def make_checkout(root: Path, *ci_args: str, branches: str = f'main = "{DEPLOYMENT}"') -> Path:
     """A git checkout of the example project with the generated .gitlab-ci.yml committed on main."""
     repo = root / "project"
-    shutil.copytree(EXAMPLES / "astro-project", repo, ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__"))
+    # without the example's tests that run whole DAGs (dag.test(): slow, and they parse every DAG file
+    # in every shard for their parametrization; tests/test_task_fixtures.py runs them)
+    shutil.copytree(EXAMPLES / "astro-project", repo,
+                    ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__", "test_tasks.py"))
     (repo / "tests" / "test_no_token.py").write_text(NO_TOKEN_TEST)
     with (repo / "pyproject.toml").open("a") as fh:
         fh.write(f"\n[tool.pytest-astro.deploy.branches]\n{branches}\n")
