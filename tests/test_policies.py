@@ -506,3 +506,46 @@ def test_an_internal_error_of_the_sandbox_makes_the_item_an_error(pytester):
                                 "dags/good.py::astro": "PASSED"}, result.stdout.str()
     text = section(result, "ERROR at setup of dags/breaks_us.py")
     assert "this is a bug in pytest-astro, not in your DAG" in text and "Traceback (pytest-astro):" in text
+
+
+CRON_DESCRIPTIONS = '''
+import json
+from airflow.timetables.trigger import CronTriggerTimetable
+
+
+def describe():
+    out = []
+    for expression in ["@daily", "0 3 * * *", "*/5 * * * *", "0 0 1 * 1", "0 12 * * MON-FRI", "not a cron",
+                       "0 0 * * * * *", "1 2 3", "61 * * * *"]:
+        try:
+            out.append(CronTriggerTimetable(expression, timezone="UTC").description)
+        except Exception as exc:
+            out.append(f"{type(exc).__name__}: {exc}")
+    return out
+
+
+real = describe()
+from pytest_astro.parse.adapter import adapter  # installs the memo
+
+adapter()
+print(json.dumps({"real": real, "first": describe(), "again": describe()}))
+'''
+
+
+def test_cron_descriptions_are_memoized_without_changing_them(tmp_path):
+    """The sandbox describes each cron expression once (adapter.memoize_cron_descriptions); every
+    description, and every failure, is what Airflow gives without the memo, on first use and after."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", CRON_DESCRIPTIONS], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["real"] == seen["first"] == seen["again"]
+    assert "At 03:00" in seen["real"] and "" in seen["real"]  # described ones and undescribable ones
+    probe = subprocess.run([sys.executable, "-c", "from pytest_astro.parse.adapter import adapter; adapter();"
+                            "from airflow.timetables import _cron; print(_cron.ExpressionDescriptor._pytest_astro_memo)"],
+                           capture_output=True, text=True, env=env)
+    assert probe.stdout.strip() == "True", probe.stderr

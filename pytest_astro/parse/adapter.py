@@ -26,6 +26,56 @@ class _Silent:
         return lambda *args, **kwargs: None
 
 
+def memoize_cron_descriptions() -> None:
+    """Make Airflow's cron timetables describe each cron expression once per process.
+
+    Every cron timetable Airflow builds (the DAG's, and again on each serialization and
+    deserialization: three per DAG for DAG006) renders its ``description`` with cron_descriptor,
+    which loads its translations and parses the expression each time. The description depends only
+    on the expression, the options and the locale, so a hit returns the same text and a miss (or an
+    expression that fails) runs the real code: same results, same exceptions at the same points.
+    """
+    try:
+        from airflow.timetables import _cron
+    except ImportError:
+        return
+    real = getattr(_cron, "ExpressionDescriptor", None)
+    if real is None or getattr(real, "_pytest_astro_memo", False):
+        return
+    import locale
+
+    described: dict[tuple, str] = {}
+
+    class ExpressionDescriptor(real):
+        _pytest_astro_memo = True
+
+        def __init__(self, expression, options=None, **kwargs):
+            self._memo_args = (expression, options, kwargs)
+            self._memo_key = None
+            if options is None:  # an Options object may be changed after the call: not keyed
+                try:
+                    self._memo_key = (expression, tuple(sorted(kwargs.items())), locale.getlocale())
+                except Exception:  # unhashable or unsortable arguments: describe as usual
+                    self._memo_key = None
+            if self._memo_key not in described:
+                super().__init__(expression, options, **kwargs)
+
+        def get_description(self, *args, **kwargs):
+            if not args and not kwargs and self._memo_key in described:
+                return described[self._memo_key]
+            if not hasattr(self, "_options"):  # served from the memo so far; now asked for more
+                expression, options, init_kwargs = self._memo_args
+                super().__init__(expression, options, **init_kwargs)
+            text = super().get_description(*args, **kwargs)
+            if not args and not kwargs and self._memo_key is not None:
+                described[self._memo_key] = text
+            return text
+
+    ExpressionDescriptor.__qualname__ = real.__qualname__
+    ExpressionDescriptor.__module__ = real.__module__
+    _cron.ExpressionDescriptor = ExpressionDescriptor
+
+
 class _Adapter:
     """What the engine needs from Airflow: a DagBag for one file, the DAG classes, summaries."""
 
@@ -40,6 +90,7 @@ class _Adapter:
             from airflow.models.dagbag import DagBag
         self.DagBag = DagBag
         self.DAG = DAG
+        memoize_cron_descriptions()
 
     @cached_property
     def _dagbag_parameters(self) -> frozenset[str]:
