@@ -196,8 +196,14 @@ def test_syntax_error_and_bad_encoding_are_findings_not_tracebacks(project: Path
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert lines(proc) == [
         "dags/broken.py:3:7: AST000 syntax error: invalid syntax; fix it (no other rule ran on this file)",
-        "dags/latin1.py:2:1: AST000 the file is not valid UTF-8; save it as UTF-8 (Airflow reads DAG files as UTF-8)",
+        "dags/latin1.py:2:1: AST000 the file cannot be decoded (Python reads it as UTF-8 unless a coding cookie "
+        "says otherwise, and so does Airflow); save it as UTF-8",
     ]
+    # with a PEP 263 coding cookie Python (and Airflow) read it: so does the lint, and --fix keeps its encoding
+    (project / "dags/latin1.py").write_bytes(b"# -*- coding: latin-1 -*-\nfrom airflow.operators.dummy import "
+                                             b"DummyOperator\nname = '\xe9t\xe9'\n")
+    proc = run_cli("lint", "--select", "AST000", "dags/latin1.py", cwd=project)
+    assert proc.returncode == 0, proc.stdout
 
 
 def test_missing_file_is_a_usage_error(project: Path) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import io
 import multiprocessing
 import os
 import re
 import sys
 import tempfile
+import tokenize
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -76,16 +78,26 @@ def _lint_job(job: Job) -> tuple[list[dict], int, str | None]:
         raw = path.read_bytes()
     except OSError as exc:
         return [Finding(job.ctx.path, 1, 1, SYNTAX_ERROR, f"cannot read the file: {exc.strerror}").to_dict()], 0, None
-    try:
-        source = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
+    try:  # as Python reads it: a PEP 263 coding cookie or a BOM, else UTF-8
+        encoding = tokenize.detect_encoding(io.BytesIO(raw).readline)[0]
+        source = raw.decode(encoding)
+    except (SyntaxError, LookupError, UnicodeDecodeError) as exc:
+        start = getattr(exc, "start", None)
+        if start is None:  # detect_encoding refused the first two lines: where is the bad byte?
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                start = bad.start
+        line = raw[:start].count(b"\n") + 1 if start is not None else 1
         return [Finding(job.ctx.path, line, 1, SYNTAX_ERROR,
-                        "the file is not valid UTF-8; save it as UTF-8 (Airflow reads DAG files as UTF-8)").to_dict()], 0, None
+                        "the file cannot be decoded (Python reads it as UTF-8 unless a coding cookie says "
+                        "otherwise, and so does Airflow); save it as UTF-8").to_dict()], 0, None
+    if source.startswith("\ufeff"):
+        source = source[1:]
     result = lint_source(source, job.ctx, rules, fix=job.fix, unsafe_fixes=job.unsafe_fixes)
     fixed = None
     if job.fix and result.source != source:
-        path.write_text(result.source, encoding="utf-8", newline="")
+        path.write_bytes(result.source.encode(encoding))  # the file's own encoding (and BOM) kept
         fixed = result.source
     return [f.to_dict() for f in result.findings], result.fixes_applied, fixed
 

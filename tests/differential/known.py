@@ -29,8 +29,6 @@ class Known:
 
 
 KNOWN = (
-    Known("test_routed_regression[latin1-disagreements]", "lint",
-          disagreement=lambda line, o: line.startswith("lint AST000") and "not valid UTF-8" in line),
     # several DAGs refused in one file: stock records one of them (in a varying order), we the first
     Known("test_every_dag_airflow_refuses_is_reported", "verdicts",
           disagreement=lambda line, o: line.startswith("parse (exception class)") and not o.stock["ok"]
