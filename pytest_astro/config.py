@@ -119,6 +119,26 @@ class Settings:
 
 _KEYS = {f.name for f in fields(Settings)} - {"root", "table"}
 
+#: What each ``[tool.pytest-astro]`` key does: the configuration reference is generated from this
+#: (docs/configuration.md), and a test keeps it complete.
+SETTINGS_HELP = {
+    "dags_folder": "the DAG folder, relative to the project root",
+    "plugins_folder": "the plugins folder, importable while DAG files are parsed (as in the Astro runtime)",
+    "timeout": "seconds one DAG file may take to import (Airflow's `dagbag_import_timeout`)",
+    "memory_limit": "memory one DAG file may use while it is imported (`4GiB`, `512MiB`; 0: no limit)",
+    "workers": "DAG files parsed at once (0: one per core)",
+    "cache": "reuse the results of unchanged DAG files (`.pytest_cache/pytest-astro/`)",
+    "safe_mode": "skip files that mention neither `airflow` nor `dag`, as Airflow's safe mode does",
+    "ignore_file_syntax": "`.airflowignore` syntax, `glob` or `regexp` (default: the installed Airflow's, "
+                          "or `AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX`)",
+    "preload": "import the DAG files' third-party imports once in the sandbox, before forking",
+    "missing_variables": "`error`: reading an undefined variable fails the file; `placeholder`: serve a "
+                         "placeholder and warn",
+    "isolation": "`batch`: a forked child parses several files, state reset between them, failures "
+                 "re-checked alone; `file`: a fresh fork for every file",
+}
+
+
 
 def _coerce(values: dict, source: str) -> dict:
     out: dict[str, Any] = {}
