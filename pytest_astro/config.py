@@ -125,7 +125,10 @@ SETTINGS_HELP = {
     "dags_folder": "the DAG folder, relative to the project root",
     "plugins_folder": "the plugins folder, importable while DAG files are parsed (as in the Astro runtime)",
     "timeout": "seconds one DAG file may take to import (Airflow's `dagbag_import_timeout`)",
-    "memory_limit": "memory one DAG file may use while it is imported (`4GiB`, `512MiB`; 0: no limit)",
+    "memory_limit": "resident memory one DAG file may use while it is imported (`4GiB`, `512MiB`; 0: no "
+                    "limit); the parent samples each child's resident size and stops it past the limit",
+    "address_space_limit": "opt-in address-space limit (`RLIMIT_AS`) on top of the sandbox's own size "
+                           "(`16GiB`; 0: none); counts reserved, not used, memory",
     "workers": "DAG files parsed at once (0: one per core)",
     "cache": "reuse the results of unchanged DAG files (`.pytest_cache/pytest-astro/`)",
     "safe_mode": "skip files that mention neither `airflow` nor `dag`, as Airflow's safe mode does",
