@@ -137,6 +137,10 @@ SETTINGS_HELP = {
     "preload": "import the DAG files' third-party imports once in the sandbox, before forking",
     "missing_variables": "`error`: reading an undefined variable fails the file; `placeholder`: serve a "
                          "placeholder and warn",
+    "allow_network": "hosts DAG files may reach while being imported (`host`, `host:port`, globs, IP "
+                     "networks; `*`: no network guard); loopback is always allowed",
+    "snapshots_folder": "where DAG010 keeps one JSON snapshot per DAG (on only when the folder exists; "
+                        "`--astro-snapshot-update` writes them)",
     "isolation": "`batch`: a forked child parses several files, state reset between them, failures "
                  "re-checked alone; `file`: a fresh fork for every file",
 }
