@@ -33,14 +33,21 @@ except ImportError:  # pragma: no cover - a pytest that moved them: its own prot
 PHASES = ("pytest_runtest_setup", "pytest_runtest_call", "pytest_runtest_teardown")
 
 
+#: Implementations known to do nothing for our nodes, so they do not switch the direct paths off:
+#: hypothesis' ``pytest_runtest_call`` wrapper acts only on items with a test function (``item.obj``),
+#: its ``pytest_ignore_collect`` only on ``.hypothesis`` folders (which Airflow's discovery skips too).
+INERT = {("_hypothesis_pytestplugin", "pytest_runtest_call"), ("_hypothesis_pytestplugin", "pytest_ignore_collect")}
+
+
 def only_implemented_by(ihook: Any, hook: str, modules: tuple[str, ...], *, but_wrappers: bool = False) -> bool:
     """Whether every implementation of ``hook`` that ``ihook`` (a node's hook proxy) calls comes from
-    a module named by, or under, one of ``modules``; with ``but_wrappers``, wrappers from anywhere
-    are fine (they wrap ours as they wrap pytest's)."""
+    a module named by, or under, one of ``modules`` (or is one of ``INERT``); with ``but_wrappers``,
+    wrappers from anywhere are fine (they wrap ours as they wrap pytest's)."""
     for impl in getattr(ihook, hook).get_hookimpls():
         if but_wrappers and (getattr(impl, "wrapper", False) or getattr(impl, "hookwrapper", False)):
             continue
-        if not (getattr(impl.function, "__module__", None) or "").startswith(modules):
+        module = getattr(impl.function, "__module__", None) or ""
+        if not module.startswith(modules) and (module, hook) not in INERT:
             return False
     return True
 
