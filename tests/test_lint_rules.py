@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_astro.lint.core import FileContext, Invalid, Rule, Valid, lint_source
+from pytest_astro.lint.core import FileContext, Invalid, Rule, Valid
+from pytest_astro.lint.runner import cannot_report, lint_source
 from pytest_astro.lint.rules import ALL_RULES
 
 
@@ -64,6 +65,24 @@ def test_invalid(rule: type[Rule], example: Invalid) -> None:
         assert not any(f.fixable for f in fixed.findings)
     if example.expected_fix is not None:
         compile(example.expected_fix, example.path, "exec")  # the fixed file still parses
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=lambda r: r.CODE)
+def test_prefilter_never_skips_a_finding(rule: type[Rule]) -> None:
+    """On every example of every rule, this rule alone finds the same with and without the prefilter
+    (which skips libcst when no selected rule can report on the file), and skips some files."""
+    skipped = 0
+    for other in ALL_RULES:
+        for example in [*other.VALID, *other.INVALID]:
+            ctx = _ctx(example.path, example.target_airflow)
+            for name, text in other.FILES.items():  # AST306 reads its template files
+                (Path(example.path).parent / name).parent.mkdir(parents=True, exist_ok=True)
+                (Path(example.path).parent / name).write_text(text)
+            full = lint_source(example.code, ctx, [rule], prefilter=False)
+            fast = lint_source(example.code, ctx, [rule])
+            assert [f.text() for f in fast.findings] == [f.text() for f in full.findings], example.code
+            skipped += not full.findings and cannot_report(example.code, ctx, [rule])
+    assert skipped, "the prefilter never skipped a file for this rule"
 
 
 @pytest.mark.parametrize("rule", ALL_RULES, ids=lambda r: r.CODE)

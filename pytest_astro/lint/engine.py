@@ -26,7 +26,8 @@ from pathlib import Path
 from pytest_astro import __version__
 from pytest_astro.config import find_project_root
 from pytest_astro.lint.config import LintConfig, project_lint_config
-from pytest_astro.lint.core import SYNTAX_ERROR, FileContext, Finding, lint_source
+from pytest_astro.lint.core import SYNTAX_ERROR, FileContext, Finding
+from pytest_astro.lint.runner import lint_source
 from pytest_astro.lint.rules import BY_CODE
 from pytest_astro.lint.rules.airflow3_context import TEMPLATE_EXTENSIONS, TEMPLATE_REF, template_search_path
 from pytest_astro.project import might_contain_dag

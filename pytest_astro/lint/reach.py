@@ -13,11 +13,36 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pytest_astro.imports import Import, ImportGraph
 from pytest_astro.project import Project, might_contain_dag
+
+#: An import statement's head: ``from <dots><name>`` or ``import <names>`` (to the line's end).
+_IMPORT_HEAD = re.compile(rb"(?:^|[;:])[ \t]*(?:from[ \t]+(\.*)[ \t]*([^\s.,;#()\\]*)|import[ \t]+([^\n;#]*))",
+                          re.MULTILINE)
+
+
+def imported_heads(data: bytes) -> set[str] | None:
+    """The first component of every module a file's import statements name (``"."`` for a relative
+    import), read with a regular expression, not parsed: it may see more than Python does (an
+    import in a string), never less. None when it cannot tell (a backslash continuation)."""
+    if b"\\\n" in data or b"\\\r" in data:
+        return None
+    heads: set[str] = set()
+    for dots, module, names in _IMPORT_HEAD.findall(data):
+        if dots:
+            heads.add(".")
+        elif module:
+            heads.add(module.decode("utf-8", "replace"))
+        for name in names.split(b","):
+            head = name.strip().split(b".")[0].split()[:1]
+            if head:
+                heads.add(head[0].decode("utf-8", "replace"))
+    return heads
+
 
 _DEFERRED_DECORATORS = frozenset({"task", "asset", "setup", "teardown"})
 _PARSE_TIME_DECORATORS = frozenset({"dag", "task_group"})
@@ -101,8 +126,9 @@ class ParseTimeGraph(ImportGraph):
             return self._cache[path]
         try:
             data = path.read_bytes()
-            # A file that names no project package imports none of them (read, not parsed).
-            if not any(name.encode() in data for name in self.top_level_names) and b"from ." not in data:
+            # A file none of whose imports names a project package imports none of them (read, not parsed).
+            heads = imported_heads(data)
+            if heads is not None and "." not in heads and heads.isdisjoint(self.top_level_names):
                 self._cache[path] = []
                 return []
         except OSError:

@@ -12,7 +12,9 @@ imports only what Airflow 3 has.
 
 from __future__ import annotations
 
-from pytest_astro.lint.core import Invalid, Rule, Valid, cst, dotted, is_dag_call, is_decorator, keyword, string_value
+from pytest_astro.lint.core import (FileContext, Invalid, Rule, Valid, cst, dotted, is_dag_call, is_decorator, keyword,
+                                    string_value)
+from pytest_astro.lint.prefilter import SourceFacts
 from pytest_astro.lint.rules import airflow3_names as names_table
 
 _STD = "airflow.providers.standard"
@@ -190,6 +192,14 @@ class RemovedAirflowImport(Rule):
         Invalid("import airflow.operators.subdag\n"),
     ]
 
+    @classmethod
+    def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
+        if "airflow" not in facts.words:
+            return False
+        return any(module.startswith(_REMOVED_MODULES) or any((module, name) in REMOVED for name in names)
+                   for module, names in facts.imports_from) or \
+            any(module.startswith(_REMOVED_MODULES) or module in _GONE_MODULES for module in facts.imported_modules)
+
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
         if node.relative or node.module is None:
             return
@@ -251,6 +261,11 @@ class DeprecatedAirflowImport(Rule):
         Invalid("from airflow.operators.python import get_current_context, PythonOperator\n"),
     ]
 
+    @classmethod
+    def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
+        return "airflow" in facts.words and any((module, name) in MOVED for module, names in facts.imports_from
+                                                for name in names)
+
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
         if node.relative or node.module is None:
             return
@@ -276,6 +291,11 @@ _OPERATOR_ARGS = {
     "BranchDayOfWeekOperator": {"use_task_execution_day": "use_task_logical_date"},
     "DayOfWeekSensor": {"use_task_execution_day": "use_task_logical_date"},
 }
+
+
+#: Every argument AST303 reports is named by one of these words.
+_ARGUMENT_WORDS = frozenset({*_DAG_ARGS, *_TASK_ARGS, *(k for args in _OPERATOR_ARGS.values() for k in args),
+                             "default_var", "Asset", "Dataset"})
 
 
 class RemovedArgument(Rule):
@@ -326,6 +346,10 @@ class RemovedArgument(Rule):
                 expected_fix="from airflow.sdk import Variable\nfrom airflow.sdk import task\n\n@task\ndef f():\n"
                              "    return Variable.get('k', default='d')\n"),
     ]
+
+    @classmethod
+    def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
+        return facts.has_any(_ARGUMENT_WORDS)
 
     def _check_call(self, call: cst.Call, table: dict) -> None:
         present = {a.keyword.value for a in call.args if a.keyword is not None}
@@ -408,6 +432,10 @@ _RUNTIME_VARYING = frozenset({
 })
 
 
+#: Every call AST305 reports is named by one of these words.
+_VARYING_WORDS = frozenset(q.split(".")[-1] for q in _RUNTIME_VARYING)
+
+
 class DynamicDagValue(Rule):
     """A value that changes at every parse (``datetime.now()``, ``pendulum.now()``,
     ``date.today()``, ``uuid.uuid4()``, ``random.random()``, ``time.time()``) passed to a DAG,
@@ -473,32 +501,31 @@ class DynamicDagValue(Rule):
         last = qualified.split(".")[-1]
         return last in ("DAG", "dag", "task") or last.endswith(("Operator", "Sensor")) or ".task." in qualified
 
-    def _varying(self, expr: cst.CSTNode) -> list[tuple[cst.CSTNode, str]]:
-        """Every runtime-varying call inside ``expr`` (not inside a lambda), in source order."""
-        found = []
-        stack = [expr]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, cst.Lambda):
-                continue  # runs later, not at parse time
-            if isinstance(node, cst.Call):
-                qualified = self._qualified(node.func)
-                if qualified in _RUNTIME_VARYING:
-                    found.append((node, ".".join(qualified.split(".")[-2:])))
-                    continue
-            stack += reversed(node.children)
-        return found
+    @classmethod
+    def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
+        return facts.has_any(_VARYING_WORDS)
 
     def visit_Call(self, node: cst.Call) -> None:
-        if not self.parse_time or not self._is_airflow_constructor(node):
+        # From the varying call up to the Airflow constructors whose arguments hold it: varying calls
+        # are rare, constructors with arguments are everywhere.
+        if not self.parse_time:
             return
-        for arg in node.args:
-            if arg.keyword is None or arg.keyword.value in ("start_date", "end_date"):
-                continue
-            for hit in self._varying(arg.value):
-                self.report(hit[0], f"{hit[1]}() changes at every parse; in a DAG or task argument it makes "
-                                    f"a new DAG version at every parse on Airflow 3 (the metadata database grows "
-                                    f"without end); use a fixed value or a template such as \"{{{{ ds }}}}\"")
+        qualified = self._qualified(node.func)
+        if qualified not in _RUNTIME_VARYING:
+            return
+        stack = self.walker.stack
+        for depth in range(len(stack) - 1, 0, -1):
+            holder = stack[depth]
+            if isinstance(holder, cst.Lambda) or (isinstance(holder, cst.Call) and
+                                                  self._qualified(holder.func) in _RUNTIME_VARYING):
+                return  # runs later; or inside another varying call (that one is reported)
+            call = stack[depth - 1]
+            if isinstance(holder, cst.Arg) and isinstance(call, cst.Call) and holder.keyword is not None and \
+                    holder.keyword.value not in ("start_date", "end_date") and self._is_airflow_constructor(call):
+                name = ".".join(qualified.split(".")[-2:])
+                self.report(node, f"{name}() changes at every parse; in a DAG or task argument it makes "
+                                  f"a new DAG version at every parse on Airflow 3 (the metadata database grows "
+                                  f"without end); use a fixed value or a template such as \"{{{{ ds }}}}\"")
 
 
 RULES = [RemovedAirflowImport, DeprecatedAirflowImport, RemovedArgument, DynamicDagValue]

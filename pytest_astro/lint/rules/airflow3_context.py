@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pytest_astro.lint.core import Invalid, Rule, Valid, cst, dotted, is_dag_call, is_decorator, keyword, string_value
+from pytest_astro.lint.core import (FileContext, Invalid, Rule, Valid, cst, dotted, is_dag_call, is_decorator, keyword,
+                                    string_value)
+from pytest_astro.lint.prefilter import SourceFacts
 
 # Removed context keys -> exact replacement expression (None: no exact one)
 REMOVED_CONTEXT: dict[str, str | None] = {
@@ -98,6 +100,10 @@ class RemovedContextKey(Rule):
         Invalid("cmd = '{{ yesterday_ds }}'\n", line=1),
         Invalid("from airflow.sdk import task\n\n@task\ndef f(prev_ds=None):\n    return prev_ds\n", line=4),
     ]
+
+    @classmethod
+    def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
+        return facts.has_any(REMOVED_CONTEXT) or facts.has_any(REMOVED_ATTRIBUTES)
 
     def visit_SimpleString(self, node: cst.SimpleString) -> None:
         if "{" not in node.value:
@@ -214,6 +220,10 @@ class RemovedContextKeyInTemplateFile(Rule):
     ]
     FILES = {"sql/daily_report.sql": "select *\nfrom events\nwhere day = '{{ execution_date | ds }}'\n",
              "sql/daily_report_v3.sql": "select *\nfrom events\nwhere day = '{{ logical_date | ds }}'\n"}
+
+    @classmethod
+    def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
+        return any(ext in facts.source for ext in TEMPLATE_EXTENSIONS)
 
     def __init__(self, ctx, walker) -> None:
         super().__init__(ctx, walker)

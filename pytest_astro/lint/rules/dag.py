@@ -6,6 +6,7 @@ import posixpath
 
 from pytest_astro.lint.core import (FileContext, Invalid, Rule, Valid, call_name, cst, dotted, has_star_kwargs,
                                     is_dag_call, is_decorator, keyword, string_value)
+from pytest_astro.lint.prefilter import SourceFacts
 
 #: Modules that take hundreds of milliseconds (or seconds) to import.
 DEFAULT_HEAVY_IMPORTS = frozenset({
@@ -38,6 +39,12 @@ class HeavyImport(Rule):
         Invalid("from sklearn.linear_model import LinearRegression\n"),
         Invalid("import json, numpy\n"),
     ]
+
+    @classmethod
+    def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
+        heavy = ctx.heavy_imports or DEFAULT_HEAVY_IMPORTS
+        return ctx.imported_at_parse_time and facts.has_any(heavy) and \
+            not facts.parse_time_import_heads.isdisjoint(heavy)
 
     def _heavy(self) -> frozenset[str]:
         return self.ctx.heavy_imports or DEFAULT_HEAVY_IMPORTS
@@ -112,6 +119,10 @@ class DynamicStartDate(Rule):
         Invalid("import pendulum\nfrom airflow.sdk import dag\n\n@dag(start_date=pendulum.today('UTC').add(days=-1))\ndef d():\n    pass\n"),
         Invalid("from airflow.utils.dates import days_ago\ndefault_args = {'start_date': days_ago(2)}\n", line=2),
     ]
+
+    @classmethod
+    def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
+        return "start_date" in facts.words and facts.has_any(_DYNAMIC)
 
     def _check(self, node: cst.CSTNode, value: cst.CSTNode) -> None:
         name = _dynamic_call(value)
@@ -207,6 +218,10 @@ class MissingCatchup(Rule):
         Invalid("from airflow.decorators import dag\n\n@dag\ndef d():\n    pass\n", line=3, target_airflow=2),
     ]
     _TEXT = "DAG without an explicit catchup= (default: True on Airflow 2, False on 3); add catchup=False or catchup=True"
+
+    @classmethod
+    def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
+        return facts.dag_without_catchup
 
     def __init__(self, ctx: FileContext, walker) -> None:
         super().__init__(ctx, walker)
@@ -321,6 +336,10 @@ class DuplicateTaskId(Rule):
                 "def add_tasks(dag):\n    EmptyOperator(task_id='x', dag=dag)\n    EmptyOperator(task_id='x', dag=dag)\n\n"
                 "add_tasks(DAG('d'))\n", line=5),
     ]
+
+    @classmethod
+    def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
+        return ctx.imported_at_parse_time and "task_id" in facts.words and facts.task_id_may_repeat
 
     def __init__(self, ctx: FileContext, walker) -> None:
         super().__init__(ctx, walker)
@@ -454,10 +473,14 @@ class TestFileInDagsFolder(Rule):
         Invalid("", path="dags/etl_test.py"),
     ]
 
-    def check_file(self) -> None:
-        name = posixpath.basename(self.ctx.relpath)
+    @classmethod
+    def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
+        name = posixpath.basename(ctx.relpath)
         is_test = (name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py") and name.endswith(".py")
-        if is_test and self.ctx.in_dags_folder and not self.ctx.airflow_ignored:
+        return is_test and ctx.in_dags_folder and not ctx.airflow_ignored
+
+    def check_file(self) -> None:
+        if self.may_report(SourceFacts(""), self.ctx):  # the file's path is all this rule looks at
             self.report(None, line=1)
 
 

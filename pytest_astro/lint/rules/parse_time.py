@@ -9,12 +9,21 @@ one of those parses, on the scheduler's machine, and fails the parse when the se
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
-from pytest_astro.lint.core import Invalid, Rule, Valid, cst, keyword, string_value
+from pytest_astro.lint.core import FileContext, Invalid, Rule, Valid, cst, keyword, string_value
+from pytest_astro.lint.prefilter import SourceFacts
 
 
 class _ParseTimeCall(Rule):
     """Shared: report calls matched by :meth:`message_for` when they run at parse time."""
+
+    #: Every call the rule reports names one of these words (:meth:`may_report`).
+    WORDS: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
+        return ctx.imported_at_parse_time and facts.has_any(cls.WORDS)
 
     def message_for(self, call: cst.Call, name: str) -> str | None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -56,6 +65,8 @@ class VariableAtParseTime(_ParseTimeCall):
         Invalid("from airflow.sdk import Variable, task\n\n@task\ndef t(x=Variable.get('x')):\n    return x\n", line=4),
     ]
 
+    WORDS = frozenset({"Variable"})
+
     def message_for(self, call: cst.Call, name: str) -> str | None:
         if not (name == "Variable.get" or name.endswith(".Variable.get")):
             return None
@@ -87,6 +98,8 @@ class ConnectionAtParseTime(_ParseTimeCall):
         Invalid("from airflow.models import Connection\nc = Connection.get_connection_from_secrets('pg')\n"),
         Invalid("from airflow.sdk import Connection\nc = Connection.get('pg')\n"),
     ]
+
+    WORDS = frozenset({"get_connection", "Connection"})
 
     def message_for(self, call: cst.Call, name: str) -> str | None:
         last2 = ".".join(name.split(".")[-2:])
@@ -121,6 +134,10 @@ class HookAtParseTime(_ParseTimeCall):
         Invalid("from airflow.providers.amazon.aws.hooks.s3 import S3Hook\nKEYS = S3Hook(aws_conn_id='aws').list_keys('b')\n", line=2),
     ]
 
+    @classmethod
+    def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
+        return ctx.imported_at_parse_time and any(_HOOK.match(w) and w != "BaseHook" for w in facts.words)
+
     def message_for(self, call: cst.Call, name: str) -> str | None:
         last = name.split(".")[-1]
         if not _HOOK.match(last) or last == "BaseHook":
@@ -154,6 +171,8 @@ class DatabaseAtParseTime(_ParseTimeCall):
                 "    N = session.query(1).count()\n"),
     ]
 
+    WORDS = frozenset({"Session", "create_session", "DagRun", "DagModel", "XCom", "DagBag", "TaskInstance", "query"})
+
     def message_for(self, call: cst.Call, name: str) -> str | None:
         last2 = ".".join(name.split(".")[-2:])
         receiver = name.rsplit(".", 1)[0].lower() if "." in name else ""
@@ -185,6 +204,8 @@ class HttpAtParseTime(_ParseTimeCall):
         Invalid("import requests\nCONFIG = requests.get('https://config').json()\n", line=2),
         Invalid("from urllib.request import urlopen\nDATA = urlopen('https://x').read()\n"),
     ]
+
+    WORDS = frozenset({"requests", "httpx", "urllib3", "urlopen", "HTTPConnection", "HTTPSConnection"})
 
     def message_for(self, call: cst.Call, name: str) -> str | None:
         parts = name.split(".")
@@ -220,6 +241,15 @@ class FileIOAtParseTime(_ParseTimeCall):
         Invalid("import pandas as pd\nDF = pd.read_csv('s3://bucket/x.csv')\n"),
     ]
 
+    WORDS = frozenset({"open", *_FILE_METHODS})
+
+    @classmethod
+    def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
+        if not ctx.imported_at_parse_time:
+            return False
+        return facts.has_any(cls.WORDS) or (facts.has_any(("pd", "pandas", "pl", "polars")) and
+                                            any(w.startswith(("read_", "scan_")) for w in facts.words))
+
     def message_for(self, call: cst.Call, name: str) -> str | None:
         parts = name.split(".")
         if name in ("open", "io.open") or parts[-1] in _FILE_METHODS or \
@@ -252,6 +282,9 @@ class CloudAtParseTime(_ParseTimeCall):
         Invalid("import boto3\nS3 = boto3.client('s3')\n", line=2),
         Invalid("from google.cloud import storage\nBUCKET = storage.Client().bucket('b')\n"),
     ]
+
+    WORDS = frozenset({"boto3", "google", "storage", "bigquery", "pubsub_v1", "secretmanager", "fsspec",
+                       "BlobServiceClient", *_CLOUD_CLIENTS})
 
     def message_for(self, call: cst.Call, name: str) -> str | None:
         parts = name.split(".")
