@@ -71,9 +71,18 @@ def test_parse_time_rules_only_on_modules_imported_at_parse_time(project: Path) 
     assert found(one) == {("include/shared.py", "AST005")}, one.stdout
 
 
-def test_a_new_import_makes_a_module_reachable(project: Path, write_files) -> None:
+# Import statements in every shape: the reachability pass reads imports with a regular expression
+# before parsing a file, and must never miss one.
+IMPORT_SHAPES = ["import include.streamlit.streamlit_app\n", "import json, include.streamlit.streamlit_app as app\n",
+                 "if True: import include.streamlit.streamlit_app\n", "x = 1; from include.streamlit import streamlit_app\n",
+                 "from include.streamlit import (\n    streamlit_app,\n)\n",
+                 "from \\\n    include.streamlit import streamlit_app\n", "import \\\n    include.streamlit.streamlit_app\n"]
+
+
+@pytest.mark.parametrize("shape", IMPORT_SHAPES)
+def test_a_new_import_makes_a_module_reachable(project: Path, write_files, shape: str) -> None:
     assert run_cli("lint", "--select", "AST0", "include/streamlit/streamlit_app.py", cwd=project).returncode == 0
-    write_files(project, {"dags/dashboard.py": "from airflow.sdk import DAG\nimport include.streamlit.streamlit_app\n",
+    write_files(project, {"dags/dashboard.py": "from airflow.sdk import DAG\n" + shape,
                           "include/streamlit/__init__.py": ""})
     codes = {code for _, code in found(run_cli("lint", "--select", "AST0", "include/streamlit/streamlit_app.py",
                                                cwd=project))}

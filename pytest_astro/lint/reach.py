@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import os
 import re
 from collections.abc import Iterable, Iterator
+from functools import cached_property
 from pathlib import Path
 
 from pytest_astro.imports import Import, ImportGraph
@@ -115,13 +117,34 @@ class ParseTimeGraph(ImportGraph):
         self.memo: dict = {} if memo is None else memo
         self.memo_changed = False
 
+    @cached_property
+    def top_level_names(self) -> set[str]:
+        """A superset of the first components of the project's module names, from one listing of each
+        sys.path root: the full module index (a walk of the whole project) is built only when some
+        import names one of them."""
+        names: set[str] = set()
+        for base in self.project.importable_roots():
+            try:
+                with os.scandir(base) as entries:
+                    for entry in entries:
+                        if entry.name.endswith(".py") and entry.name != "__init__.py":
+                            names.add(entry.name[:-3])
+                        elif entry.is_dir():
+                            names.add(entry.name)
+            except OSError:
+                continue
+        return names
+
     def _module_name(self, path: Path) -> str | None:
         if not hasattr(self, "_names"):
             self._names = {file: name for name, file in self.modules.items()}
         return self._names.get(path)
 
     def imports(self, path: Path) -> list[Import]:
-        path = path.resolve()
+        return self._imports(path.resolve())
+
+    def _imports(self, path: Path) -> list[Import]:
+        """:meth:`imports` of a resolved path."""
         if path in self._cache:
             return self._cache[path]
         try:
@@ -173,8 +196,8 @@ class ParseTimeGraph(ImportGraph):
         todo = list(seen)
         while todo:
             current = todo.pop()
-            for imp in self.imports(current):
-                for hit in self._resolve(imp):
+            for imp in self._imports(current):
+                for hit in self._resolve(imp):  # the index's paths are resolved
                     if hit not in seen:
                         seen.add(hit)
                         todo.append(hit)

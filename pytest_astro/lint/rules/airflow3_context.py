@@ -176,6 +176,7 @@ class RemovedContextKey(Rule):
 
 #: Extensions Airflow renders as template files in the operators' templated fields (template_ext).
 TEMPLATE_EXTENSIONS = (".sql", ".sh", ".bash", ".hql", ".j2")
+_EXTENSION_AT_END = re.compile("(?:" + "|".join(re.escape(e) for e in TEMPLATE_EXTENSIONS) + ")[\"']")
 TEMPLATE_REF = re.compile(r"""["']([^"'\n]+(?:""" + "|".join(re.escape(e) for e in TEMPLATE_EXTENSIONS) + r"""))["']""")
 
 
@@ -223,7 +224,8 @@ class RemovedContextKeyInTemplateFile(Rule):
 
     @classmethod
     def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
-        return any(ext in facts.source for ext in TEMPLATE_EXTENSIONS)
+        # A string literal ending with a template extension: the extension, then its closing quote.
+        return _EXTENSION_AT_END.search(facts.source) is not None
 
     def __init__(self, ctx, walker) -> None:
         super().__init__(ctx, walker)
