@@ -107,6 +107,62 @@ PARITY = {
                 e = EmailOperator(task_id="e", to="a@b.c", subject="s", html_content="h")
             chain(f, e)
         ''',
+    # ruff's AIR301 beyond imports: methods, attributes, decorators and plugin extensions Airflow 3
+    # removed (custom hooks, secrets backends, plugins), argument values, AIR311's argument renames
+    "dags/plugin_level.py": '''
+        # Not a DAG, but it names one: stock Airflow parses it (and refuses it) before --fix and after.
+        from airflow.datasets.manager import DatasetManager
+        from airflow.hooks.base import BaseHook
+        from airflow.lineage.hook import HookLineageCollector
+        from airflow.models.baseoperator import BaseOperator
+        from airflow.operators.empty import EmptyOperator
+        from airflow.plugins_manager import AirflowPlugin
+        from airflow.providers.hashicorp.secrets.vault import VaultBackend
+        from airflow.providers_manager import ProvidersManager
+        from airflow.secrets.local_filesystem import LocalFilesystemBackend
+        from airflow.timetables.datasets import DatasetOrTimeSchedule
+        from airflow.utils.decorators import apply_defaults
+        from airflow.utils.trigger_rule import TriggerRule
+
+
+        class MyHook(BaseHook):
+            def hosts(self):
+                hook = BaseHook()
+                return [c.host for c in hook.get_connections("pg")]
+
+
+        class MyOperator(BaseOperator):
+            @apply_defaults
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+
+
+        class MyPlugin(AirflowPlugin):
+            name = "mine"
+            operators = [MyOperator]
+            hooks = [MyHook]
+
+
+        def backends():
+            vault = VaultBackend()
+            files = LocalFilesystemBackend()
+            return vault.get_conn_uri("pg"), vault.get_connections("pg"), files.get_connections("pg")
+
+
+        def lineage(ds):
+            manager = DatasetManager()
+            manager.register_dataset_change(dataset=ds)
+            collector = HookLineageCollector()
+            collector.add_input_dataset(ds)
+            providers = ProvidersManager()
+            return providers.dataset_factories
+
+
+        def operators():
+            EmptyOperator(task_id="a", trigger_rule="none_failed_or_skipped")
+            EmptyOperator(task_id="b", trigger_rule=TriggerRule.NONE_FAILED_OR_SKIPPED)
+            return DatasetOrTimeSchedule(timetable=None, datasets=[])
+        ''',
 }
 #: ruff rules with an AST counterpart. Of AIR303 (function signatures) only the DAG-side case is
 #: covered: a dict as Dataset/Asset's second positional argument (not plugins' get_link signatures
@@ -116,8 +172,8 @@ COVERED = ("AIR301", "AIR302", "AIR303", "AIR304", "AIR311", "AIR312")
 #: (ruff's "removed" and "suggested" split by other lines than ours: we call a name removed when it
 #: no longer imports on Airflow 3.3, moved when it still does; both report arguments too)
 _NAMES = {"AST301", "AST302", "AST303", "AST304"}
-OURS = {"AIR301": _NAMES, "AIR302": _NAMES, "AIR303": {"AST303"}, "AIR304": {"AST201", "AST305"},
-        "AIR311": _NAMES, "AIR312": _NAMES}
+OURS = {"AIR301": _NAMES | {"AST307", "AST308"}, "AIR302": _NAMES, "AIR303": {"AST303"}, "AIR304": {"AST201", "AST305"},
+        "AIR311": _NAMES | {"AST307"}, "AIR312": _NAMES}
 CALLS = {"AIR303", "AIR304"}
 
 

@@ -242,3 +242,34 @@ def is_decorator(decorator: cst.Decorator, names: Iterable[str]) -> bool:
         return "task" in names  # @task.virtualenv, @task.bash ...
     last = dotted(expr).split(".")[-1]
     return last in names
+
+
+class ImportedNames:
+    """Local name -> qualified name, from the imports a rule has visited so far (its
+    ``visit_Import``/``visit_ImportFrom`` call :meth:`add`)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+
+    def add(self, node: cst.Import | cst.ImportFrom) -> None:
+        if isinstance(node, cst.Import):
+            for alias in node.names:
+                name = dotted(alias.name)
+                local = dotted(alias.asname.name) if alias.asname else name.split(".")[0]
+                self.names[local] = name if alias.asname else local
+            return
+        if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
+            return
+        module = dotted(node.module)
+        for alias in node.names:
+            name = dotted(alias.name)
+            self.names[dotted(alias.asname.name) if alias.asname else name] = f"{module}.{name}"
+
+    def qualified(self, expr: cst.CSTNode) -> str:
+        """``datetime.datetime.now`` for ``dt.now`` after ``from datetime import datetime as dt``;
+        ``""`` when the expression's first name was not imported."""
+        name = dotted(expr)
+        head, _, rest = name.partition(".")
+        if head not in self.names:
+            return ""
+        return self.names[head] + ("." + rest if rest else "")

@@ -12,8 +12,8 @@ imports only what Airflow 3 has.
 
 from __future__ import annotations
 
-from pytest_astro.lint.core import (FileContext, Invalid, Rule, Valid, cst, dotted, is_dag_call, is_decorator, keyword,
-                                    string_value)
+from pytest_astro.lint.core import (FileContext, ImportedNames, Invalid, Rule, Valid, cst, dotted, is_dag_call,
+                                    is_decorator, keyword, string_value)
 from pytest_astro.lint.prefilter import SourceFacts
 from pytest_astro.lint.rules import airflow3_names as names_table
 
@@ -78,10 +78,12 @@ REMOVED: dict[tuple[str, str], tuple[str, str] | None] = {
     ("airflow.operators.subdag", "SubDagOperator"): None,
     ("airflow.operators.subdag_operator", "SubDagOperator"): None,
     ("airflow.utils.dates", "days_ago"): None,
+    ("airflow.utils.decorators", "apply_defaults"): None,
 }
 _REMOVED_HINT = {
     "SubDagOperator": "use a TaskGroup",
     "days_ago": "use a fixed date such as pendulum.datetime(2024, 1, 1, tz=\"UTC\")",
+    "apply_defaults": "remove it and its decorator uses: operators apply their defaults themselves",
 }
 _REMOVED_MODULES = ("airflow.contrib", "airflow.operators.dummy", "airflow.operators.subdag")
 
@@ -90,7 +92,7 @@ PREINSTALLED_PROVIDERS = frozenset({"standard", "common.sql", "common.io", "comm
 
 
 #: Whole modules Airflow 3 removed (``import airflow.operators.bash_operator`` fails).
-_GONE_MODULES = frozenset(m for m, _ in REMOVED if m != "airflow.utils.dates")
+_GONE_MODULES = frozenset(m for m, _ in REMOVED if m not in ("airflow.utils.dates", "airflow.utils.decorators"))
 
 
 def _merge() -> None:
@@ -295,7 +297,9 @@ _OPERATOR_ARGS = {
 
 #: Every argument AST303 reports is named by one of these words.
 _ARGUMENT_WORDS = frozenset({*_DAG_ARGS, *_TASK_ARGS, *(k for args in _OPERATOR_ARGS.values() for k in args),
-                             "default_var", "Asset", "Dataset"})
+                             "default_var", "Asset", "Dataset", "datasets", "none_failed_or_skipped",
+                             "NONE_FAILED_OR_SKIPPED"})
+_OLD_TRIGGER_RULE, _NEW_TRIGGER_RULE = "none_failed_or_skipped", "none_failed_min_one_success"
 
 
 class RemovedArgument(Rule):
@@ -306,7 +310,8 @@ class RemovedArgument(Rule):
     ``TriggerDagRunOperator(execution_date=)`` (``logical_date``), ``use_task_execution_day``
     (``use_task_logical_date``); the Task SDK's ``Variable.get(default_var=)`` (``default``); and a
     dict passed as ``Dataset``/``Asset``'s second positional argument (``extra=`` now: the second
-    positional parameter of ``Asset`` is ``uri``).
+    positional parameter of ``Asset`` is ``uri``); ``DatasetOrTimeSchedule(datasets=)`` (``assets``);
+    the trigger rule ``none_failed_or_skipped`` (``none_failed_min_one_success``).
 
     The DAG fails to parse with an unexpected keyword argument (the dict of an ``Asset`` silently
     becomes its uri instead). ``--fix`` renames the keyword when there is an exact replacement.
@@ -341,6 +346,18 @@ class RemovedArgument(Rule):
                 "PythonOperator(task_id='t', python_callable=print, provide_context=True)\n"),
         Invalid("from airflow.sdk import Asset\nA = Asset('s3://b/k', {'owner': 'x'})\n",
                 expected_fix="from airflow.sdk import Asset\nA = Asset('s3://b/k', extra={'owner': 'x'})\n"),
+        Invalid("from airflow.providers.standard.operators.empty import EmptyOperator\n"
+                "EmptyOperator(task_id='t', trigger_rule='none_failed_or_skipped')\n",
+                expected_fix="from airflow.providers.standard.operators.empty import EmptyOperator\n"
+                             "EmptyOperator(task_id='t', trigger_rule='none_failed_min_one_success')\n"),
+        Invalid("from airflow.sdk import task\nfrom airflow.utils.trigger_rule import TriggerRule\n\n"
+                "@task(trigger_rule=TriggerRule.NONE_FAILED_OR_SKIPPED)\ndef f():\n    pass\n",
+                expected_fix="from airflow.sdk import task\nfrom airflow.utils.trigger_rule import TriggerRule\n\n"
+                             "@task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)\ndef f():\n    pass\n"),
+        Invalid("from airflow.timetables.assets import AssetOrTimeSchedule\n"
+                "S = AssetOrTimeSchedule(timetable=None, datasets=[])\n", line=2,
+                expected_fix="from airflow.timetables.assets import AssetOrTimeSchedule\n"
+                             "S = AssetOrTimeSchedule(timetable=None, assets=[])\n"),
         Invalid("from airflow.sdk import Variable\nfrom airflow.sdk import task\n\n@task\ndef f():\n"
                 "    return Variable.get('k', default_var='d')\n",
                 expected_fix="from airflow.sdk import Variable\nfrom airflow.sdk import task\n\n@task\ndef f():\n"
@@ -364,7 +381,23 @@ class RemovedArgument(Rule):
             what = f"use {new}=" if new else "remove it"
             self.report(arg, f"{old}= was removed in Airflow 3 (the DAG fails to parse); {what}", replacement=fix)
 
+    def _check_trigger_rule(self, call: cst.Call) -> None:
+        arg = keyword(call, "trigger_rule")
+        if arg is None:
+            return
+        value = arg.value
+        if string_value(value) == _OLD_TRIGGER_RULE and isinstance(value, cst.SimpleString):
+            fix = value.with_changes(value=f"{value.prefix}{value.quote}{_NEW_TRIGGER_RULE}{value.quote}")
+        elif isinstance(value, cst.Attribute) and value.attr.value == _OLD_TRIGGER_RULE.upper() and \
+                dotted(value.value).split(".")[-1] == "TriggerRule":
+            fix = value.with_changes(attr=cst.Name(_NEW_TRIGGER_RULE.upper()))
+        else:
+            return
+        self.report(value, f"the trigger rule {_OLD_TRIGGER_RULE} was removed in Airflow 3 (the DAG fails to "
+                           f"parse); use {_NEW_TRIGGER_RULE}, its new name", replacement=fix)
+
     def visit_Call(self, node: cst.Call) -> None:
+        self._check_trigger_rule(node)
         if is_dag_call(node):
             self._check_call(node, _DAG_ARGS)
         elif keyword(node, "task_id") is not None:
@@ -372,6 +405,8 @@ class RemovedArgument(Rule):
             self._check_call(node, {**_TASK_ARGS, **extra})
         elif dotted(node.func) == "Variable.get" and keyword(node, "default_var") is not None and self._sdk_variable():
             self._check_call(node, {"default_var": "default"})
+        elif dotted(node.func).split(".")[-1] in ("AssetOrTimeSchedule", "DatasetOrTimeSchedule"):
+            self._check_call(node, {"datasets": "assets"})
         elif dotted(node.func).split(".")[-1] in ("Asset", "Dataset"):
             self._check_asset(node)
 
@@ -471,28 +506,14 @@ class DynamicDagValue(Rule):
 
     def __init__(self, ctx, walker) -> None:
         super().__init__(ctx, walker)
-        self.names: dict[str, str] = {}  # local name -> qualified name, from the imports
+        self.imported = ImportedNames()
+        self._qualified = self.imported.qualified
 
     def visit_Import(self, node: cst.Import) -> None:
-        for alias in node.names:
-            name = dotted(alias.name)
-            local = dotted(alias.asname.name) if alias.asname else name.split(".")[0]
-            self.names[local] = name if alias.asname else local
+        self.imported.add(node)
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-        if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
-            return
-        module = dotted(node.module)
-        for alias in node.names:
-            name = dotted(alias.name)
-            self.names[dotted(alias.asname.name) if alias.asname else name] = f"{module}.{name}"
-
-    def _qualified(self, expr: cst.CSTNode) -> str:
-        name = dotted(expr)
-        head, _, rest = name.partition(".")
-        if head not in self.names:
-            return ""
-        return self.names[head] + ("." + rest if rest else "")
+        self.imported.add(node)
 
     def _is_airflow_constructor(self, call: cst.Call) -> bool:
         qualified = self._qualified(call.func)
