@@ -163,6 +163,15 @@ PARITY = {
             EmptyOperator(task_id="b", trigger_rule=TriggerRule.NONE_FAILED_OR_SKIPPED)
             return DatasetOrTimeSchedule(timetable=None, datasets=[])
         ''',
+    "dags/k8s_legacy.py": '''
+        # Imports of packages Airflow 3 removed (a DAG file of a KubernetesPodOperator project)
+        from airflow.datasets import DatasetEvent
+        from airflow.kubernetes.secret import Secret
+        from airflow.sensors.time_delta import WaitSensor
+        from airflow.utils.context import get_current_context
+
+        SECRET = Secret("env", "PASSWORD", "db", "password")
+        ''',
 }
 #: ruff rules with an AST counterpart. Of AIR303 (function signatures) only the DAG-side case is
 #: covered: a dict as Dataset/Asset's second positional argument (not plugins' get_link signatures

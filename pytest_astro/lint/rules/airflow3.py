@@ -79,20 +79,36 @@ REMOVED: dict[tuple[str, str], tuple[str, str] | None] = {
     ("airflow.operators.subdag_operator", "SubDagOperator"): None,
     ("airflow.utils.dates", "days_ago"): None,
     ("airflow.utils.decorators", "apply_defaults"): None,
+    ("airflow.utils.context", "get_current_context"): ("airflow.sdk", "get_current_context"),
+    ("airflow.sensors.time_delta", "WaitSensor"): (f"{_STD}.sensors.time_delta", "WaitSensor"),
+    ("airflow.datasets", "DatasetEvent"): None,
 }
 _REMOVED_HINT = {
     "SubDagOperator": "use a TaskGroup",
     "days_ago": "use a fixed date such as pendulum.datetime(2024, 1, 1, tz=\"UTC\")",
     "apply_defaults": "remove it and its decorator uses: operators apply their defaults themselves",
+    "DatasetEvent": "it is private in Airflow 3: annotate with dict[str, Any]",
 }
-_REMOVED_MODULES = ("airflow.contrib", "airflow.operators.dummy", "airflow.operators.subdag")
+#: Whole packages Airflow 3 removed, beyond airflow.contrib -> where their classes went.
+_MODULE_HINTS = {
+    "airflow.kubernetes": "import it from the cncf.kubernetes provider (airflow.providers.cncf.kubernetes, "
+                          "apache-airflow-providers-cncf-kubernetes)",
+    "airflow.operators.presto_check_operator": "use the SQL*CheckOperator classes of "
+                                               "airflow.providers.common.sql.operators.sql",
+    "airflow.www": "the webserver is gone: FAB security classes are in airflow.providers.fab "
+                   "(apache-airflow-providers-fab)",
+    "airflow.api_connexion": "the Airflow 2 REST API is gone: use the Airflow 3 API (airflow.api_fastapi)",
+}
+_REMOVED_MODULES = ("airflow.contrib", "airflow.operators.dummy", "airflow.operators.subdag", "airflow.kubernetes",
+                    "airflow.operators.presto_check_operator", "airflow.www", "airflow.api_connexion")
 
 #: Providers that Airflow 3 itself requires: a fix may import from them on any Airflow 3 project.
 PREINSTALLED_PROVIDERS = frozenset({"standard", "common.sql", "common.io", "common.compat", "smtp"})
 
 
 #: Whole modules Airflow 3 removed (``import airflow.operators.bash_operator`` fails).
-_GONE_MODULES = frozenset(m for m, _ in REMOVED if m not in ("airflow.utils.dates", "airflow.utils.decorators"))
+_GONE_MODULES = frozenset(m for m, _ in REMOVED if m not in (
+    "airflow.utils.dates", "airflow.utils.decorators", "airflow.utils.context", "airflow.sensors.time_delta"))
 
 
 def _merge() -> None:
@@ -214,11 +230,14 @@ class RemovedAirflowImport(Rule):
         hints += [_use(REMOVED[(module, n)]) for n in removed if REMOVED[(module, n)] and n not in _REMOVED_HINT]
         fix = _rewrite(node, REMOVED, self.ctx)
         target = ""
+        package = next((p for p in _MODULE_HINTS if module == p or module.startswith(p + ".")), None)
         if module.startswith("airflow.contrib") and not hints:
             target = "; import it from its provider package (apache-airflow-providers-*)"
+        elif package is not None and not hints:
+            target = "; " + _MODULE_HINTS[package]
         elif hints:
             target = "; " + "; ".join(dict.fromkeys(hints))
-        what = ", ".join(removed) if removed else module
+        what = ", ".join(removed or [dotted(a.name) for a in names]) or module
         self.report(node, f"{what} from {module} was removed in Airflow 3 (importing it fails on Airflow 3){target}",
                     replacement=fix)
 
