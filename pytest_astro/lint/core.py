@@ -273,3 +273,17 @@ class ImportedNames:
         if head not in self.names:
             return ""
         return self.names[head] + ("." + rest if rest else "")
+
+
+class ImportTrackingRule(Rule):
+    """A rule that resolves names through the module's imports (``self.imported``)."""
+
+    def __init__(self, ctx: FileContext, walker: Walker):
+        super().__init__(ctx, walker)
+        self.imported = ImportedNames()
+
+    def visit_Import(self, node: cst.Import) -> None:
+        self.imported.add(node)
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        self.imported.add(node)

@@ -5,7 +5,7 @@ rule, they run only when the project targets Airflow 3.
 
 from __future__ import annotations
 
-from pytest_astro.lint.core import FileContext, ImportedNames, Invalid, Rule, Valid, cst
+from pytest_astro.lint.core import FileContext, ImportTrackingRule, Invalid, Valid, cst
 from pytest_astro.lint.prefilter import SourceFacts
 
 _DATASET_METHODS = {"iter_datasets": "iter_assets", "iter_dataset_aliases": "iter_asset_aliases"}
@@ -64,7 +64,7 @@ def removed_method(qualified_class: str, method: str) -> tuple[bool, str | None]
     return True, table[method]
 
 
-class RemovedMethod(Rule):
+class RemovedMethod(ImportTrackingRule):
     """A method, attribute or decorator that Airflow 3 removed or renamed: hooks' and secrets
     backends' ``get_connections`` (``get_connection``) and ``get_conn_uri`` (``get_conn_value``), the
     dataset methods of ``DatasetManager``, ``HookLineageCollector``, ``ProvidersManager`` and
@@ -110,18 +110,11 @@ class RemovedMethod(Rule):
 
     def __init__(self, ctx, walker) -> None:
         super().__init__(ctx, walker)
-        self.imported = ImportedNames()
         self.instances: dict[str, str] = {}  # variable -> qualified class of the instance assigned to it
 
     @classmethod
     def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
         return "airflow" in facts.words and facts.has_any(_WORDS)
-
-    def visit_Import(self, node: cst.Import) -> None:
-        self.imported.add(node)
-
-    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-        self.imported.add(node)
 
     def visit_Assign(self, node: cst.Assign) -> None:
         if isinstance(node.value, cst.Call) and len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name):
@@ -164,7 +157,7 @@ class RemovedMethod(Rule):
 _PLUGIN_EXTENSIONS = frozenset({"executors", "operators", "sensors", "hooks"})
 
 
-class RemovedPluginExtension(Rule):
+class RemovedPluginExtension(ImportTrackingRule):
     """An Airflow plugin (a subclass of ``AirflowPlugin``) that still lists ``operators``,
     ``sensors``, ``hooks`` or ``executors``.
 
@@ -187,19 +180,9 @@ class RemovedPluginExtension(Rule):
                 "class P(AirflowPlugin):\n    name = 'p'\n    operators = [MyOperator]\n", path="plugins/p.py", line=6),
     ]
 
-    def __init__(self, ctx, walker) -> None:
-        super().__init__(ctx, walker)
-        self.imported = ImportedNames()
-
     @classmethod
     def may_report(cls, facts: SourceFacts, ctx: FileContext) -> bool:
         return "AirflowPlugin" in facts.words and facts.has_any(_PLUGIN_EXTENSIONS)
-
-    def visit_Import(self, node: cst.Import) -> None:
-        self.imported.add(node)
-
-    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-        self.imported.add(node)
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         if not any(self.imported.qualified(base.value) == "airflow.plugins_manager.AirflowPlugin" for base in node.bases):

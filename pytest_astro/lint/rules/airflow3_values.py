@@ -4,7 +4,7 @@ Runtime 3.x (Airflow 3), where every change of the serialized DAG is a new DAG v
 
 from __future__ import annotations
 
-from pytest_astro.lint.core import FileContext, ImportedNames, Invalid, Rule, Valid, cst
+from pytest_astro.lint.core import FileContext, ImportTrackingRule, Invalid, Valid, cst
 from pytest_astro.lint.prefilter import SourceFacts
 
 _RUNTIME_VARYING = frozenset({
@@ -19,7 +19,7 @@ _RUNTIME_VARYING = frozenset({
 _VARYING_WORDS = frozenset(q.split(".")[-1] for q in _RUNTIME_VARYING)
 
 
-class DynamicDagValue(Rule):
+class DynamicDagValue(ImportTrackingRule):
     """A value that changes at every parse (``datetime.now()``, ``pendulum.now()``,
     ``date.today()``, ``uuid.uuid4()``, ``random.random()``, ``time.time()``) passed to a DAG,
     ``@dag``, ``@task`` or any operator or sensor argument.
@@ -52,16 +52,8 @@ class DynamicDagValue(Rule):
                 "def d():\n    pass\n", line=4),
     ]
 
-    def __init__(self, ctx, walker) -> None:
-        super().__init__(ctx, walker)
-        self.imported = ImportedNames()
-        self._qualified = self.imported.qualified
-
-    def visit_Import(self, node: cst.Import) -> None:
-        self.imported.add(node)
-
-    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-        self.imported.add(node)
+    def _qualified(self, expr: cst.CSTNode) -> str:
+        return self.imported.qualified(expr)
 
     def _is_airflow_constructor(self, call: cst.Call) -> bool:
         qualified = self._qualified(call.func)
