@@ -1,7 +1,8 @@
 """The `pytest-astro` command: `pytest-astro parse|lint|deploy|ci|shards ...`.
 
-Each subcommand lives in its own module, imported only when it runs, which exposes
-``add_arguments(parser)`` and ``run(args) -> int`` (the exit status).
+Each subcommand lives in its own module (``pytest_astro/commands/``; ``lint`` in ``lint/cli.py``,
+which is also the ``astro-dag-lint`` pre-commit hook, and ``shards`` in ``sharding.py``), imported
+only when it runs, which exposes ``add_arguments(parser)`` and ``run(args) -> int`` (the exit status).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from pytest_astro import __version__
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "parse": ("pytest_astro.parse.cli", "parse DAG files in an isolated, database-free sandbox"),
+    "parse": ("pytest_astro.commands.parse", "parse DAG files in an isolated, database-free sandbox"),
     "lint": ("pytest_astro.lint.cli", "static checks on DAG source (libcst), with autofixes"),
-    "deploy": ("pytest_astro.deploy.cli", "check (no token: suite, plan), then apply (token: deploy what was checked)"),
-    "ci": ("pytest_astro.ci.cli", "write CI/CD pipeline templates"),
+    "deploy": ("pytest_astro.commands.deploy", "check (no token: suite, plan), then apply (token: deploy what was checked)"),
+    "ci": ("pytest_astro.commands.ci", "write CI/CD pipeline templates"),
     "shards": ("pytest_astro.sharding", "check that the --astro-report files of N shards add up"),
 }
 

@@ -54,7 +54,7 @@ def seed_store(store: dict) -> None:
 
 def failed_text(result: FileResult) -> str:
     """An import error as Airflow's DagBag would hold it (a traceback-like text, last line = error)."""
-    from pytest_astro.parse.report import long_text
+    from pytest_astro.parse.failure_text import long_text
 
     return long_text(result)
 

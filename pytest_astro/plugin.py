@@ -86,6 +86,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(session, "astro-session")
     if config.getoption("astro_snapshot_update"):  # the sandbox serializes the DAGs when the folder exists
         session.project.settings.snapshots_path.mkdir(parents=True, exist_ok=True)
-    from pytest_astro.protocol import DirectRun
+    from pytest_astro.direct_run import DirectRun
 
     config.pluginmanager.register(DirectRun(config), "astro-direct-run")

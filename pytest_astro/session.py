@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_astro import dbguard, inprocess, xdist
+from pytest_astro import dbguard, inprocess, xdist_batch
 from pytest_astro.config import ConfigError, Settings, find_project_root, load_settings
 from pytest_astro.nodes import FileHooks, InDagFile
 from pytest_astro.parse.cache import clear as clear_parse_cache
 from pytest_astro.parse.engine import EngineError, ParseEngine
-from pytest_astro.parse.report import location, long_text
+from pytest_astro.parse.failure_text import location, long_text
 from pytest_astro.project import Project
-from pytest_astro.reporting_plugin import CIReports, describe, set_property
+from pytest_astro.ci_reports_plugin import CIReports, describe, set_property
 from pytest_astro.results import FileResult, RunStats
 from pytest_astro.values import load_values
 
@@ -121,7 +121,7 @@ class AstroSession:
         config.pluginmanager.register(self.shards, "astro-shards")
         if config.getoption("cacheclear", default=False) and not hasattr(config, "workerinput"):
             clear_parse_cache(self.project)  # pytest clears only the rootdir's cache; ours may be elsewhere
-        xdist.prepare_controller(config)
+        xdist_batch.prepare_controller(config)
         # CI reports: the terminal table, GitHub annotations, SARIF / GitLab files, JUnit names
         self.ci = CIReports(self)
         config.pluginmanager.register(self.ci, "astro-ci-reports")
@@ -165,7 +165,7 @@ class AstroSession:
             also = sorted(self.project.relative(p) for p in extra)
             return results, dataclasses.replace(self.engine.stats, also_parsed=also)
 
-        results, stats = xdist.shared_batch(self.config, self.project, parse)
+        results, stats = xdist_batch.shared_batch(self.config, self.project, parse)
         self._take_stats(stats)
         return results
 
@@ -336,7 +336,7 @@ class AstroSession:
                 return False
         except (AttributeError, TypeError):  # pragma: no cover - a pytest without it (or another): its hooks decide
             return False
-        from pytest_astro.protocol import only_implemented_by
+        from pytest_astro.direct_run import only_implemented_by
 
         return (only_implemented_by(folder.ihook, "pytest_ignore_collect", ("_pytest.main",))
                 and only_implemented_by(folder.ihook, "pytest_collect_file", ("_pytest.python", "_pytest.doctest", __name__)))
@@ -398,17 +398,17 @@ class AstroSession:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.results is None:
             return
-        self.ci.terminal_summary(terminalreporter)  # the table (one line with -q): reporting.py
+        self.ci.terminal_summary(terminalreporter)  # the table (one line with -q): ci_reports.py
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.results is None and getattr(self.config, "workerinput", None) is None:
             # the xdist controller collects nothing: its workers left the batch for the summary and report
-            uid = xdist.run_id(self.config)
-            loaded = xdist.read_batch(self.project, uid)
+            uid = xdist_batch.run_id(self.config)
+            loaded = xdist_batch.read_batch(self.project, uid)
             if loaded is not None:
                 self.results, stats = loaded
                 self._take_stats(stats)
-            xdist.finish(self.project, uid)
+            xdist_batch.finish(self.project, uid)
         path = self.config.getoption("astro_report", default=None)
         if not path:
             return
@@ -543,7 +543,7 @@ class UpgradeFindings(Exception):
 class UpgradeItem(InDagFile, pytest.Item):
     """``--astro-upgrade-check``: passes when nothing in the file breaks on Airflow 3."""
 
-    runs_user_code = False  # our rules read the file: it may run without pytest's capture (protocol.py)
+    runs_user_code = False  # our rules read the file: it may run without pytest's capture (direct_run.py)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -28,7 +28,7 @@ AIRFLOW2=2.11.2
 # depend on its version and run once.
 AIRFLOW_TESTS=(tests/test_plugin.py tests/test_parse_cli.py tests/test_sandbox.py tests/test_project.py
                tests/test_coverage.py tests/test_policies.py tests/test_cache.py tests/test_changed.py
-               tests/test_xdist.py tests/test_versions.py tests/test_reporting.py tests/test_deploy_e2e.py
+               tests/test_xdist.py tests/test_versions.py tests/test_ci_reports.py tests/test_deploy_e2e.py
                tests/test_isolation.py tests/test_direct.py tests/test_verdicts.py tests/test_sharding.py tests/test_lint_airflow.py
                tests/test_netguard.py tests/test_task_fixtures.py tests/test_run_policies.py tests/test_snapshots.py
                tests/test_differential.py)

@@ -19,7 +19,7 @@ import yaml
 from pytest_astro import __version__
 from pytest_astro.ci import generate as ci
 from pytest_astro.cli import main
-from pytest_astro.deploy import config as deploy_config
+from pytest_astro.deploy import settings as deploy_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMAS = {"github": "github-workflows", "gitlab": "gitlab-ci", "circleci": "circle-ci",
@@ -176,7 +176,7 @@ def test_init_writes_the_default_path_prints_the_config_and_does_not_overwrite(t
     from pytest_astro.config import tomllib  # the standard library's, or tomli before Python 3.11
 
     table = tomllib.loads(toml_text.replace("[tool.pytest-astro.deploy.branches]", "[deploy.branches]"))
-    cfg = deploy_config.load(table, tmp_path / "pyproject.toml")
+    cfg = deploy_settings.load(table, tmp_path / "pyproject.toml")
     assert cfg.target_for("dev").deployment == "cldev"
     assert main(["ci", "init", "--provider", "gitlab"]) == 1
     assert "exists; pass --force" in capsys.readouterr().err
@@ -192,7 +192,7 @@ def test_bad_arguments_are_rejected(capsys):
 
 
 def test_importing_the_commands_imports_no_heavy_client():
-    code = ("import sys, pytest_astro.deploy.cli, pytest_astro.deploy.gate, pytest_astro.ci.cli;"
+    code = ("import sys, pytest_astro.commands.deploy, pytest_astro.deploy.gate, pytest_astro.commands.ci;"
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'boto3', 'botocore')"
             " or m.startswith('google.cloud'))))")
     proc = subprocess.run([sys.executable, "-c", "import json;" + code], capture_output=True, text=True)

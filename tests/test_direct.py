@@ -1,6 +1,6 @@
 """Where pytest's per-file and per-test machinery has nothing to do for a DAG file, it is skipped:
 the DAG files of a folder come straight from the discovery (session.DagFolder), and the parse
-checks run directly (protocol.py). Only where nothing but pytest would decide otherwise; the
+checks run directly (direct_run.py). Only where nothing but pytest would decide otherwise; the
 collection, the reports and the outcomes are the ones pytest's own way makes."""
 
 from __future__ import annotations

@@ -86,6 +86,6 @@ def test_an_internal_error_exits_3_and_says_it_is_ours(tmp_path):
     assert proc.returncode == 3, proc.stderr
     # our innermost frame names the component
     assert proc.stderr.startswith(
-        "pytest-astro: internal error in pytest-astro's pytest_astro/parse/cli.py (_run): KeyError: 'no such "
+        "pytest-astro: internal error in pytest-astro's pytest_astro/commands/parse.py (_run): KeyError: 'no such "
         "file'; this is a bug in pytest-astro, not in your DAG; please report it with the traceback below\n"
         "Traceback (most recent call last):\n"), proc.stderr

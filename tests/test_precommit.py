@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HOOK_FILES = ("pyproject.toml", "README.md", "LICENSE", ".pre-commit-hooks.yaml", "hooks", "pytest_astro")
+HOOK_FILES = ("pyproject.toml", "README.md", "LICENSE", ".pre-commit-hooks.yaml", "precommit", "pytest_astro")
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -246,8 +246,8 @@ def test_astro_dag_parse_hint_when_airflow_is_missing(hook_repo: Path, project: 
 
 
 def test_astro_dag_parse_in_the_developer_environment(hook_repo: Path, project: Path, pc_env: dict) -> None:
-    if not (REPO / "pytest_astro" / "parse" / "cli.py").exists():
-        pytest.fail("pytest_astro/parse/cli.py is missing: the hook has nothing to run")
+    if not (REPO / "pytest_astro" / "commands" / "parse.py").exists():
+        pytest.fail("pytest_astro/commands/parse.py is missing: the hook has nothing to run")
     env = dev_env(pc_env)
     # A changed include/ module selects the DAG files that import it.
     (project / "include/helpers.py").write_text("TABLE = 'load'\nraise RuntimeError('helpers broke')\n")

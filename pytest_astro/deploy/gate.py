@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pytest_astro.config import ConfigError, find_project_root, load_settings
 from pytest_astro.deploy import buckets, changes, ci_env, exposure, record, suite, targets
-from pytest_astro.deploy import config as deploy_config
+from pytest_astro.deploy import settings as deploy_settings
 from pytest_astro.deploy import plan as plans
 from pytest_astro.deploy.mask import Masker, scrubbed_environment
 from pytest_astro.deploy.targets import DeployError
@@ -74,7 +74,7 @@ class Run:
     out: Callable[[str], None]
     root: Path = None  # type: ignore[assignment]
     settings: object = None
-    cfg: deploy_config.DeployConfig = None  # type: ignore[assignment]
+    cfg: deploy_settings.DeployConfig = None  # type: ignore[assignment]
     masker: Masker = field(default_factory=Masker)
     rec: dict = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
@@ -124,13 +124,13 @@ def _load(run: Run) -> int | None:
     try:
         run.root = find_project_root(opts.project)
         run.settings = load_settings(run.root)
-        run.cfg = deploy_config.load(run.settings.table, run.root / "pyproject.toml")
+        run.cfg = deploy_settings.load(run.settings.table, run.root / "pyproject.toml")
         if opts.bucket:
-            deploy_config.check_bucket_url(opts.bucket, "--bucket")
+            deploy_settings.check_bucket_url(opts.bucket, "--bucket")
         if opts.deployment_id is not None:
-            deploy_config.check_deployment_id(opts.deployment_id, "--deployment-id")
-        if opts.type and opts.type not in deploy_config.TYPES:
-            raise ConfigError(f"--type: expected one of {', '.join(deploy_config.TYPES)}, got {opts.type!r}")
+            deploy_settings.check_deployment_id(opts.deployment_id, "--deployment-id")
+        if opts.type and opts.type not in deploy_settings.TYPES:
+            raise ConfigError(f"--type: expected one of {', '.join(deploy_settings.TYPES)}, got {opts.type!r}")
         if sum(x is not None for x in (opts.deployment_id, opts.bucket, opts.command)) > 1:
             raise ConfigError("give only one of --deployment-id, --bucket, --command")
     except ConfigError as exc:
@@ -164,10 +164,10 @@ def _listing(paths: list[str]) -> str:
 
 # ---------------------------------------------------------------------------- check
 
-def _resolve_target(run: Run, ctx: ci_env.CIContext, branch: str | None) -> deploy_config.Target:
+def _resolve_target(run: Run, ctx: ci_env.CIContext, branch: str | None) -> deploy_settings.Target:
     opts, cfg = run.opts, run.cfg
     if opts.deployment_id or opts.bucket or opts.command:
-        return deploy_config.Target(deployment=opts.deployment_id, bucket=opts.bucket, command=opts.command,
+        return deploy_settings.Target(deployment=opts.deployment_id, bucket=opts.bucket, command=opts.command,
                                     source="command line")
     if ctx.event == ci_env.PULL_REQUEST and not opts.dry_run:
         run.say(f"pytest-astro deploy: this is a pull-request build ({ctx.provider}); the gate deploys pushes to "
@@ -424,7 +424,7 @@ def _verify(run: Run, plan: dict) -> None:
 
 def _apply(run: Run, plan: dict) -> int:
     """Deploy what ``plan`` allows (after :func:`_verify`); the exit status, with the record written."""
-    target = deploy_config.Target(deployment=plan["target"].get("deployment_id"), bucket=plan["target"].get("bucket"),
+    target = deploy_settings.Target(deployment=plan["target"].get("deployment_id"), bucket=plan["target"].get("bucket"),
                                   command=plan["target"].get("command"))
     deploy_type, root = plan["deploy_type"], run.root
     wait_seconds = plan.get("wait_seconds") if run.opts.wait is None else (

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pytest_astro.deploy.config import DEFAULT_WAIT_SECONDS
+from pytest_astro.deploy.settings import DEFAULT_WAIT_SECONDS
 
 TOKEN_VARIABLE = "ASTRO_API_TOKEN"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

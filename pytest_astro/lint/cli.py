@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pytest_astro.config import ConfigError
 from pytest_astro.lint.output import FORMATS, render
-from pytest_astro.reporting import in_github_actions
+from pytest_astro.ci_reports import in_github_actions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

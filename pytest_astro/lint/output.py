@@ -1,6 +1,6 @@
 """Report formats: text (``path:line:col: CODE message``), json, sarif (2.1.0), github
 (workflow commands, which GitHub Actions shows as annotations on the pull request) and gitlab
-(Code Quality). sarif, github and gitlab are written by pytest_astro/reporting.py, shared with
+(Code Quality). sarif, github and gitlab are written by pytest_astro/ci_reports.py, shared with
 ``pytest --astro-dags`` and ``pytest-astro parse``."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_astro import reporting
+from pytest_astro import ci_reports
 from pytest_astro.lint.core import SYNTAX_ERROR, Finding
 from pytest_astro.lint.rules import ALL_RULES
 
@@ -24,13 +24,13 @@ def render(findings: Sequence[Finding], fmt: str, base: Path | None = None) -> s
     if fmt == "sarif":
         return json.dumps(sarif(findings, base), indent=2)
     if fmt in ("github", "gitlab"):
-        return reporting.render(problems(findings), fmt, base or Path.cwd())
+        return ci_reports.render(problems(findings), fmt, base or Path.cwd())
     return "\n".join(f.text() + (" [*]" if f.fixable else "") for f in findings)
 
 
-def problems(findings: Sequence[Finding]) -> list[reporting.Problem]:
+def problems(findings: Sequence[Finding]) -> list[ci_reports.Problem]:
     """Findings as the shared report writers' problems."""
-    return [reporting.Problem(path=f.path, line=f.line, col=f.col, end_line=f.end_line or None,
+    return [ci_reports.Problem(path=f.path, line=f.line, col=f.col, end_line=f.end_line or None,
                               end_col=f.end_col or None, rule=f.code, title=f.code,
                               message=f"{f.code} {f.message}", failure_class="lint") for f in findings]
 
@@ -49,5 +49,5 @@ def sarif_rules() -> list[dict]:
 
 
 def sarif(findings: Sequence[Finding], base: Path | None = None) -> dict:
-    """SARIF 2.1.0 with every lint rule in the rules table (the shared writer in reporting.py)."""
-    return reporting.sarif(problems(findings), base or Path.cwd(), rules=sarif_rules(), information_uri=DOCS_URL)
+    """SARIF 2.1.0 with every lint rule in the rules table (the shared writer in ci_reports.py)."""
+    return ci_reports.sarif(problems(findings), base or Path.cwd(), rules=sarif_rules(), information_uri=DOCS_URL)

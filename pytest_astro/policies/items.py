@@ -162,7 +162,7 @@ class PolicyRun:
     def runs_user_code(self) -> bool:
         """Whether checking a file runs code of the user's: a selected policy from a plugin or a
         conftest.py, or a ``pytest_astro_check_dag`` hook. Built-in policies alone run only ours;
-        the file's item may then skip pytest's capture (protocol.py)."""
+        the file's item may then skip pytest's capture (direct_run.py)."""
         return bool(self.check_dag_hooks) or not all(is_ours(p) for p in self.policy_config.selected)
 
     def all_dags(self) -> dict[str, list[DagSummary]]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from pytest_astro.config import ConfigError, find_project_root, load_settings
-from pytest_astro.hooks.requirements import parse_requirements
+from pytest_astro.precommit.requirements import parse_requirements
 from pytest_astro.lint.config import airflow_major_from_image
 
 _CONN_KEYS = {"conn_id": str, "conn_type": str, "conn_host": str, "conn_schema": str, "conn_login": str,

@@ -23,7 +23,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from pytest_astro import reporting
+from pytest_astro import ci_reports
 from tests.conftest import run_cli
 
 SARIF_SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
@@ -273,7 +273,7 @@ def test_a_bug_in_the_ci_reports_is_ours_and_the_run_goes_on(pytester, write_fil
         "dags/good.py": GOOD.format(dag_id="good"),
         "pyproject.toml": "[tool.pytest-astro.policies]\nselect = []\n",
         # patched for this session only (pytester's in-process run shares our modules)
-        "conftest.py": "from pytest_astro.reporting_plugin import CIReports\n\nKEPT = CIReports._problems\n\n"
+        "conftest.py": "from pytest_astro.ci_reports_plugin import CIReports\n\nKEPT = CIReports._problems\n\n"
                        "def broken(self, report):\n    raise RuntimeError('reporter bug')\n\n"
                        "def pytest_configure(config):\n    CIReports._problems = broken\n\n"
                        "def pytest_unconfigure(config):\n    CIReports._problems = KEPT\n",
@@ -360,9 +360,9 @@ def test_lint_command_shares_the_writers(tmp_path, write_files):
 
 
 def test_workflow_command_escaping_round_trips():
-    problem = reporting.Problem(path="dags/a,b:c%.py", line=3, rule="parse/exception",
+    problem = ci_reports.Problem(path="dags/a,b:c%.py", line=3, rule="parse/exception",
                                 title="x: y, z 100%", message="line one\r\nline two: 50%, done")
-    line = reporting.github_annotation(problem, Path("/repo"), Path("/repo"))
+    line = ci_reports.github_annotation(problem, Path("/repo"), Path("/repo"))
     assert line == ("::error file=dags/a%2Cb%3Ac%25.py,line=3,title=x%3A y%2C z 100%25"
                     "::line one%0D%0Aline two: 50%25, done")
     [parsed] = parse_annotations(line)
@@ -373,15 +373,15 @@ def test_workflow_command_escaping_round_trips():
 def test_repository_root(tmp_path):
     project = tmp_path / "repo" / "astro"
     project.mkdir(parents=True)
-    assert reporting.repo_root(project, env={}) == project  # no repository: paths stay as they are
+    assert ci_reports.repo_root(project, env={}) == project  # no repository: paths stay as they are
     (tmp_path / "repo" / ".git").mkdir()
-    assert reporting.repo_path("dags/x.py", project, reporting.repo_root(project, env={})) == "astro/dags/x.py"
+    assert ci_reports.repo_path("dags/x.py", project, ci_reports.repo_root(project, env={})) == "astro/dags/x.py"
     # the CI's workspace wins; one that does not contain the project is ignored
-    assert reporting.repo_root(project, env={"GITHUB_WORKSPACE": str(project)}) == project
-    assert reporting.repo_root(project, env={"CI_PROJECT_DIR": str(tmp_path / "elsewhere")}) == tmp_path / "repo"
+    assert ci_reports.repo_root(project, env={"GITHUB_WORKSPACE": str(project)}) == project
+    assert ci_reports.repo_root(project, env={"CI_PROJECT_DIR": str(tmp_path / "elsewhere")}) == tmp_path / "repo"
 
 
 def test_empty_reports_are_valid(tmp_path):
-    assert check_sarif(reporting.sarif([], tmp_path)) == []
-    assert check_gitlab(reporting.gitlab_code_quality([], tmp_path)) == []
-    assert reporting.github_annotations([], tmp_path) == []
+    assert check_sarif(ci_reports.sarif([], tmp_path)) == []
+    assert check_gitlab(ci_reports.gitlab_code_quality([], tmp_path)) == []
+    assert ci_reports.github_annotations([], tmp_path) == []

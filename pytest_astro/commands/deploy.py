@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pytest_astro.config import ConfigError
     from pytest_astro.deploy import gate
-    from pytest_astro.deploy.config import wait_seconds
+    from pytest_astro.deploy.settings import wait_seconds
 
     try:
         suite_args = shlex.split(args.suite_args or "")

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from pytest_astro import reporting
-from pytest_astro.reporting import Problem, RunSummary
+from pytest_astro import ci_reports
+from pytest_astro.ci_reports import Problem, RunSummary
 
 
 def set_property(item: pytest.Item, name: str, value: Any) -> None:
@@ -109,7 +109,7 @@ class CIReports:
         rule = "airflow3" if failure_class == "airflow3" else f"parse/{failure_class}"
         line = props.get("line")
         return [Problem(path=str(props["dag_file"]), line=int(line) if line else None, rule=rule,
-                        title=f"{reporting.class_label(failure_class)}: {test}", message=text or f"{report.nodeid} failed",
+                        title=f"{ci_reports.class_label(failure_class)}: {test}", message=text or f"{report.nodeid} failed",
                         failure_class=failure_class, dag_id=str(props.get("dag_id", ""))), *out]
 
     # ------------------------------------------------------------------------------ output
@@ -132,8 +132,8 @@ class CIReports:
                 terminalreporter.write_line(f"  {line}")
         for error in self.internal_errors:
             terminalreporter.write_line(error.rstrip(), red=True)
-        if reporting.in_github_actions():
-            for line in reporting.github_annotations(self.problems, self.base):
+        if ci_reports.in_github_actions():
+            for line in ci_reports.github_annotations(self.problems, self.base):
                 terminalreporter.write_line(line)
 
     @pytest.hookimpl(trylast=True)  # after the session loaded an xdist run's results
@@ -144,13 +144,13 @@ class CIReports:
         where = self.config.invocation_params.dir
         sarif_path = self.config.getoption("astro_report_sarif", default=None)
         if sarif_path:
-            log = reporting.sarif(self.problems, self.base)
+            log = ci_reports.sarif(self.problems, self.base)
             category = self.astro.shards.sarif_category()
             if category:  # one analysis per shard: a shard's upload does not close another's alerts
                 log["runs"][0]["automationDetails"] = {"id": category}
-            reporting.write_json(Path(where, sarif_path), log)
+            ci_reports.write_json(Path(where, sarif_path), log)
         gitlab_path = self.config.getoption("astro_report_gitlab", default=None)
         if gitlab_path:
-            reporting.write_json(Path(where, gitlab_path), reporting.gitlab_code_quality(self.problems, self.base))
-        if reporting.in_github_actions() and self.astro.results is not None:
-            reporting.append_step_summary(self.summary().markdown(self.problems, self.base))
+            ci_reports.write_json(Path(where, gitlab_path), ci_reports.gitlab_code_quality(self.problems, self.base))
+        if ci_reports.in_github_actions() and self.astro.results is not None:
+            ci_reports.append_step_summary(self.summary().markdown(self.problems, self.base))

@@ -12,11 +12,11 @@ import json
 import sys
 from pathlib import Path
 
-from pytest_astro import reporting
+from pytest_astro import ci_reports
 from pytest_astro.config import ConfigError, find_project_root, load_settings
 from pytest_astro.imports import ImportGraph
 from pytest_astro.parse.engine import EngineError, ParseEngine
-from pytest_astro.parse.report import long_text, one_line
+from pytest_astro.parse.failure_text import long_text, one_line
 from pytest_astro.project import Project
 
 
@@ -119,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
                   sys.stdout, indent=2)
         print()
     elif args.format in ("github", "sarif", "gitlab"):
-        out = reporting.render(reporting.parse_problems(failed), args.format, project.root)
+        out = ci_reports.render(ci_reports.parse_problems(failed), args.format, project.root)
         if out:
             print(out)
     else:
@@ -136,12 +136,12 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         print(f"{len(results)} DAG files parsed ({s.cached} from cache), {len(failed)} failed, "
               f"{s.dags} DAGs, {s.seconds:.2f} s", file=sys.stderr)
-        if reporting.in_github_actions():  # annotations on the pull request's diff, and the job summary
-            problems = reporting.parse_problems(failed)
-            for line in reporting.github_annotations(problems, project.root):
+        if ci_reports.in_github_actions():  # annotations on the pull request's diff, and the job summary
+            problems = ci_reports.parse_problems(failed)
+            for line in ci_reports.github_annotations(problems, project.root):
                 print(line)
-            summary = reporting.RunSummary.build(results.values(), s, settings.worker_count(), problems)
-            reporting.append_step_summary(summary.markdown(problems, project.root))
+            summary = ci_reports.RunSummary.build(results.values(), s, settings.worker_count(), problems)
+            ci_reports.append_step_summary(summary.markdown(problems, project.root))
     if internal:
         print(f"pytest-astro: internal error on {len(internal)} file(s): a bug in pytest-astro, not in the "
               "DAG files (exit status 3)", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""astro-project (`pytest_astro.hooks.project_check.main`) on real project trees."""
+"""astro-project (`pytest_astro.precommit.project_check.main`) on real project trees."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_astro.hooks.project_check import main
+from pytest_astro.precommit.project_check import main
 
 GOOD_SETTINGS = """
 airflow:

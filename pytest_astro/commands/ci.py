@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pytest_astro.ci.generate import PROVIDERS, Options, deploy_snippet, generate
     from pytest_astro.config import ConfigError
-    from pytest_astro.deploy.config import check_bucket_url
+    from pytest_astro.deploy.settings import check_bucket_url
     from pytest_astro.project import airflow_version
 
     if args.ci_command != "init":

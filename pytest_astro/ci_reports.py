@@ -272,7 +272,7 @@ def write_json(path: Path, data) -> None:
 
 def parse_problems(results: Iterable) -> list[Problem]:
     """One problem per error of each failed ``FileResult`` (what ``pytest-astro parse`` reports)."""
-    from pytest_astro.parse.report import headline, location, long_text
+    from pytest_astro.parse.failure_text import headline, location, long_text
 
     out = []
     for result in sorted(results, key=lambda r: r.file):

@@ -1,4 +1,4 @@
-"""astro-requirements (`pytest_astro.hooks.requirements.main`) on real project trees."""
+"""astro-requirements (`pytest_astro.precommit.requirements.main`) on real project trees."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_astro.hooks.requirements import _provider_dist, import_names, main, parse_requirements
+from pytest_astro.precommit.requirements import _provider_dist, import_names, main, parse_requirements
 
 DOCKER3 = "FROM astrocrpublic.azurecr.io/runtime:3.1-1\n"
 
