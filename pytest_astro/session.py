@@ -19,14 +19,15 @@ from pathlib import Path
 import pytest
 
 from pytest_astro import dbguard, inprocess, xdist_batch
+from pytest_astro.ci_reports_plugin import CIReports, describe, set_property
 from pytest_astro.config import ConfigError, Settings, find_project_root, load_settings
 from pytest_astro.nodes import FileHooks, InDagFile
 from pytest_astro.parse.cache import clear as clear_parse_cache
 from pytest_astro.parse.engine import EngineError, ParseEngine
 from pytest_astro.parse.failure_text import location, long_text
 from pytest_astro.project import Project
-from pytest_astro.ci_reports_plugin import CIReports, describe, set_property
 from pytest_astro.results import FileResult, RunStats
+from pytest_astro.user_errors import usage_error, user_message
 from pytest_astro.values import load_values
 
 
@@ -59,11 +60,13 @@ def settings_from_config(config: pytest.Config) -> Settings:
             config.invocation_params.dir / explicit, config.rootpath / explicit]
         root = next((c for c in candidates if c.is_dir()), candidates[-1])
         if not root.is_dir():
-            raise pytest.UsageError(f"astro_project: {root} is not a folder; point it at the Astro project root")
+            raise usage_error(f"astro_project: {root} is not a folder", fix="point it at the Astro project root")
     else:
         folder = _ini_or_option(config, "astro_dags_folder") or "dags"
-        root = config.rootpath if (config.rootpath / folder).is_dir() else find_project_root(config.invocation_params.dir)
+        root = config.rootpath if (config.rootpath / folder).is_dir() else None
     try:
+        if root is None:
+            root = find_project_root(config.invocation_params.dir)
         settings = load_settings(
             root,
             dags_folder=_ini_or_option(config, "astro_dags_folder"),
@@ -73,7 +76,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
             isolation=_ini_or_option(config, "astro_isolation"),
         )
     except ConfigError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise usage_error(exc) from None
     if config.getoption("astro_no_cache", default=False):
         settings = settings.with_overrides(cache=False)
     return settings
@@ -89,7 +92,7 @@ class AstroSession:
         try:
             values = load_values(self.settings)
         except ConfigError as exc:
-            raise pytest.UsageError(str(exc)) from None
+            raise usage_error(exc) from None
         self.values = values  # read once: the sandbox, users' tests and the policies share them
         self.engine = ParseEngine(self.project, values=values)
         self.results: dict[str, FileResult] | None = None
@@ -101,13 +104,13 @@ class AstroSession:
         self._upgrade: dict[Path, list[str]] | None = None  # --astro-upgrade-check findings per file
         mismatch = self.project.runtime_mismatch()
         if mismatch:
-            warnings.warn(pytest.PytestConfigWarning(f"pytest-astro: {mismatch}"), stacklevel=1)
+            warnings.warn(pytest.PytestConfigWarning(user_message(mismatch)), stacklevel=1)
         self.counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
         self.collection_finished = False
         try:
             self._dag_files = set(self.project.all_dag_files)
         except ConfigError as exc:  # a symlink loop in the DAG folder
-            raise pytest.UsageError(f"pytest-astro: {exc}") from None
+            raise usage_error(exc) from None
         self._add_dags_folder_to_args()
         # --astro-changed: only the DAG files a change can affect are collected and parsed
         self.changed_note = ""
@@ -153,7 +156,7 @@ class AstroSession:
         try:
             changed, what = changed_files(self.project.root, ref or None)
         except ChangedError as exc:
-            raise pytest.UsageError(str(exc)) from None
+            raise usage_error(exc) from None
         selected = {p.resolve() for p in affected_dag_files(self.project, changed, sorted(self._dag_files))}
         self.changed_note = f"--astro-changed: {len(selected)} affected by {what}"
         return selected
@@ -194,7 +197,7 @@ class AstroSession:
         try:
             self.results = self._parse_batch(targets)
         except EngineError as exc:
-            raise pytest.UsageError(f"pytest-astro: {exc}") from None
+            raise usage_error(exc) from None
         inprocess.set_results(self.results)
 
     def _also_parse(self, targets: list[Path]) -> list[Path]:
@@ -246,7 +249,7 @@ class AstroSession:
             try:
                 self.results.update(self.engine.parse(missing))
             except EngineError as exc:
-                raise pytest.UsageError(f"pytest-astro: {exc}") from None
+                raise usage_error(exc) from None
             inprocess.set_results(self.results)
 
     def _integrity_exceptions(self) -> set[str]:

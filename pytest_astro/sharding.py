@@ -272,15 +272,15 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     """`pytest-astro shards REPORT...`: check that N shards' reports add up (``check_shard_reports``);
     prints one problem per line and exits 1 when there is any, 2 when a report cannot be read."""
-    import sys
+    from pytest_astro.user_errors import fail
 
     reports = []
     for name in args.reports:
         try:
             reports.append(json.loads(Path(name).read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
-            print(f"{name}: not a readable --astro-report file ({exc})", file=sys.stderr)
-            return 2
+            return fail(f"not a readable --astro-report file ({exc})", file=name,
+                        fix="pass the files `pytest --astro-report` wrote")
     problems = check_shard_reports(reports)
     for problem in problems:
         print(problem)

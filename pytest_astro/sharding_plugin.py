@@ -21,6 +21,7 @@ import pytest
 
 from pytest_astro import sharding
 from pytest_astro.nodes import InDagFile
+from pytest_astro.user_errors import usage_error
 
 REPORT_OPTIONS = ("astro_report", "astro_report_sarif", "astro_report_gitlab")
 
@@ -42,7 +43,7 @@ class ShardRun:
         try:
             self.shard = sharding.parse_shard(_option(self.config, "astro_shard"))
         except sharding.ShardError as exc:
-            raise pytest.UsageError(str(exc)) from None
+            raise usage_error(exc) from None
         durations = _option(self.config, "astro_durations") or sharding.DURATIONS_FILE
         self.durations_path = Path(project.root, durations)
         self.files: set[Path] | None = None  # this shard's DAG files (resolved); None: every file
@@ -56,7 +57,7 @@ class ShardRun:
         try:
             self.durations = sharding.load_durations(self.durations_path)
         except sharding.ShardError as exc:
-            raise pytest.UsageError(str(exc)) from None
+            raise usage_error(exc) from None
         everything = {project.relative(p): p for p in project.all_dag_files}
         self.total_files = len(everything)
         self.rel_files = sharding.shard_files(everything, self.durations, self.shard)
@@ -77,10 +78,10 @@ class ShardRun:
         splits, group = getattr(option, "splits", None), getattr(option, "group", None)
         if splits or group:
             if (splits, group) != (self.shard.total, self.shard.index):
-                raise pytest.UsageError(
+                raise usage_error(
                     f"--astro-shard {self.shard.label} and pytest-split's --splits {splits} --group {group} "
-                    f"disagree: give one of them (--astro-shard makes pytest-split run group "
-                    f"{self.shard.index} of {self.shard.total} of your own tests)")
+                    "disagree", fix=f"give one of them: --astro-shard makes pytest-split run group "
+                    f"{self.shard.index} of {self.shard.total} of your own tests")
             plugin = self.config.pluginmanager.get_plugin("pytestsplitplugin")
             if plugin is not None:
                 self.config.pluginmanager.unregister(plugin)

@@ -209,7 +209,7 @@ def test_syntax_error_and_bad_encoding_are_findings_not_tracebacks(project: Path
 def test_missing_file_is_a_usage_error(project: Path) -> None:
     proc = run_cli("lint", "dags/nope.py", cwd=project)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "pytest-astro lint: dags/nope.py: no such file or directory; pass existing files or folders"
+    assert proc.stderr.strip() == "pytest-astro: dags/nope.py: no such file or directory; pass existing files or folders"
 
 
 def test_test_file_in_dags_folder_unless_airflowignored(project: Path, write_files) -> None:

@@ -314,7 +314,7 @@ def test_exemption_without_a_reason_is_an_error(pytester, write_files):
     })
     result = pytester.runpytest("--astro-dags")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: pytest-astro policies: {pytester.path / 'pyproject.toml'}:9: exemption "
+    result.stderr.fnmatch_lines([f"ERROR: pytest-astro: {pytester.path / 'pyproject.toml'}:9: exemption "
                                  "without a reason; add reason = *"])
 
 

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from pytest_astro.config import ConfigError
     from pytest_astro.deploy.settings import check_bucket_url
     from pytest_astro.project import airflow_version
+    from pytest_astro.user_errors import fail
 
     if args.ci_command != "init":
         print("usage: pytest-astro ci init --provider PROVIDER [...]", file=sys.stderr)
@@ -59,16 +60,13 @@ def run(args: argparse.Namespace) -> int:
         try:
             check_bucket_url(args.bucket, "--bucket")
         except ConfigError as exc:
-            print(f"pytest-astro ci: error: {exc}", file=sys.stderr)
-            return 2
+            return fail(exc)
     if not 1 <= args.shards <= 64:
-        print(f"pytest-astro ci: error: --shards {args.shards}: give a number of parallel jobs from 1 to 64",
-              file=sys.stderr)
-        return 2
+        return fail(f"--shards {args.shards}: not a number of parallel jobs",
+                    fix="give a number from 1 to 64")
     branches = [b.strip() for b in (args.branches or "").split(",") if b.strip()]
     if args.strategy == "single" and len(branches) > 1:
-        print("pytest-astro ci: error: --strategy single takes one branch; use --strategy multi", file=sys.stderr)
-        return 2
+        return fail("--strategy single takes one branch", fix="use --strategy multi")
     opts = Options(provider=args.provider, strategy=args.strategy, branches=branches, dags_repo=args.dags_repo,
                    bucket=args.bucket, python=args.python, install=args.install, index_url=args.index_url,
                    shards=args.shards,
@@ -76,15 +74,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         text = generate(opts)
     except ValueError as exc:
-        print(f"pytest-astro ci: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     if str(args.output) == "-":
         sys.stdout.write(text)
         return 0
     path = args.output or Path(PROVIDERS[args.provider][1])
     if path.exists() and not args.force:
-        print(f"pytest-astro ci: error: {path} exists; pass --force to overwrite it", file=sys.stderr)
-        return 1
+        return fail(f"{path} exists", fix="pass --force to overwrite it", status=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     print(f"wrote {path}")

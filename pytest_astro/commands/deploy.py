@@ -63,19 +63,18 @@ def run(args: argparse.Namespace) -> int:
     from pytest_astro.config import ConfigError
     from pytest_astro.deploy import gate
     from pytest_astro.deploy.settings import wait_seconds
+    from pytest_astro.user_errors import fail
 
     try:
         suite_args = shlex.split(args.suite_args or "")
         seconds = wait_seconds(args.wait_time, "--wait-time") if args.wait_time else None
     except ValueError as exc:
-        print(f"pytest-astro deploy: error: --suite-args: {exc} in {args.suite_args!r}; balance the quotes")
-        return 2
+        return fail(f"--suite-args: {exc} in {args.suite_args!r}", fix="balance the quotes")
     except ConfigError as exc:
-        print(f"pytest-astro deploy: error: {exc}")
-        return 2
+        return fail(exc)
     if args.reports and args.phase != "check":
-        print("pytest-astro deploy: error: --reports is for `pytest-astro deploy check` (the shards ran the suite)")
-        return 2
+        return fail("--reports is for `pytest-astro deploy check` (the shards ran the suite)",
+                    fix="pass it to the check phase")
     opts = gate.GateOptions(project=args.project, deployment_id=args.deployment_id, bucket=args.bucket,
                             command=args.command, type=args.type, base=args.base, branch=args.branch,
                             suite_args=suite_args, dry_run=args.dry_run, record=args.record,

@@ -18,6 +18,7 @@ from pytest_astro.imports import ImportGraph
 from pytest_astro.parse.engine import EngineError, ParseEngine
 from pytest_astro.parse.failure_text import long_text, one_line
 from pytest_astro.project import Project
+from pytest_astro.user_errors import fail
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,26 +83,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    root = Path(args.project) if args.project else find_project_root(Path.cwd())
     try:
+        root = Path(args.project) if args.project else find_project_root(Path.cwd())
         settings = load_settings(root, dags_folder=args.dags_folder, timeout=args.timeout,
                                  memory_limit=args.memory_limit, workers=args.workers,
                                  isolation=args.isolation)
     except ConfigError as exc:
-        print(f"pytest-astro: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     if args.no_cache:
         settings = settings.with_overrides(cache=False)
     project = Project(settings)
     if not project.dags_path.is_dir():
-        print(f"pytest-astro: {project.dags_path} does not exist; run from an Astro project, or pass "
-              "--project DIR / --dags-folder DIR", file=sys.stderr)
-        return 2
+        return fail(f"{project.dags_path} does not exist",
+                    fix="run from an Astro project, or pass --project DIR / --dags-folder DIR")
     try:
         files = select_files(project, args.files)
     except ConfigError as exc:  # a symlink loop in the DAG folder
-        print(f"pytest-astro: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     if not files:
         print("pytest-astro: no DAG files to parse" + (" among the given files" if args.files else ""))
         return 0
@@ -109,8 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         results = engine.parse(files)
     except (EngineError, ConfigError) as exc:  # e.g. a broken airflow_settings.yaml
-        print(f"pytest-astro: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     failed = [r for r in sorted(results.values(), key=lambda r: r.file) if not r.ok]
     internal = [r for r in failed if any(e.kind == "internal" for e in r.errors)]
     if args.format == "json":

@@ -31,6 +31,7 @@ from pytest_astro.deploy import settings as deploy_settings
 from pytest_astro.deploy import plan as plans
 from pytest_astro.deploy.mask import Masker, scrubbed_environment
 from pytest_astro.deploy.targets import DeployError
+from pytest_astro.user_errors import user_message
 
 DEFAULT_RECORD = "pytest-astro-deploy.json"
 _SHOWN = 10
@@ -134,7 +135,7 @@ def _load(run: Run) -> int | None:
         if sum(x is not None for x in (opts.deployment_id, opts.bucket, opts.command)) > 1:
             raise ConfigError("give only one of --deployment-id, --bucket, --command")
     except ConfigError as exc:
-        run.say(f"pytest-astro deploy: error: {exc}")
+        run.say(user_message(exc))
         return 2
     run.masker = Masker.from_environment(run.env, run.cfg.scrub_env)
     run.rec = {"started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -358,10 +359,10 @@ def run_check(opts: GateOptions, out: Callable[[str], None] = print, env: dict |
     found = [e.describe() for e in exposure.exposed()] if env is None else []
     if held or found:
         what = "; ".join(found) or f"{', '.join(held)} in this process's environment"
-        run.say(f"pytest-astro deploy check: error: a deploy credential is within reach of the project code this "
-                f"phase runs ({what}): any process of this user can read a process's starting environment from "
-                "/proc/PID/environ. Run the check in a CI step that does not have it; only `pytest-astro deploy "
-                "apply` needs the token")
+        run.say(user_message(
+            f"deploy check: a deploy credential is within reach of the project code this phase runs ({what}): "
+            "any process of this user can read a process's starting environment from /proc/PID/environ",
+            fix="run the check in a CI step that does not have it; only `pytest-astro deploy apply` needs the token"))
         return 2
     code = _load(run)
     if code is not None:
@@ -387,7 +388,7 @@ def _say_refusal(run: Run, exc: Refused) -> None:
     if exc.outcome == "refused":
         run.say("pytest-astro deploy: NOT deploying: " + exc.reason)
     elif exc.outcome == "failed" and exc.reason:
-        run.say(f"pytest-astro deploy: error: {exc.reason}")
+        run.say(user_message(exc.reason))
     for line in exc.lines:
         run.say(f"  {line}")
 
@@ -437,7 +438,7 @@ def _apply(run: Run, plan: dict) -> int:
     if run.opts.dry_run:
         return run.finish("dry-run", 0, problem or "")
     if problem:
-        run.say(f"pytest-astro deploy: error: {problem}")
+        run.say(user_message(problem))
         return run.finish("failed", 1, problem)
     sync_plan = buckets.SyncPlan()
     deploy_started = time.monotonic()
@@ -513,7 +514,7 @@ def run_apply(opts: GateOptions, out: Callable[[str], None] = print, env: dict |
     try:
         plan = plans.read(run.plan_path)
     except plans.PlanError as exc:
-        run.say(f"pytest-astro deploy apply: error: {exc}")
+        run.say(user_message(f"deploy apply: {exc}"))
         return run.finish("failed", 2, str(exc))
     try:
         _verify(run, plan)
@@ -541,10 +542,11 @@ def run_gate(opts: GateOptions, out: Callable[[str], None] = print, env: dict | 
         exposure.hide_own(held)
         found = exposure.exposed(include_self=False)
         if found:
-            run.say("pytest-astro deploy: error: " + "; ".join(e.describe() for e in found)
-                    + ": project code run by the suite could read it from /proc/PID/environ. Run "
-                    "`pytest-astro deploy check` in a step (or shell) without the credential, then "
-                    "`pytest-astro deploy apply` with it")
+            run.say(user_message(
+                "; ".join(e.describe() for e in found)
+                + ": project code run by the suite could read it from /proc/PID/environ",
+                fix="run `pytest-astro deploy check` in a step (or shell) without the credential, then "
+                    "`pytest-astro deploy apply` with it"))
             return 2
     code = _load(run)
     if code is not None:
@@ -560,7 +562,8 @@ def run_gate(opts: GateOptions, out: Callable[[str], None] = print, env: dict | 
         run.say("pytest-astro deploy: INTERRUPTED before the deploy; nothing was deployed")
         return run.finish("interrupted", 130, "interrupted (Ctrl-C) before the deploy")
     except OSError as exc:
-        run.say(f"pytest-astro deploy: error: cannot write the plan {run.plan_path}: {exc}")
+        run.say(user_message(f"cannot write the plan: {exc.strerror or exc}", file=run.plan_path,
+                             fix="give --plan a path in a writable folder"))
         return run.finish("failed", 1, str(exc))
     os.environ.update(hidden)  # the suite is over: the SDKs read their credentials from here
     return _apply(run, plan)

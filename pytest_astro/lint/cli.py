@@ -12,9 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from pytest_astro.ci_reports import in_github_actions
 from pytest_astro.config import ConfigError
 from pytest_astro.lint.output import FORMATS, render
-from pytest_astro.ci_reports import in_github_actions
+from pytest_astro.user_errors import fail
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
                             use_cache=not args.no_cache, workers=args.workers, unsafe_fixes=args.unsafe_fixes,
                             target_airflow=args.target_airflow)
     except (ConfigError, LintUsageError) as exc:
-        print(f"pytest-astro lint: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     out = render(report.findings, args.format)
     if args.format == "text" and report.findings and in_github_actions():
         out += "\n" + render(report.findings, "github")  # also shown on the pull request's diff

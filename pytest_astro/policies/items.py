@@ -24,6 +24,7 @@ from pytest_astro.config import ConfigError
 from pytest_astro.policies.api import PolicyContext, Violation, validate_policy
 from pytest_astro.policies.config import PolicyConfig, inline_exemptions
 from pytest_astro.results import INTERNAL_NOTICE, DagSummary, FileResult
+from pytest_astro.user_errors import usage_error
 
 BUG = INTERNAL_NOTICE  # the last words of every internal error's headline
 # what a file's parse failure reports already (a dag_id defined twice, a cycle): not found again
@@ -135,11 +136,11 @@ class PolicyRun:
             for policy in impl_result or []:
                 problem = validate_policy(policy, "pytest_astro_dag_policies")
                 if problem:
-                    raise pytest.UsageError(problem)
+                    raise usage_error(problem)
                 if policy.code in seen:
-                    raise pytest.UsageError(
+                    raise usage_error(
                         f"pytest_astro_dag_policies: two policies have the code {policy.code} ({policy!r} and the "
-                        f"one from {seen[policy.code]}); codes must be unique")
+                        f"one from {seen[policy.code]})", fix="codes must be unique")
                 seen[policy.code] = repr(policy)
                 policies.append(policy)
         self.policies = policies
@@ -149,7 +150,7 @@ class PolicyRun:
             self.policy_config = PolicyConfig.load(settings.table.get("policies", {}) or {}, policies,
                                                    settings.root / "pyproject.toml")
         except ConfigError as exc:
-            raise pytest.UsageError(f"pytest-astro policies: {exc}") from None
+            raise usage_error(exc) from None
         # called one by one (in pluggy's order), so that an implementation that raises is named
         self.check_dag_hooks = [impl for impl in reversed(config.hook.pytest_astro_check_dag.get_hookimpls())
                                 if not (getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False))]

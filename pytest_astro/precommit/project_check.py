@@ -22,8 +22,9 @@ from pathlib import Path
 import yaml
 
 from pytest_astro.config import ConfigError, find_project_root, load_settings
-from pytest_astro.precommit.requirements import parse_requirements
 from pytest_astro.lint.config import airflow_major_from_image
+from pytest_astro.precommit.requirements import parse_requirements
+from pytest_astro.user_errors import fail
 
 _CONN_KEYS = {"conn_id": str, "conn_type": str, "conn_host": str, "conn_schema": str, "conn_login": str,
               "conn_password": str, "conn_port": int, "conn_extra": (dict, str), "conn_uri": str,
@@ -287,12 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("filenames", nargs="*", help="ignored: the whole project is checked (pre-commit may pass them)")
     parser.add_argument("--project", metavar="DIR", help="project root (default: found from the current folder)")
     args = parser.parse_args(argv)
-    root = Path(args.project).resolve() if args.project else find_project_root(Path.cwd())
     try:
+        root = Path(args.project).resolve() if args.project else find_project_root(Path.cwd())
         report = check_project(root)
     except ConfigError as exc:
-        print(f"pytest-astro-project: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     for line in report.errors + report.warnings:
         print(line)
     return 1 if report.errors else 0

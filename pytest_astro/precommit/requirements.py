@@ -32,6 +32,7 @@ from packaging.utils import canonicalize_name
 
 from pytest_astro.config import ConfigError, find_project_root, load_settings
 from pytest_astro.lint.config import airflow_major_from_image
+from pytest_astro.user_errors import fail
 
 # Import names of Airflow 3 and its dependency closure (`apache-airflow` 3.x without extras),
 # plus the Airflow 2 web stack; the Astro Runtime image has all of them.
@@ -279,7 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     req_changed = not files or any(f.name == "requirements.txt" or f.name == "pyproject.toml" for f in files)
     roots: dict[Path, set[Path]] = {}
     for f in files or [Path.cwd()]:
-        root = find_project_root(f.resolve().parent if f.is_file() or not f.exists() else f)
+        try:
+            root = find_project_root(f.resolve().parent if f.is_file() or not f.exists() else f)
+        except ConfigError as exc:  # a pyproject.toml on the way up that is not TOML
+            return fail(exc)
         roots.setdefault(root, set()).add(f.resolve())
     status = 0
     for root, given in sorted(roots.items()):
@@ -288,8 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 root, None if req_changed else given,
                 Path(args.requirements) if args.requirements else None)
         except ConfigError as exc:
-            print(f"pytest-astro-requirements: {exc}", file=sys.stderr)
-            return 2
+            return fail(exc)
         for line in errors + warnings:
             print(line)
         status = max(status, code)
