@@ -179,7 +179,7 @@ def test_init_writes_the_default_path_prints_the_config_and_does_not_overwrite(t
     cfg = deploy_settings.load(table, tmp_path / "pyproject.toml")
     assert cfg.target_for("dev").deployment == "cldev"
     assert main(["ci", "init", "--provider", "gitlab"]) == 1
-    assert "exists; pass --force" in capsys.readouterr().err
+    assert "exists (pass --force to overwrite it)" in capsys.readouterr().err
     assert main(["ci", "init", "--provider", "gitlab", "--force"]) == 0
 
 

@@ -52,6 +52,7 @@ def test_the_commands_say_it_in_the_format(tmp_path: Path, capsys, monkeypatch) 
     (tmp_path / "pyproject.toml").write_text("[tool.pytest-astro\n")
     assert main(["parse"]) == 2
     assert capsys.readouterr().err.startswith(f"pytest-astro: {tmp_path / 'pyproject.toml'}: ")
+    # the deploy gate's whole log is on stdout, its errors too
     assert main(["deploy", "check", "--suite-args", "'unbalanced"]) == 2
-    assert capsys.readouterr().err == ("pytest-astro: --suite-args: No closing quotation in \"'unbalanced\" "
+    assert capsys.readouterr().out == ("pytest-astro: --suite-args: No closing quotation in \"'unbalanced\" "
                                        "(balance the quotes)\n")

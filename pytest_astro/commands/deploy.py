@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 
 
@@ -63,18 +64,18 @@ def run(args: argparse.Namespace) -> int:
     from pytest_astro.config import ConfigError
     from pytest_astro.deploy import gate
     from pytest_astro.deploy.settings import wait_seconds
-    from pytest_astro.user_errors import fail
+    from pytest_astro.user_errors import fail  # on stdout, as the gate's whole log: one stream keeps its order
 
     try:
         suite_args = shlex.split(args.suite_args or "")
         seconds = wait_seconds(args.wait_time, "--wait-time") if args.wait_time else None
     except ValueError as exc:
-        return fail(f"--suite-args: {exc} in {args.suite_args!r}", fix="balance the quotes")
+        return fail(f"--suite-args: {exc} in {args.suite_args!r}", fix="balance the quotes", stream=sys.stdout)
     except ConfigError as exc:
-        return fail(exc)
+        return fail(exc, stream=sys.stdout)
     if args.reports and args.phase != "check":
         return fail("--reports is for `pytest-astro deploy check` (the shards ran the suite)",
-                    fix="pass it to the check phase")
+                    fix="pass it to the check phase", stream=sys.stdout)
     opts = gate.GateOptions(project=args.project, deployment_id=args.deployment_id, bucket=args.bucket,
                             command=args.command, type=args.type, base=args.base, branch=args.branch,
                             suite_args=suite_args, dry_run=args.dry_run, record=args.record,
