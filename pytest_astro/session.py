@@ -6,6 +6,9 @@ collection is over, for the DAG files of the items left after deselection (``-k`
 node ids, a shard; or earlier, if ``-k`` asks the items for their keywords); results are plain
 data and the user's DAG files are never imported in the pytest process. Each item then checks its
 file's DAGs against the selected policies (``policies/items.py``).
+
+``AstroSession`` is the session's state and its pytest hooks; the nodes it makes are in
+``collectors.py`` (the DAG folder, its DAG files) and ``file_items.py`` (a DAG file's items).
 """
 
 from __future__ import annotations
@@ -19,29 +22,19 @@ from pathlib import Path
 import pytest
 
 from pytest_astro import dbguard, inprocess, xdist_batch
-from pytest_astro.ci_reports_plugin import CIReports, describe, set_property
+from pytest_astro.ci_reports_plugin import CIReports
+from pytest_astro.collectors import DagFile, NotATestModule
 from pytest_astro.config import ConfigError, Settings, find_project_root, load_settings
-from pytest_astro.nodes import FileHooks, InDagFile
+from pytest_astro.file_items import AstroParseWarning  # noqa: F401 - users' filterwarnings may name it here
+from pytest_astro.file_items import DagFileItem
+from pytest_astro.nodes import InDagFile
 from pytest_astro.parse.cache import clear as clear_parse_cache
 from pytest_astro.parse.engine import EngineError, ParseEngine
-from pytest_astro.parse.failure_text import location, long_text
 from pytest_astro.project import Project
 from pytest_astro.results import FileResult, RunStats
 from pytest_astro.user_errors import usage_error, user_message
 from pytest_astro.values import load_values
 
-
-class AstroParseWarning(UserWarning):
-    """Something a DAG file got away with that it should not (e.g. a placeholder variable)."""
-
-
-class ParseFailed(Exception):
-    """Raised by a parse item whose file did not import; carries the result for the report."""
-
-    def __init__(self, result: FileResult, findings: str = ""):
-        super().__init__(result.file)
-        self.result = result
-        self.findings = findings  # the policies' findings on the DAGs the file did define
 
 
 def _ini_or_option(config: pytest.Config, name: str):
@@ -252,6 +245,11 @@ class AstroSession:
                 raise usage_error(exc) from None
             inprocess.set_results(self.results)
 
+    def is_integrity_exception(self, rel: str) -> bool:
+        """Whether ``.astro/dag_integrity_exceptions.txt`` lists the DAG file (``rel``: relative to the
+        project): the Astro CLI's parse test lets it fail, and so does its item (it skips)."""
+        return rel in self._exceptions
+
     def _integrity_exceptions(self) -> set[str]:
         """``.astro/dag_integrity_exceptions.txt``: files the Astro CLI's parse test lets fail."""
         path = self.project.root / ".astro" / "dag_integrity_exceptions.txt"
@@ -351,7 +349,7 @@ class AstroSession:
         ``__init__.py`` of a package in the DAG folder (pytest 7 makes its Package from it)."""
         real = self.project.real(module_path)
         if real in self._dag_files or (module_path.name == "__init__.py" and self._in_dags_folder(real.parent)):
-            return _NotATestModule.from_parent(parent, path=module_path)
+            return NotATestModule.from_parent(parent, path=module_path)
         return None
 
     @pytest.hookimpl(tryfirst=True, optionalhook=True)  # pytest >= 8
@@ -361,6 +359,8 @@ class AstroSession:
         which imports its ``__init__.py`` in this process (to look for ``setup_module``), running
         project code, and Airflow, outside the sandbox."""
         if self._in_dags_folder(self.project.real(path)):
+            from pytest_astro.collectors import DagFolder  # defined on pytest >= 8 only
+
             return DagFolder.from_parent(parent, path=path, astro=self)
         return None
 
@@ -453,8 +453,8 @@ class RawJSON(str):
 def report_json(data: dict) -> str:
     """``data`` as JSON, indented at the top level with one line per list element (a DAG file).
 
-    ``json.dumps(indent=...)`` switches to the pure-Python encoder: ~0.1 s for 1,000 DAG files,
-    as long as the whole warm run's own work. This keeps the C encoder and a diffable layout."""
+    ``json.dumps(indent=...)`` switches to the pure-Python encoder (its cost: docs/architecture.md);
+    this keeps the C encoder and a diffable layout."""
     def encode(value) -> str:
         return value if isinstance(value, RawJSON) else json.dumps(value)
 
@@ -466,257 +466,3 @@ def report_json(data: dict) -> str:
             text = json.dumps(value)
         fields.append(f"  {json.dumps(key)}: {text}")
     return "{\n" + ",\n".join(fields) + "\n}\n"
-
-
-class _NotATestModule(pytest.File):
-    def collect(self):
-        return []
-
-
-if hasattr(pytest, "Dir"):  # pytest >= 8 (on pytest 7, a package's __init__.py gets _NotATestModule)
-    from _pytest.pathlib import scandir  # pytest's own, as pytest.Dir lists a folder: same order
-
-    class DagFolder(pytest.Dir):
-        """A folder of the DAG folder. Its DAG files come from the project's discovery, without
-        asking pytest's ``pytest_ignore_collect`` and ``pytest_collect_file`` hooks for each, when
-        those would decide what we decide (``AstroSession.collects_directly``): on an unchanged
-        project they were 9% of the run. Everything else in it is collected as pytest.Dir does."""
-
-        @classmethod
-        def from_parent(cls, parent, *, path: Path, astro: AstroSession):  # type: ignore[override]
-            return super(pytest.Dir, cls).from_parent(parent=parent, path=path, astro=astro)
-
-        def __init__(self, *, astro: AstroSession, **kwargs):
-            super().__init__(**kwargs)
-            self.astro = astro
-
-        def collect(self):
-            if not self.astro.collects_directly(self):
-                yield from super().collect()
-                return
-            ihook, config, session = self.ihook, self.config, self.session
-            # of a folder that only leads to the paths on the command line (`pytest --astro-dags
-            # dags/etl.py`), pytest keeps the children on their way: the other DAG files need no node
-            everything = any(session.isinitpath(p) for p in (self.path, *self.path.parents))
-            for entry in scandir(self.path):
-                if entry.is_dir():  # as pytest.Dir
-                    path = Path(entry.path)
-                    if not session.isinitpath(path, with_parents=True):
-                        if ihook.pytest_ignore_collect(collection_path=path, config=config):
-                            continue
-                    col = ihook.pytest_collect_directory(path=path, parent=self)
-                    if col is not None:
-                        yield col
-                elif entry.is_file():
-                    is_dag_file, path = self.astro.dag_file_path(entry)
-                    if is_dag_file:
-                        if path is not None and (everything or session.isinitpath(path)):
-                            yield self.astro.dag_file(self, path, True)
-                        continue
-                    path = Path(entry.path)  # as pytest.Dir
-                    if not session.isinitpath(path):
-                        if ihook.pytest_ignore_collect(collection_path=path, config=config):
-                            continue
-                    yield from ihook.pytest_collect_file(file_path=path, parent=self)
-
-
-class DagFile(FileHooks, pytest.File):
-    """A DAG file: one item (``DagFileItem``), plus ``airflow3`` under ``--astro-upgrade-check``."""
-
-    def __init__(self, *, astro: AstroSession, folder: Path | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.astro = astro
-        self.folder = folder  # its folder's collector's path (one object for all of its files)
-
-    def collection_finished(self) -> bool:
-        return self.astro.collection_finished
-
-    def collect(self):
-        # nothing is parsed here: the item asks for its verdict when it runs (or when -k asks for
-        # its keywords), so that a run parses only what is left after deselection
-        yield DagFileItem.from_parent(self, name=ITEM_NAME)
-        if self.config.getoption("astro_upgrade_check", default=False):
-            yield UpgradeItem.from_parent(self, name="airflow3")
-
-
-class UpgradeFindings(Exception):
-    pass
-
-
-class UpgradeItem(InDagFile, pytest.Item):
-    """``--astro-upgrade-check``: passes when nothing in the file breaks on Airflow 3."""
-
-    runs_user_code = False  # our rules read the file: it may run without pytest's capture (direct_run.py)
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        describe(self, dag_file=self.parent.astro.project.relative(self.path), line=None)
-
-    def runtest(self) -> None:
-        findings = self.parent.astro.upgrade_findings(self.path)
-        if findings:
-            first = findings[0].split(":")  # `path:line:col: CODE message`
-            set_property(self, "line", int(first[1]) if len(first) > 2 and first[1].isdigit() else None)
-            set_property(self, "failure_class", "airflow3")
-            raise UpgradeFindings("\n".join(findings))
-
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, UpgradeFindings):
-            return (f"{len(str(excinfo.value).splitlines())} change(s) needed before this file runs on "
-                    f"Airflow 3 (`pytest-astro lint --target-airflow 3 --fix` rewrites the exact ones):\n"
-                    f"{excinfo.value}")
-        return super().repr_failure(excinfo, style)
-
-    def reportinfo(self):
-        # line 0, the file's: pytest needs a line for a skip mark's location
-        return self.path, 0, f"airflow3 {self.parent.astro.project.relative(self.path)}"
-
-
-#: the name of a DAG file's item: ``dags/etl.py::astro`` (as pytest-mypy's ``::mypy``)
-ITEM_NAME = "astro"
-
-
-class Findings(Exception):
-    """Raised by a DAG file's item whose DAGs break selected policies; its text is the report."""
-
-
-class InternalError(Exception):
-    """Raised (in setup: the item errors) when a component failed while checking the file."""
-
-
-class _Lazy:
-    """The extra keywords of a DAG file's item: its dag_ids and the codes it breaks, computed on
-    first use (``-k`` asks for them at deselection; without ``-k`` nobody does)."""
-
-    def __get__(self, item, owner=None):
-        if item is None:
-            return self
-        words = item.__dict__["_extra_keywords"]
-        if not item.__dict__.get("_keywords_added"):
-            item.__dict__["_keywords_added"] = True
-            words.update(item.verdict_keywords())
-        return words
-
-    def __set__(self, item, value):
-        item.__dict__["_extra_keywords"] = value
-
-
-class DagFileItem(InDagFile, pytest.Item):
-    """A DAG file's check: fails when the file does not import cleanly in the sandbox, or when a DAG
-    in it breaks a selected policy; errors when a component (a policy, the cache, ...) raised.
-
-    At collection it needs only its path. Its verdict (the file's parse result, then its findings,
-    which need every selected file's result for the project-wide checks) is made on first need: in
-    setup, or when ``-k`` asks for its keywords."""
-
-    extra_keyword_matches = _Lazy()
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.astro: AstroSession = self.parent.astro
-        self.rel = self.astro.project.relative(self.path)
-        self.result: FileResult | None = None
-        self.found = None  # policies.items.FileFindings, once checked
-        self.error: BaseException | None = None  # what made the verdict fail (reported in setup)
-        self._made = False
-        describe(self, dag_file=self.rel, line=None)
-
-    @property
-    def runs_user_code(self) -> bool:
-        run = self.astro.policy_run
-        return run is not None and run.runs_user_code
-
-    def verdict(self) -> None:
-        """Make the verdict once: the result, the findings, the properties reports read."""
-        if self._made:
-            return
-        self._made = True
-        from pytest_astro.policies.items import ComponentError, file_findings, trace_of
-
-        step = "the parse engine or its cache (the file's result)"
-        try:
-            self.result = self.astro.results_for(self.path)
-            step = "the policy checks"  # each policy's own errors are caught and named by file_findings
-            run = self.astro.policy_run
-            if self.result is not None and run is not None:
-                self.found = file_findings(run, self.result)
-            step = "the report of the file's check"
-            self._describe()
-            if self.result is not None and any(e.kind == "internal" for e in self.result.errors):
-                # our sandbox code failed on the file: no verdict on it, an error of ours
-                self.error = InternalError(long_text(self.result))
-        except pytest.UsageError:
-            raise
-        except Exception as exc:  # our own bug: this item errors, the run goes on
-            self.found = None
-            self.error = InternalError(ComponentError(step, self.rel, True, trace_of(exc)).text())
-
-    def _describe(self) -> None:
-        result, found = self.result, self.found
-        refs = result.dag_refs() if result is not None else []  # (a cached result's outline)
-        dag_ids = ",".join(dag_id for dag_id, _, _ in refs)
-        set_property(self, "dag_ids", dag_ids if result is not None else None)
-        line = refs[0][2] if refs else None
-        if result is None or not result.ok:
-            error = result.errors[0] if result is not None and result.errors else None
-            set_property(self, "failure_class", error.kind if error else "exception")
-            line = location(result, error)[1] if error else None
-        elif found is not None and found.failing:
-            set_property(self, "failure_class", "policy")
-            first = next((f for f in found.failing if f.file == self.rel and f.line), None)
-            line = first.line if first else line
-        describe(self, dag_file=self.rel, line=line, dag_id=dag_ids)
-        if found is not None:
-            for f in found.findings:
-                self.user_properties.append(("exempted" if f.exempt else "finding", f.text()))
-            if found.errors:
-                self.error = InternalError("\n".join(e.text() for e in found.errors))
-
-    def verdict_keywords(self) -> set[str]:
-        known = self.astro.keyword_ids(self.path)
-        if known is not None:  # -k names no policy code: the dag_ids are enough, known without a parse
-            return known
-        try:
-            self.verdict()
-        except pytest.UsageError:
-            raise
-        refs = self.result.dag_refs() if self.result is not None else []
-        words = {dag_id for dag_id, _, _ in refs}
-        if self.found is not None:
-            words.update(f.code for f in self.found.failing)
-        return words
-
-    def setup(self) -> None:
-        self.verdict()
-        if self.error is not None:  # an error, not a failure: it happened in setup
-            pytest.fail(str(self.error), pytrace=False)  # the text alone: its traceback is in it
-
-    def runtest(self) -> None:
-        result = self.result
-        if result is None:
-            raise ParseFailed(FileResult(file=self.rel, ok=False))
-        for message in result.warnings:
-            warnings.warn(AstroParseWarning(message), stacklevel=1)
-        from pytest_astro.policies.items import render_findings
-
-        findings = render_findings(self.found) if self.found is not None else ""
-        if not result.ok:
-            if result.file in self.astro._exceptions:
-                pytest.skip(f"{result.file} is listed in .astro/dag_integrity_exceptions.txt "
-                            f"({result.errors[0].type if result.errors else 'failed'})")
-            raise ParseFailed(result, findings)
-        if self.found is not None and self.found.failing:
-            raise Findings(findings)
-
-    def repr_failure(self, excinfo, style=None):
-        if isinstance(excinfo.value, ParseFailed):
-            findings = excinfo.value.findings
-            return long_text(excinfo.value.result) + (f"\n{findings}" if findings else "")
-        if isinstance(excinfo.value, Findings):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo, style)
-
-    def reportinfo(self):
-        # line 0, the file's: the item is about the whole file (its findings have their own lines), and
-        # pytest asks for the location before setup, when no verdict is made yet
-        return self.path, 0, self.rel

@@ -15,7 +15,7 @@ import pytest
 
 from pytest_astro.config import ConfigError
 from pytest_astro.policies.builtin import BUILTIN_POLICIES
-from pytest_astro.policies.config import PolicyConfig, inline_exemptions
+from pytest_astro.policies.options import PolicyConfig, inline_exemptions
 
 HEAD = '''
 from datetime import datetime, timedelta

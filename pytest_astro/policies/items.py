@@ -22,7 +22,7 @@ import pytest
 
 from pytest_astro.config import ConfigError
 from pytest_astro.policies.api import PolicyContext, Violation, validate_policy
-from pytest_astro.policies.config import PolicyConfig, inline_exemptions
+from pytest_astro.policies.options import PolicyConfig, inline_exemptions
 from pytest_astro.results import INTERNAL_NOTICE, DagSummary, FileResult
 from pytest_astro.user_errors import usage_error
 
