@@ -5,7 +5,7 @@ and its own plugins wrap each phase: output capture is resumed and suspended, lo
 added and removed, thread and unraisable exceptions are collected, skip and xfail marks are
 evaluated, ``PYTEST_CURRENT_TEST`` is set. For a test of the user's code that is the point. A
 parse item only turns a verdict, computed in the sandbox during collection, into an outcome: there
-is nothing to capture. On an unchanged project those wrappers were 14% of the run's instructions.
+is nothing to capture (what the wrappers cost a run is measured in docs/performance.md).
 
 So when those three hooks have no implementation but pytest's own for the item's folder (no
 conftest.py or plugin hooks them), the run protocol has no implementation but pytest's and ours

@@ -24,7 +24,7 @@ from pytest_astro.config import ConfigError, Settings
 
 @lru_cache(maxsize=1)
 def _glob_pattern_class():
-    """pathspec's gitignore pattern, imported only for a project with an .airflowignore (~10 ms)."""
+    """pathspec's gitignore pattern, imported only for a project with an .airflowignore."""
     try:  # pathspec >= 1.0 (GitWildMatchPattern, which Airflow uses, is this class under its old name)
         from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
     except ImportError:  # pragma: no cover - pathspec < 1.0
@@ -40,7 +40,7 @@ def airflow_version() -> str | None:
     """The installed Airflow's version, read from package metadata (Airflow is not imported).
 
     Cached, and read from the ``Version:`` header alone: ``metadata.version()`` parses the whole
-    METADATA file with the email package (Airflow's is ~37 KB: ~4 ms)."""
+    METADATA file with the email package, and Airflow's is large."""
     for name in ("apache-airflow", "apache-airflow-core"):
         try:
             dist = metadata.distribution(name)
