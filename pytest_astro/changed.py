@@ -34,11 +34,13 @@ def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
 
 
 def _has_commit(root: Path, ref: str) -> bool:
-    return _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False).returncode == 0
+    return _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}",
+                check=False).returncode == 0
 
 
 def default_base(root: Path) -> str | None:
-    """The merge base of HEAD with the default branch, or None (no such branch, or no commit yet)."""
+    """The merge base of HEAD with the default branch, or None (no such branch, or no commit
+    yet)."""
     if not _has_commit(root, "HEAD"):
         return None
     candidates = []
@@ -64,11 +66,12 @@ def changed_files(root: Path, ref: str | None = None) -> tuple[list[Path], str]:
     top = Path(top_proc.stdout.strip())
     if ref:
         if not _has_commit(top, ref):
-            hint = (f"; '{ref}' is a path: write `--astro-changed=` (or put paths before the option) "
-                    "to check the default changes" if (root / ref).exists() else "")
-            raise ChangedError(f"--astro-changed: git ref '{ref}' does not exist in {top} (a branch, tag "
-                               "or commit is expected; in CI fetch it first, e.g. `git fetch origin main` "
-                               f"and `--astro-changed=origin/main`, or check out with fetch-depth: 0){hint}")
+            hint = (f"; '{ref}' is a path: write `--astro-changed=` (or put paths before the "
+                    "option) to check the default changes" if (root / ref).exists() else "")
+            raise ChangedError(f"--astro-changed: git ref '{ref}' does not exist in {top} (a "
+                               "branch, tag or commit is expected; in CI fetch it first, e.g. "
+                               "`git fetch origin main` and `--astro-changed=origin/main`, or "
+                               f"check out with fetch-depth: 0){hint}")
         base, what = ref, f"changes since {ref}"
     else:
         base = default_base(top)
@@ -77,7 +80,8 @@ def changed_files(root: Path, ref: str | None = None) -> tuple[list[Path], str]:
             base = "HEAD"
     names: set[str] = set()
     if base:
-        names |= set(_git(top, "diff", "--name-only", "--no-renames", base, "--").stdout.splitlines())
+        names |= set(_git(top, "diff", "--name-only", "--no-renames", base,
+                          "--").stdout.splitlines())
     else:  # no commit at all: everything staged counts as changed
         names |= set(_git(top, "ls-files", "--cached").stdout.splitlines())
     names |= set(_git(top, "ls-files", "--others", "--exclude-standard").stdout.splitlines())
@@ -90,15 +94,18 @@ GLOBAL_INPUTS = ("airflow_settings.yaml", "requirements.txt", "packages.txt", ".
 
 
 def _recorded_readers(project: Project, changed: set[Path]) -> set[Path]:
-    """DAG files whose last cached parse imported or read one of ``changed`` (recorded by the sandbox)."""
+    """DAG files whose last cached parse imported or read one of ``changed`` (recorded by the
+    sandbox)."""
     from pytest_astro.parse.cache import recorded_imports
 
     return {(project.root / file).resolve() for file, imported in recorded_imports(project)
             if any((project.root / rel).resolve() in changed for rel in imported)}
 
 
-def affected_dag_files(project: Project, changed: Iterable[Path], dag_files: Iterable[Path]) -> list[Path]:
-    """The DAG files among ``dag_files`` a change to ``changed`` can alter (see the module docstring)."""
+def affected_dag_files(project: Project, changed: Iterable[Path],
+                       dag_files: Iterable[Path]) -> list[Path]:
+    """The DAG files among ``dag_files`` a change to ``changed`` can alter (see the module
+    docstring)."""
     changed_set = {Path(p).resolve() for p in changed}
     dag_files = list(dag_files)
     root = project.root.resolve()

@@ -1,4 +1,5 @@
-"""Report writers shared by ``pytest --astro-dags``, ``pytest-astro parse`` and ``pytest-astro lint``.
+"""Report writers shared by ``pytest --astro-dags``, ``pytest-astro parse`` and ``pytest-astro
+lint``.
 
 One ``Problem`` (a failing parse item, policy item or lint finding, as plain data) and the formats
 CI systems read:
@@ -72,7 +73,8 @@ class Problem:
     rule_name: str = ""  # a short description of the rule, for SARIF's rules table
 
     def headline(self) -> str:
-        """The message's first line, without a leading ``path:line:`` (CI shows the place already)."""
+        """The message's first line, without a leading ``path:line:`` (CI shows the place
+        already)."""
         first = next((line for line in self.message.splitlines() if line.strip()), self.title)
         m = re.match(r"(?:[^\s:]+:)(?:\d+:)?(?:\d+:)? (?=\S)", first)
         return first[m.end():] if m and first.startswith(self.path) else first
@@ -141,7 +143,8 @@ def github_annotation(problem: Problem, base: Path, root: Path | None = None) ->
 
 
 def github_annotations(problems: Iterable[Problem], base: Path) -> list[str]:
-    """One ``::error file=...`` workflow command per problem, paths relative to the repository root."""
+    """One ``::error file=...`` workflow command per problem, paths relative to the repository
+    root."""
     root = repo_root(base)
     return [github_annotation(p, base, root) for p in problems]
 
@@ -165,7 +168,8 @@ def _md_cell(text: str) -> str:
 # ---------------------------------------------------------------------------------------- SARIF
 
 
-def sarif(problems: Sequence[Problem], base: Path, *, rules: Sequence[dict] = (), tool: str = "pytest-astro",
+def sarif(problems: Sequence[Problem], base: Path, *, rules: Sequence[dict] = (),
+          tool: str = "pytest-astro",
           information_uri: str = DOCS_URL) -> dict:
     """A SARIF 2.1.0 log with one run. ``rules``: known rules (``id`` first); the rules the problems
     use are added when missing, so ``ruleIndex`` always points at the right entry."""
@@ -177,7 +181,8 @@ def sarif(problems: Sequence[Problem], base: Path, *, rules: Sequence[dict] = ()
         if p.rule not in index:
             index[p.rule] = len(table)
             table.append({"id": p.rule, "name": p.rule.replace("/", "-"),
-                          "shortDescription": {"text": p.rule_name or class_label(p.failure_class or p.rule)}})
+                          "shortDescription": {"text": p.rule_name
+                                               or class_label(p.failure_class or p.rule)}})
     root = repo_root(base)
     results = []
     for p in problems:
@@ -199,12 +204,15 @@ def sarif(problems: Sequence[Problem], base: Path, *, rules: Sequence[dict] = ()
             "partialFingerprints": {"pytestAstro/v1": fingerprint(p, base, root)},
         }
         if p.dag_id or p.failure_class:
-            result["properties"] = {k: v for k, v in (("dag_id", p.dag_id), ("failure_class", p.failure_class)) if v}
+            result["properties"] = {k: v
+                                    for k, v in (("dag_id", p.dag_id), ("failure_class",
+                                                                        p.failure_class)) if v}
         results.append(result)
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [{"tool": {"driver": {"name": tool, "version": __version__, "informationUri": information_uri,
+        "runs": [{"tool": {"driver": {"name": tool, "version": __version__,
+                                      "informationUri": information_uri,
                                       "rules": table}},
                   "results": results}],
     }
@@ -217,7 +225,8 @@ _GITLAB_SEVERITY = {"error": "major", "warning": "minor"}
 
 def fingerprint(problem: Problem, base: Path, root: Path | None = None) -> str:
     """Stable across runs and line moves: rule, file, DAG and the message's first line."""
-    key = "\0".join((problem.rule, repo_path(problem.path, base, root), problem.dag_id, problem.headline()))
+    key = "\0".join((problem.rule, repo_path(problem.path, base, root), problem.dag_id,
+                     problem.headline()))
     return hashlib.md5(key.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
@@ -267,7 +276,7 @@ def write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-# ---------------------------------------------------------------------------------------- parse results
+# ------------------------------------------------------------------------------------ parse results
 
 
 def parse_problems(results: Iterable) -> list[Problem]:
@@ -279,7 +288,8 @@ def parse_problems(results: Iterable) -> list[Problem]:
         if result.ok:
             continue
         if not result.errors:
-            out.append(Problem(path=result.file, line=None, rule="parse/exception", title="failed to parse",
+            out.append(Problem(path=result.file, line=None, rule="parse/exception",
+                               title="failed to parse",
                                message=f"{result.file} failed to parse", failure_class="exception"))
             continue
         text = long_text(result)
@@ -293,7 +303,7 @@ def parse_problems(results: Iterable) -> list[Problem]:
     return out
 
 
-# ---------------------------------------------------------------------------------------- the run summary
+# ---------------------------------------------------------------------------------- the run summary
 
 
 @dataclass
@@ -319,30 +329,37 @@ class RunSummary:
         results = list(results)
         timed = sorted((r for r in results if not r.cached and r.seconds), key=lambda r: -r.seconds)
         return cls(files=len(results), cached=getattr(stats, "cached", 0),
-                   failed_files=sum(not r.ok for r in results), dags=sum(r.dag_count() for r in results),
-                   seconds=getattr(stats, "seconds", 0.0), workers=workers, airflow=getattr(stats, "airflow", ""),
-                   processes=getattr(stats, "processes", 0), rechecked=getattr(stats, "rechecked", 0),
+                   failed_files=sum(not r.ok for r in results),
+                   dags=sum(r.dag_count() for r in results),
+                   seconds=getattr(stats, "seconds", 0.0), workers=workers,
+                   airflow=getattr(stats, "airflow", ""),
+                   processes=getattr(stats, "processes", 0),
+                   rechecked=getattr(stats, "rechecked", 0),
                    failures=Counter(p.failure_class or "exception" for p in problems),
                    slowest=[(r.file, r.seconds) for r in timed[:slowest]], tests=dict(tests or {}))
 
     def one_line(self) -> str:
-        return (f"{self.files} DAG files ({self.cached} unchanged, from cache), {self.failed_files} failed to parse, "
-                f"{self.dags} DAGs; parse {self.seconds:.2f} s on {self.workers} workers"
+        return (f"{self.files} DAG files ({self.cached} unchanged, from cache), "
+                f"{self.failed_files} failed to parse, {self.dags} DAGs; parse {self.seconds:.2f} "
+                f"s on {self.workers} workers"
                 + (f", Airflow {self.airflow}" if self.airflow else ""))
 
     def _ordered_failures(self) -> list[tuple[str, int]]:
         order = list(CLASS_LABELS)
-        return sorted(self.failures.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 99, kv[0]))
+        return sorted(self.failures.items(),
+                      key=lambda kv: (order.index(kv[0]) if kv[0] in order else 99, kv[0]))
 
     def table(self) -> list[str]:
-        """The terminal table: the one-line summary, then counts, failures by class, slowest files."""
+        """The terminal table: the one-line summary, then counts, failures by class, slowest
+        files."""
         rows: list[tuple[str, str]] = [
             ("files parsed", f"{self.files} ({self.cached} from cache)"),
             ("DAGs found", str(self.dags)),
         ]
         if self.processes:
             rows.append(("sandbox processes", f"{self.processes}" + (
-                f" ({self.rechecked} file(s) re-checked alone after failing in a batch)" if self.rechecked else "")))
+                f" ({self.rechecked} file(s) re-checked alone after failing in a "
+                "batch)" if self.rechecked else "")))
         failures = self._ordered_failures()
         rows.append(("failures", str(sum(n for _, n in failures)) if failures else "none"))
         rows += [(f"  {class_label(k)}", str(n)) for k, n in failures]
@@ -353,7 +370,8 @@ class RunSummary:
         return [self.one_line()] + [f"{k.ljust(width)}{v}".rstrip() for k, v in rows]
 
     def markdown(self, problems: Sequence[Problem], base: Path, limit: int = 50) -> str:
-        """The ``$GITHUB_STEP_SUMMARY`` section: counts, failures by class, the failures themselves."""
+        """The ``$GITHUB_STEP_SUMMARY`` section: counts, failures by class, the failures
+        themselves."""
         root = repo_root(base)
         verdict = "failed" if self.failures else "passed"
         lines = [f"### pytest-astro: DAG checks {verdict}", "",
@@ -363,8 +381,9 @@ class RunSummary:
                  f"| failed to parse | {self.failed_files} |"]
         lines += [f"| {_md_cell(class_label(k))} | {n} |" for k, n in self._ordered_failures()]
         if self.tests:
-            lines.append(f"| tests | {self.tests.get('passed', 0)} passed, {self.tests.get('failed', 0)} failed, "
-                         f"{self.tests.get('skipped', 0)} skipped |")
+            lines.append(f"| tests | {self.tests.get('passed', 0)} passed, "
+                         f"{self.tests.get('failed', 0)} failed, {self.tests.get('skipped', 0)} "
+                         "skipped |")
         lines.append(f"| parse time | {self.seconds:.2f} s on {self.workers} workers"
                      + (f", Airflow {self.airflow}" if self.airflow else "") + " |")
         if problems:
@@ -376,5 +395,6 @@ class RunSummary:
             if len(problems) > limit:
                 lines.append(f"\n{len(problems) - limit} more: see the job's log.")
         if self.slowest:
-            lines += ["", "Slowest to parse: " + ", ".join(f"`{f}` {s:.2f} s" for f, s in self.slowest)]
+            lines += ["",
+                      "Slowest to parse: " + ", ".join(f"`{f}` {s:.2f} s" for f, s in self.slowest)]
         return "\n".join(lines) + "\n"

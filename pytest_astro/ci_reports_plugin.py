@@ -2,8 +2,8 @@
 
 Works from test reports, not items, so it gives the same output under pytest-xdist (the controller
 sees every worker's reports). Our items describe themselves with ``user_properties`` (``dag_file``,
-``line``, ``dag_id``, ``failure_class``, and one ``finding`` / ``exempted`` per policy finding, as its
-ruff-style line), which also land in ``--junitxml`` as ``<property>``s. A DAG file's item is one
+``line``, ``dag_id``, ``failure_class``, and one ``finding`` / ``exempted`` per policy finding, as
+its ruff-style line), which also land in ``--junitxml`` as ``<property>``s. A DAG file's item is one
 test, but the CI formats get one problem per finding, at its line.
 """
 
@@ -73,8 +73,8 @@ class CIReports:
             except Exception as exc:  # a bug here must not end the run: the item's outcome stands
                 from pytest_astro.policies.items import BUG, trace_of
 
-                self.internal_errors.append(f"pytest-astro: internal error in the CI reports on {report.nodeid}: "
-                                            f"{BUG}\n{trace_of(exc)}")
+                self.internal_errors.append("pytest-astro: internal error in the CI reports on "
+                                            f"{report.nodeid}: {BUG}\n{trace_of(exc)}")
 
     def _test_name(self, report: pytest.TestReport, props: dict) -> str:
         """``dags/x.py::astro``: the node id relative to the project root (not the rootdir)."""
@@ -93,10 +93,12 @@ class CIReports:
 
         props = dict(report.user_properties)
         test = self._test_name(report, props)
-        findings = [m for k, v in report.user_properties if k == "finding" and (m := FINDING_LINE.match(str(v)))]
+        findings = [m for k, v in report.user_properties if k == "finding"
+                    and (m := FINDING_LINE.match(str(v)))]
         findings = findings if report.when == "call" else []
         out = [Problem(path=m["file"], line=int(m["line"]) if m["line"] else None, rule=m["code"],
-                       title=f"{m['code']} {m['dag_id']}: {test}", message=m.group(0), failure_class="policy",
+                       title=f"{m['code']} {m['dag_id']}: {test}", message=m.group(0),
+                       failure_class="policy",
                        dag_id=m["dag_id"]) for m in findings]
         failure_class = props.get("failure_class") or "exception"
         if report.when != "call":
@@ -104,26 +106,30 @@ class CIReports:
         elif failure_class == "policy":
             return out
         text = report.longreprtext.strip()
-        if findings:  # a file that failed to parse, and whose DAGs broke policies: the parse failure alone
+        # a file that failed to parse, and whose DAGs broke policies: the parse failure alone
+        if findings:
             text = text.split("\n" + findings[0].group(0))[0]
         rule = "airflow3" if failure_class == "airflow3" else f"parse/{failure_class}"
         line = props.get("line")
         return [Problem(path=str(props["dag_file"]), line=int(line) if line else None, rule=rule,
-                        title=f"{ci_reports.class_label(failure_class)}: {test}", message=text or f"{report.nodeid} failed",
+                        title=f"{ci_reports.class_label(failure_class)}: "
+                              f"{test}", message=text or f"{report.nodeid} failed",
                         failure_class=failure_class, dag_id=str(props.get("dag_id", ""))), *out]
 
     # ------------------------------------------------------------------------------ output
 
     def summary(self) -> RunSummary:
         astro = self.astro
-        return RunSummary.build((astro.results or {}).values(), astro.engine.stats, astro.settings.worker_count(),
+        return RunSummary.build((astro.results or {}).values(), astro.engine.stats,
+                                astro.settings.worker_count(),
                                 self.problems, tests=astro.counts)
 
     def terminal_summary(self, terminalreporter) -> None:
         """The table (one line with ``-q``), then, under GitHub Actions, the annotations."""
         summary = self.summary()
         terminalreporter.write_sep("-", "pytest-astro")
-        quiet = (self.config.getoption("verbose") or 0) < 0  # Config.get_verbosity() is pytest >= 8 only
+        # Config.get_verbosity() is pytest >= 8 only
+        quiet = (self.config.getoption("verbose") or 0) < 0
         for line in ([summary.one_line()] if quiet else summary.table()):
             terminalreporter.write_line(line)
         if self.exempted and not quiet:  # they pass, but the exemptions stay visible
@@ -151,6 +157,7 @@ class CIReports:
             ci_reports.write_json(Path(where, sarif_path), log)
         gitlab_path = self.config.getoption("astro_report_gitlab", default=None)
         if gitlab_path:
-            ci_reports.write_json(Path(where, gitlab_path), ci_reports.gitlab_code_quality(self.problems, self.base))
+            ci_reports.write_json(Path(where, gitlab_path),
+                                  ci_reports.gitlab_code_quality(self.problems, self.base))
         if ci_reports.in_github_actions() and self.astro.results is not None:
             ci_reports.append_step_summary(self.summary().markdown(self.problems, self.base))

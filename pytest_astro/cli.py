@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module (``pytest_astro/commands/``; ``lint`` in ``lint/cli.py``,
 which is also the ``astro-dag-lint`` pre-commit hook, and ``shards`` in ``sharding.py``), imported
-only when it runs, which exposes ``add_arguments(parser)`` and ``run(args) -> int`` (the exit status).
+only when it runs, which exposes ``add_arguments(parser)`` and ``run(args) -> int`` (the exit
+status).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from pytest_astro import __version__
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "parse": ("pytest_astro.commands.parse", "parse DAG files in an isolated, database-free sandbox"),
+    "parse": ("pytest_astro.commands.parse", "parse DAG files in an isolated, database-free "
+                                             "sandbox"),
     "lint": ("pytest_astro.lint.cli", "static checks on DAG source (libcst), with autofixes"),
-    "deploy": ("pytest_astro.commands.deploy", "check (no token: suite, plan), then apply (token: deploy what was checked)"),
+    "deploy": ("pytest_astro.commands.deploy", "check (no token: suite, plan), then apply (token: "
+                                               "deploy what was checked)"),
     "ci": ("pytest_astro.commands.ci", "write CI/CD pipeline templates"),
     "shards": ("pytest_astro.sharding", "check that the --astro-report files of N shards add up"),
 }

@@ -25,15 +25,16 @@ class NotATestModule(pytest.File):
         return []
 
 
-if hasattr(pytest, "Dir"):  # pytest >= 8 (on pytest 7, a package's __init__.py gets _NotATestModule)
+# pytest >= 8 (on pytest 7, a package's __init__.py gets _NotATestModule)
+if hasattr(pytest, "Dir"):
     from _pytest.pathlib import scandir  # pytest's own, as pytest.Dir lists a folder: same order
 
     class DagFolder(pytest.Dir):
         """A folder of the DAG folder. Its DAG files come from the project's discovery, without
         asking pytest's ``pytest_ignore_collect`` and ``pytest_collect_file`` hooks for each, when
-        those would decide what we decide (``AstroSession.collects_directly``); what those hooks cost
-        a run is measured in docs/performance.md. Everything else in it is collected as pytest.Dir
-        does."""
+        those would decide what we decide (``AstroSession.collects_directly``); what those hooks
+        cost a run is measured in docs/performance.md. Everything else in it is collected as
+        pytest.Dir does."""
 
         @classmethod
         def from_parent(cls, parent, *, path: Path, astro: AstroSession):  # type: ignore[override]
@@ -49,7 +50,8 @@ if hasattr(pytest, "Dir"):  # pytest >= 8 (on pytest 7, a package's __init__.py 
                 return
             ihook, config, session = self.ihook, self.config, self.session
             # of a folder that only leads to the paths on the command line (`pytest --astro-dags
-            # dags/etl.py`), pytest keeps the children on their way: the other DAG files need no node
+            # dags/etl.py`), pytest keeps the children on their way: the other DAG files need no
+            # node
             everything = any(session.isinitpath(p) for p in (self.path, *self.path.parents))
             for entry in scandir(self.path):
                 if entry.is_dir():  # as pytest.Dir

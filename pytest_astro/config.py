@@ -1,4 +1,5 @@
-"""One ``Settings`` object: ``[tool.pytest-astro]`` in pyproject.toml, then pytest ini, then CLI flags.
+"""One ``Settings`` object: ``[tool.pytest-astro]`` in pyproject.toml, then pytest ini, then CLI
+flags.
 
 Later sources win. Nothing here imports Airflow.
 """
@@ -37,7 +38,8 @@ def parse_size(value: Any, source: str = "memory_limit") -> int:
         return int(value)
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
     if not m or m.group(2).lower() not in _UNITS:
-        raise ConfigError(f"{source}: cannot read {value!r} as a size; write e.g. '4GiB', '512MiB' or 0 for no limit")
+        raise ConfigError(f"{source}: cannot read {value!r} as a size; write e.g. '4GiB', '512MiB' "
+                          "or 0 for no limit")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
@@ -45,7 +47,8 @@ def parse_seconds(value: Any, source: str = "timeout") -> float:
     try:
         seconds = float(str(value).rstrip("s"))
     except ValueError:
-        raise ConfigError(f"{source}: cannot read {value!r} as seconds; write e.g. 30 or 2.5") from None
+        raise ConfigError(f"{source}: cannot read {value!r} as seconds; write e.g. 30 or "
+                          "2.5") from None
     if seconds <= 0:
         raise ConfigError(f"{source}: must be more than 0 seconds, got {value!r}")
     return seconds
@@ -64,13 +67,16 @@ class Settings:
     workers: int = 0  # 0: one per core
     cache: bool = True
     safe_mode: bool = True  # Airflow's "might contain a DAG" heuristic
-    ignore_file_syntax: str = ""  # "" -> Airflow's default for the installed version (or the env var)
+    # "" -> Airflow's default for the installed version (or the env var)
+    ignore_file_syntax: str = ""
     preload: bool = True  # import the third-party modules DAG files use once, before forking
     missing_variables: str = "error"  # or "placeholder": serve a placeholder and warn
     isolation: str = "batch"  # or "file": a fresh fork for every file (see parse/pool.py)
     allow_network: tuple[str, ...] = ()  # hosts DAG files may reach at parse time (see netguard.py)
-    snapshots_folder: str = "tests/dag_snapshots"  # DAG010 compares DAGs with the JSON files here, if it exists
-    table: dict = field(default_factory=dict, compare=False, hash=False)  # the whole [tool.pytest-astro]
+    # DAG010 compares DAGs with the JSON files here, if it exists
+    snapshots_folder: str = "tests/dag_snapshots"
+    # the whole [tool.pytest-astro]
+    table: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def dags_path(self) -> Path:
@@ -109,7 +115,8 @@ class Settings:
                 "timeout": self.timeout, "memory_limit": self.memory_limit,
                 "address_space_limit": self.address_space_limit,
                 "missing_variables": self.missing_variables, "isolation": self.isolation,
-                "allow_network": list(self.allow_network), "policies": self.sandbox_policy_options()}
+                "allow_network": list(self.allow_network),
+                "policies": self.sandbox_policy_options()}
 
     def with_overrides(self, **values: Any) -> Settings:
         """Apply overrides given as raw values (ini strings, CLI flags); None means 'not given'."""
@@ -123,24 +130,26 @@ _KEYS = {f.name for f in fields(Settings)} - {"root", "table"}
 #: (docs/configuration.md), and a test keeps it complete.
 SETTINGS_HELP = {
     "dags_folder": "the DAG folder, relative to the project root",
-    "plugins_folder": "the plugins folder, importable while DAG files are parsed (as in the Astro runtime)",
+    "plugins_folder": "the plugins folder, importable while DAG files are parsed (as in the Astro "
+                      "runtime)",
     "timeout": "seconds one DAG file may take to import (Airflow's `dagbag_import_timeout`)",
-    "memory_limit": "resident memory one DAG file may use while it is imported (`4GiB`, `512MiB`; 0: no "
-                    "limit); the parent samples each child's resident size and stops it past the limit",
-    "address_space_limit": "opt-in address-space limit (`RLIMIT_AS`) on top of the sandbox's own size "
-                           "(`16GiB`; 0: none); counts reserved, not used, memory",
+    "memory_limit": "resident memory one DAG file may use while it is imported (`4GiB`, `512MiB`; "
+                    "0: no limit); the parent samples each child's resident size and stops it "
+                    "past the limit",
+    "address_space_limit": "opt-in address-space limit (`RLIMIT_AS`) on top of the sandbox's own "
+                           "size (`16GiB`; 0: none); counts reserved, not used, memory",
     "workers": "DAG files parsed at once (0: one per core)",
     "cache": "reuse the results of unchanged DAG files (`.pytest_cache/pytest-astro/`)",
     "safe_mode": "skip files that mention neither `airflow` nor `dag`, as Airflow's safe mode does",
-    "ignore_file_syntax": "`.airflowignore` syntax, `glob` or `regexp` (default: the installed Airflow's, "
-                          "or `AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX`)",
+    "ignore_file_syntax": "`.airflowignore` syntax, `glob` or `regexp` (default: the installed "
+                          "Airflow's, or `AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX`)",
     "preload": "import the DAG files' third-party imports once in the sandbox, before forking",
-    "missing_variables": "`error`: reading an undefined variable fails the file; `placeholder`: serve a "
-                         "placeholder and warn",
-    "allow_network": "hosts DAG files may reach while being imported (`host`, `host:port`, globs, IP "
-                     "networks; `*`: no network guard); loopback is always allowed",
-    "snapshots_folder": "where DAG010 keeps one JSON snapshot per DAG (on only when the folder exists; "
-                        "`--astro-snapshot-update` writes them)",
+    "missing_variables": "`error`: reading an undefined variable fails the file; `placeholder`: "
+                         "serve a placeholder and warn",
+    "allow_network": "hosts DAG files may reach while being imported (`host`, `host:port`, globs, "
+                     "IP networks; `*`: no network guard); loopback is always allowed",
+    "snapshots_folder": "where DAG010 keeps one JSON snapshot per DAG (on only when the folder "
+                        "exists; `--astro-snapshot-update` writes them)",
     "isolation": "`batch`: a forked child parses several files, state reset between them, failures "
                  "re-checked alone; `file`: a fresh fork for every file",
 }
@@ -164,7 +173,8 @@ def _coerce(values: dict, source: str) -> dict:
             except ValueError:
                 raise ConfigError(f"{where}: expected a whole number, got {value!r}") from None
         elif key in ("cache", "safe_mode", "preload"):
-            out[key] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+            out[key] = value if isinstance(value, bool) else str(value).lower() in ("1", "true",
+                                                                                    "yes", "on")
         elif key == "missing_variables":
             if value not in ("error", "placeholder"):
                 raise ConfigError(f"{where}: expected 'error' or 'placeholder', got {value!r}")
@@ -222,5 +232,6 @@ def load_settings(root: Path, **overrides: Any) -> Settings:
     """Settings for the project at ``root``: pyproject first, then ``overrides`` (ini, CLI)."""
     root = root.resolve()
     table = read_pyproject_table(root)
-    settings = Settings(root=root, table=table, **_coerce(table, f"{root / 'pyproject.toml'} [tool.pytest-astro]"))
+    settings = Settings(root=root, table=table, **_coerce(table, f"{root / 'pyproject.toml'} "
+                                                                 "[tool.pytest-astro]"))
     return settings.with_overrides(**overrides)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import threading
 
 HEADLINE = "parse-time code must not touch the Airflow metadata database"
-HINT = ("DAG files are parsed without a database (and Airflow's DAG processor parses them every few "
-        "seconds): move the query into a task, or use a variable, a connection or a Jinja template")
+HINT = ("DAG files are parsed without a database (and Airflow's DAG processor parses them every "
+        "few seconds): move the query into a task, or use a variable, a connection or a Jinja "
+        "template")
 
 
-TEST_MESSAGE = ("tests under `pytest --astro-dags` run without an Airflow metadata database: mark the test "
-                "with @pytest.mark.astro_db to let it open a throwaway SQLite database (create the tables "
-                "yourself, e.g. airflow.utils.db.initdb()), or test the DAG objects without the database")
+TEST_MESSAGE = ("tests under `pytest --astro-dags` run without an Airflow metadata database: mark "
+                "the test with @pytest.mark.astro_db to let it open a throwaway SQLite database "
+                "(create the tables yourself, e.g. airflow.utils.db.initdb()), or test the DAG "
+                "objects without the database")
 
 
 class MetadataDatabaseAccess(Exception):

@@ -34,17 +34,22 @@ PHASES = ("pytest_runtest_setup", "pytest_runtest_call", "pytest_runtest_teardow
 
 
 #: Implementations known to do nothing for our nodes, so they do not switch the direct paths off:
-#: hypothesis' ``pytest_runtest_call`` wrapper acts only on items with a test function (``item.obj``),
-#: its ``pytest_ignore_collect`` only on ``.hypothesis`` folders (which Airflow's discovery skips too).
-INERT = {("_hypothesis_pytestplugin", "pytest_runtest_call"), ("_hypothesis_pytestplugin", "pytest_ignore_collect")}
+#: hypothesis' ``pytest_runtest_call`` wrapper acts only on items with a test function
+# (``item.obj``),
+#: its ``pytest_ignore_collect`` only on ``.hypothesis`` folders (which Airflow's discovery skips
+# too).
+INERT = {("_hypothesis_pytestplugin", "pytest_runtest_call"), ("_hypothesis_pytestplugin",
+                                                               "pytest_ignore_collect")}
 
 
-def only_implemented_by(ihook: Any, hook: str, modules: tuple[str, ...], *, but_wrappers: bool = False) -> bool:
-    """Whether every implementation of ``hook`` that ``ihook`` (a node's hook proxy) calls comes from
-    a module named by, or under, one of ``modules`` (or is one of ``INERT``); with ``but_wrappers``,
-    wrappers from anywhere are fine (they wrap ours as they wrap pytest's)."""
+def only_implemented_by(ihook: Any, hook: str, modules: tuple[str, ...], *,
+                        but_wrappers: bool = False) -> bool:
+    """Whether every implementation of ``hook`` that ``ihook`` (a node's hook proxy) calls comes
+    from a module named by, or under, one of ``modules`` (or is one of ``INERT``); with
+    ``but_wrappers``, wrappers from anywhere are fine (they wrap ours as they wrap pytest's)."""
     for impl in getattr(ihook, hook).get_hookimpls():
-        if but_wrappers and (getattr(impl, "wrapper", False) or getattr(impl, "hookwrapper", False)):
+        if but_wrappers and (getattr(impl, "wrapper", False)
+                             or getattr(impl, "hookwrapper", False)):
             continue
         module = getattr(impl.function, "__module__", None) or ""
         if not module.startswith(modules) and (module, hook) not in INERT:
@@ -56,7 +61,8 @@ def _only_pytests_phases(ihook: Any) -> bool:
     """True when nothing but pytest itself handles the phases, and nothing but its runner (or we)
     runs the protocol: pytest-rerunfailures, say, runs the item its own way."""
     return (all(only_implemented_by(ihook, name, ("_pytest.",)) for name in PHASES)
-            and only_implemented_by(ihook, "pytest_runtest_protocol", ("_pytest.runner", __name__), but_wrappers=True))
+            and only_implemented_by(ihook, "pytest_runtest_protocol", ("_pytest.runner", __name__),
+                                    but_wrappers=True))
 
 
 class DirectRun:
@@ -70,7 +76,8 @@ class DirectRun:
         self._verdicts: dict[Any, bool] = {}  # hook proxy -> only pytest's own phase hooks
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    def pytest_runtest_protocol(self, item: pytest.Item,
+                                nextitem: pytest.Item | None) -> bool | None:
         return self.run(item, nextitem) if self.applies(item) else None
 
     def applies(self, item: pytest.Item) -> bool:

@@ -41,7 +41,8 @@ class UpgradeFindings(Exception):
 class UpgradeItem(InDagFile, pytest.Item):
     """``--astro-upgrade-check``: passes when nothing in the file breaks on Airflow 3."""
 
-    runs_user_code = False  # our rules read the file: it may run without pytest's capture (direct_run.py)
+    # our rules read the file: it may run without pytest's capture (direct_run.py)
+    runs_user_code = False
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -51,15 +52,16 @@ class UpgradeItem(InDagFile, pytest.Item):
         findings = self.parent.astro.upgrade_findings(self.path)
         if findings:
             first = findings[0].split(":")  # `path:line:col: CODE message`
-            set_property(self, "line", int(first[1]) if len(first) > 2 and first[1].isdigit() else None)
+            set_property(self, "line",
+                         int(first[1]) if len(first) > 2 and first[1].isdigit() else None)
             set_property(self, "failure_class", "airflow3")
             raise UpgradeFindings("\n".join(findings))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, UpgradeFindings):
-            return (f"{len(str(excinfo.value).splitlines())} change(s) needed before this file runs on "
-                    f"Airflow 3 (`pytest-astro lint --target-airflow 3 --fix` rewrites the exact ones):\n"
-                    f"{excinfo.value}")
+            return (f"{len(str(excinfo.value).splitlines())} change(s) needed before this file "
+                    "runs on Airflow 3 (`pytest-astro lint --target-airflow 3 --fix` rewrites the "
+                    f"exact ones):\n{excinfo.value}")
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
@@ -131,7 +133,8 @@ class DagFileItem(InDagFile, pytest.Item):
         step = "the parse engine or its cache (the file's result)"
         try:
             self.result = self.astro.results_for(self.path)
-            step = "the policy checks"  # each policy's own errors are caught and named by file_findings
+            # each policy's own errors are caught and named by file_findings
+            step = "the policy checks"
             run = self.astro.policy_run
             if self.result is not None and run is not None:
                 self.found = file_findings(run, self.result)
@@ -169,7 +172,8 @@ class DagFileItem(InDagFile, pytest.Item):
 
     def verdict_keywords(self) -> set[str]:
         known = self.astro.keyword_ids(self.path)
-        if known is not None:  # -k names no policy code: the dag_ids are enough, known without a parse
+        # -k names no policy code: the dag_ids are enough, known without a parse
+        if known is not None:
             return known
         try:
             self.verdict()
@@ -212,6 +216,6 @@ class DagFileItem(InDagFile, pytest.Item):
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
-        # line 0, the file's: the item is about the whole file (its findings have their own lines), and
-        # pytest asks for the location before setup, when no verdict is made yet
+        # line 0, the file's: the item is about the whole file (its findings have their own lines),
+        # and pytest asks for the location before setup, when no verdict is made yet
         return self.path, 0, self.rel

@@ -14,12 +14,14 @@ from pathlib import Path
 
 from pytest_astro.project import Project
 
-_SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", ".pytest_cache", ".tox", "site-packages"}
+_SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", ".pytest_cache", ".tox",
+              "site-packages"}
 
 
 @dataclass(frozen=True)
 class Import:
-    module: str  # dotted name as written (``from a.b import c`` gives ``a.b`` and the candidate ``a.b.c``)
+    # dotted name as written (``from a.b import c`` gives ``a.b`` and the candidate ``a.b.c``)
+    module: str
     line: int
     names: tuple[str, ...] = ()
 
@@ -35,7 +37,8 @@ def read_imports(path: Path) -> list[Import]:
         if isinstance(node, ast.Import):
             found += [Import(alias.name, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            found.append(Import(node.module, node.lineno, tuple(a.name for a in node.names if a.name != "*")))
+            found.append(Import(node.module, node.lineno,
+                                tuple(a.name for a in node.names if a.name != "*")))
     return found
 
 
@@ -48,7 +51,8 @@ class ImportGraph:
 
     @cached_property
     def modules(self) -> dict[str, Path]:
-        """Dotted module name -> file, for every module importable from the project's sys.path roots."""
+        """Dotted module name -> file, for every module importable from the project's sys.path
+        roots."""
         index: dict[str, Path] = {}
         for base in reversed(self.project.importable_roots()):  # earlier roots win
             if not base.is_dir():
@@ -101,7 +105,8 @@ class ImportGraph:
 
     def third_party(self, paths: Iterable[Path]) -> dict[str, set[str]]:
         """Non-project modules imported by ``paths`` (candidates for preloading), with the names
-        taken from them (``from airflow.sdk import dag`` resolves ``dag`` lazily: preload that too)."""
+        taken from them (``from airflow.sdk import dag`` resolves ``dag`` lazily: preload that
+        too)."""
         found: dict[str, set[str]] = {}
         for path in paths:
             for imp in self.imports(path):

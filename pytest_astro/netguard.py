@@ -1,4 +1,5 @@
-"""The network guard: a DAG file that connects out (or looks up a host name) while being imported fails.
+"""The network guard: a DAG file that connects out (or looks up a host name) while being imported
+fails.
 
 Installed in the parse sandbox before anything of the project is imported (``install``), like the
 metadata-database guard. It is a Python audit hook (PEP 578): it sees every socket ``connect``,
@@ -14,8 +15,8 @@ fails: the first refused attempt is raised again, with the user's traceback, whe
 module has finished executing.
 
 Allow-list entries (``[tool.pytest-astro] allow_network``): ``host``, ``host:port``, globs in the
-host (``*.internal``, ``*:5432``), IP networks (``10.1.0.0/16``, ``10.1.0.0/16:5432``), ``[v6]:port``,
-and ``*`` for everything (the guard off). Nothing here imports Airflow.
+host (``*.internal``, ``*:5432``), IP networks (``10.1.0.0/16``, ``10.1.0.0/16:5432``),
+``[v6]:port``, and ``*`` for everything (the guard off). Nothing here imports Airflow.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ import threading
 import types
 from dataclasses import dataclass
 
-HINT = ("Airflow's DAG processor imports DAG files every few minutes, and a network call at import "
-        "time slows it down, or hangs it when the service is slow: make the call in a task (or in a "
-        "function a task calls), or use a Jinja template, a variable or a connection")
+HINT = ("Airflow's DAG processor imports DAG files every few minutes, and a network call at "
+        "import time slows it down, or hangs it when the service is slow: make the call in a task "
+        "(or in a function a task calls), or use a Jinja template, a variable or a connection")
 
 
 class NetworkAccess(BaseException):
-    """Raised inside a socket call that would have reached another machine while a DAG file is parsed."""
+    """Raised inside a socket call that would have reached another machine while a DAG file is
+    parsed."""
 
     def __init__(self, target: str, lookup: str = "") -> None:
         self.target = target  # "host:port", or "host" for a lookup without a port
@@ -74,18 +76,19 @@ class _Rule:
 def parse_allow_list(entries, source: str = "allow_network") -> tuple[_Rule, ...]:
     """``allow_network`` entries as rules; ``AllowListError`` naming ``source`` for a bad one."""
     if isinstance(entries, str) or not isinstance(entries, (list, tuple)):
-        raise AllowListError(f"{source}: expected a list of \"host\", \"host:port\", \"*.domain\" or "
-                             f"\"10.0.0.0/8\" entries, got {entries!r}")
+        raise AllowListError(f"{source}: expected a list of \"host\", \"host:port\", \"*.domain\" "
+                             f"or \"10.0.0.0/8\" entries, got {entries!r}")
     return tuple(_parse_entry(entry, source) for entry in entries)
 
 
 def _parse_entry(entry, source: str) -> _Rule:
     if not isinstance(entry, str) or not entry.strip():
-        raise AllowListError(f"{source}: {entry!r} is not a host; write e.g. \"api.example.com:443\", "
-                             "\"*.internal\" or \"10.0.0.0/8\"")
+        raise AllowListError(f"{source}: {entry!r} is not a host; write e.g. "
+                             "\"api.example.com:443\", \"*.internal\" or \"10.0.0.0/8\"")
     text = entry.strip()
     port: int | None = None
-    m = re.fullmatch(r"\[([^\]]+)\](?::(\d+|\*))?", text) or re.fullmatch(r"([^:]+|\*)(?::(\d+|\*))?", text)
+    m = re.fullmatch(r"\[([^\]]+)\](?::(\d+|\*))?",
+                     text) or re.fullmatch(r"([^:]+|\*)(?::(\d+|\*))?", text)
     if m:
         host, port_text = m.group(1), m.group(2)
         port = int(port_text) if port_text and port_text != "*" else None
@@ -93,8 +96,9 @@ def _parse_entry(entry, source: str) -> _Rule:
         host = text  # a bare IPv6 address or network, no port
     if port is not None and not 0 < port < 65536:
         raise AllowListError(f"{source}: {entry!r}: port {port} is not a port number (1-65535)")
-    bad = AllowListError(f"{source}: {entry!r} is not a host name, address, glob or IP network; write e.g. "
-                         "\"api.example.com:443\", \"*.internal\" or \"10.0.0.0/8:5432\"")
+    bad = AllowListError(f"{source}: {entry!r} is not a host name, address, glob or IP network; "
+                         "write e.g. \"api.example.com:443\", \"*.internal\" or "
+                         "\"10.0.0.0/8:5432\"")
     if "/" in host:
         try:
             return _Rule("", ipaddress.ip_network(host, strict=False), port)
@@ -123,7 +127,8 @@ class _Guard:
     def __init__(self, rules: tuple[_Rule, ...]) -> None:
         self.rules = rules
         self.resolved: set[tuple[str, int | None]] = set()  # (ip, port or None) from allowed names
-        self.local_names = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", ""}
+        self.local_names = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback",
+                            ""}
         try:
             self.local_names.add(socket.gethostname().lower())
         except OSError:
@@ -148,7 +153,8 @@ class _Guard:
         return (host, port) in self.resolved or (host, None) in self.resolved
 
     def _remember(self, host: str, port: int | None) -> None:
-        """The addresses an allowed name resolves to are allowed too (the connect sees only them)."""
+        """The addresses an allowed name resolves to are allowed too (the connect sees only
+        them)."""
         self.state.resolving = True
         try:
             for *_, sockaddr in socket.getaddrinfo(host, port or None):
@@ -171,8 +177,11 @@ class _Guard:
             host, port = args[0], args[1]
             if isinstance(host, bytes):
                 host = host.decode(errors="replace")
-            if isinstance(host, str) and _ip(host) is None:  # a numeric address is checked at connect
-                port = int(port) if isinstance(port, int) or (isinstance(port, str) and port.isdigit()) else None
+            # a numeric address is checked at connect
+            if isinstance(host, str) and _ip(host) is None:
+                port = int(port) if isinstance(port,
+                                               int) or (isinstance(port, str)
+                                                        and port.isdigit()) else None
                 self._check(host, port, True)
         elif event in ("socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr"):
             host = args[0] if args else None

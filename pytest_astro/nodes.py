@@ -19,8 +19,8 @@ from typing import Any
 
 
 class _KeptHooks:
-    """``ihook`` for our nodes: a non-data descriptor, so that once the proxy is final the node keeps
-    it as a plain attribute (``__dict__["ihook"]``), read without a call."""
+    """``ihook`` for our nodes: a non-data descriptor, so that once the proxy is final the node
+    keeps it as a plain attribute (``__dict__["ihook"]``), read without a call."""
 
     def __get__(self, node, owner=None):
         if node is None:
@@ -47,13 +47,15 @@ class FileHooks:
 
     @cached_property
     def rootdir_relpath(self) -> str | None:
-        """The path relative to the rootdir, as ``Item.location`` gives it; None outside the rootdir."""
+        """The path relative to the rootdir, as ``Item.location`` gives it; None outside the
+        rootdir."""
         root, path = os.path.join(str(self.config.rootpath), ""), str(self.path)
         return path[len(root):] if path.startswith(root) else None
 
 
 class InDagFile:
-    """For the nodes under a DAG file (same path): the DAG file's hook proxy and rootdir-relative path."""
+    """For the nodes under a DAG file (same path): the DAG file's hook proxy and rootdir-relative
+    path."""
 
     ihook = _KeptHooks()
 

@@ -25,7 +25,8 @@ from pytest_astro.config import ConfigError, Settings
 @lru_cache(maxsize=1)
 def _glob_pattern_class():
     """pathspec's gitignore pattern, imported only for a project with an .airflowignore."""
-    try:  # pathspec >= 1.0 (GitWildMatchPattern, which Airflow uses, is this class under its old name)
+    # pathspec >= 1.0 (GitWildMatchPattern, which Airflow uses, is this class under its old name)
+    try:
         from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
     except ImportError:  # pragma: no cover - pathspec < 1.0
         from pathspec.patterns import GitWildMatchPattern as GitIgnoreSpecPattern
@@ -46,7 +47,8 @@ def airflow_version() -> str | None:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue
-        headers = (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").partition("\n\n")[0]
+        headers = (dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+                   or "").partition("\n\n")[0]
         for line in headers.splitlines():
             if line.startswith("Version:"):
                 return line[len("Version:"):].strip()
@@ -152,7 +154,8 @@ def _read_rules(ignore_file: Path, syntax: str, base_dir: Path) -> list[_Rule]:
             # Airflow logs a warning and skips the line; we do the same, but say where.
             import warnings
 
-            warnings.warn(f"{ignore_file}:{lineno}: invalid regexp {pattern!r} ignored ({exc})", stacklevel=2)
+            warnings.warn(f"{ignore_file}:{lineno}: invalid regexp {pattern!r} ignored "
+                          f"({exc})", stacklevel=2)
     return rules
 
 
@@ -165,8 +168,10 @@ class Project:
     # discovery, keyed by the path as found, handed once to the parse cache (take_content_digests)
     _relative: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
     _real: dict[str, Path] = field(default_factory=dict, init=False, repr=False, compare=False)
-    _real_folders: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
-    content_digests: dict[Path, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _real_folders: dict[str, str] = field(default_factory=dict, init=False, repr=False,
+                                          compare=False)
+    content_digests: dict[Path, str] = field(default_factory=dict, init=False, repr=False,
+                                             compare=False)
 
     @property
     def root(self) -> Path:
@@ -215,7 +220,8 @@ class Project:
         return real
 
     def _real_str(self, raw: str) -> str:
-        if not os.path.isabs(raw) or ".." in raw.split(os.sep):  # relative to the cwd, or ".." after a link
+        # relative to the cwd, or ".." after a link
+        if not os.path.isabs(raw) or ".." in raw.split(os.sep):
             return os.path.realpath(raw)
         folder, name = os.path.split(os.path.normpath(raw))
         if not name:
@@ -241,7 +247,8 @@ class Project:
         syntax = self.ignore_file_syntax
         seen: set[str] = set()  # resolved subfolders: a symlink loop is an error
 
-        def visit(folder: Path, rules: list[_Rule], real: bool) -> Iterator[tuple[Path, os.DirEntry, bool]]:
+        def visit(folder: Path, rules: list[_Rule],
+                  real: bool) -> Iterator[tuple[Path, os.DirEntry, bool]]:
             try:
                 with os.scandir(folder) as it:
                     entries = sorted(it, key=lambda e: e.name)
@@ -260,12 +267,14 @@ class Project:
                 path = folder / entry.name
                 if entry.name != IGNORE_FILE and not _ignored(path, rules, False):
                     yield path, entry, real
-            subdirs = [d for d in dirs if d.name != "__pycache__" and not _ignored(folder / d.name, rules, True)]
+            subdirs = [d for d in dirs if d.name != "__pycache__"
+                       and not _ignored(folder / d.name, rules, True)]
             for d in subdirs:
                 resolved = os.path.realpath(d.path)
                 if resolved in seen:
-                    raise ConfigError(f"{folder / d.name}: symlink loop in the dags folder (it leads back to "
-                                      f"{resolved}, which Airflow would walk again and again); remove the link")
+                    raise ConfigError(f"{folder / d.name}: symlink loop in the dags folder (it "
+                                      f"leads back to {resolved}, which Airflow would walk again "
+                                      "and again); remove the link")
                 seen.add(resolved)
             for d in subdirs:
                 yield from visit(folder / d.name, rules, real and not d.is_symlink())
@@ -305,7 +314,8 @@ class Project:
                 continue
             if self.is_dag_candidate(path):
                 found.append(path)
-                if real_folder and not entry.is_symlink():  # its own real path: real() needs no call
+                # its own real path: real() needs no call
+                if real_folder and not entry.is_symlink():
                     self._real[str(path)] = path
         return found
 
@@ -332,7 +342,8 @@ class Project:
         return self.real(path) in self._dag_file_set
 
     def importable_roots(self) -> list[Path]:
-        """What the Astro runtime puts on sys.path: the project root (AIRFLOW_HOME), dags/, plugins/."""
+        """What the Astro runtime puts on sys.path: the project root (AIRFLOW_HOME), dags/,
+        plugins/."""
         return [self.root, self.dags_path, self.settings.plugins_path]
 
     @property
@@ -341,17 +352,20 @@ class Project:
         return airflow_major_from_image(self.runtime_image)
 
     def runtime_mismatch(self) -> str | None:
-        """A warning when the installed Airflow is not the major version the project deploys with."""
+        """A warning when the installed Airflow is not the major version the project deploys
+        with."""
         wanted, installed = self.runtime_airflow_major, airflow_version()
         if wanted is None or installed is None or int(installed.split(".")[0]) == wanted:
             return None
-        return (f"the Dockerfile's image {self.runtime_image} runs Airflow {wanted}, but Airflow {installed} is "
-                "installed here: verdicts may differ from the deployment's; install the Airflow version of "
-                "your runtime (see the Astro Runtime release notes)")
+        return (f"the Dockerfile's image {self.runtime_image} runs Airflow {wanted}, but Airflow "
+                f"{installed} is installed here: verdicts may differ from the deployment's; "
+                "install the Airflow version of your runtime (see the Astro Runtime release "
+                "notes)")
 
     @cached_property
     def runtime_image(self) -> str | None:
-        """The ``FROM`` image of the project's Dockerfile (e.g. astrocrpublic.azurecr.io/runtime:3.1-1)."""
+        """The ``FROM`` image of the project's Dockerfile (e.g.
+        astrocrpublic.azurecr.io/runtime:3.1-1)."""
         dockerfile = self.root / "Dockerfile"
         if not dockerfile.is_file():
             return None

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-#: the last words of an internal error (``ParseError.kind == "internal"``): a failure of pytest-astro's
+#: the last words of an internal error (``ParseError.kind == "internal"``): a failure of
+# pytest-astro's
 #: own code, which must never read as the user's
-INTERNAL_NOTICE = "this is a bug in pytest-astro, not in your DAG; please report it with the traceback below"
+INTERNAL_NOTICE = ("this is a bug in pytest-astro, not in your DAG; please report it with the "
+                   "traceback below")
 
 
 @dataclass
@@ -31,9 +33,10 @@ class ParseError:
 
     ``kind`` is one of: ``exception`` (raised while importing), ``syntax``, ``missing_module``,
     ``exit`` (sys.exit / os._exit), ``timeout``, ``memory``, ``crash`` (killed by a signal),
-    ``duplicate_dag_id``, ``dag`` (a DAG that Airflow refused: cycle, cluster policy...), ``metadata_db``,
-    ``network`` (an outbound connection or DNS lookup, see netguard.py), ``missing_variable``...,
-    ``internal`` (pytest-astro's own code failed: not a verdict on the file; ``frames`` is our traceback).
+    ``duplicate_dag_id``, ``dag`` (a DAG that Airflow refused: cycle, cluster policy...),
+    ``metadata_db``, ``network`` (an outbound connection or DNS lookup, see netguard.py),
+    ``missing_variable``..., ``internal`` (pytest-astro's own code failed: not a verdict on the
+    file; ``frames`` is our traceback).
     """
 
     kind: str
@@ -91,7 +94,8 @@ class DagSummary:
 
 @dataclass
 class RunStats:
-    """What one parse of a batch of DAG files did: counts, the sandbox's work, the Airflow version."""
+    """What one parse of a batch of DAG files did: counts, the sandbox's work, the Airflow
+    version."""
 
     files: int = 0
     cached: int = 0
@@ -102,9 +106,11 @@ class RunStats:
     airflow: str = ""
     processes: int = 0  # sandbox children forked
     rechecked: int = 0  # files parsed again alone after failing in a batch
-    ended_early: list[str] = field(default_factory=list)  # why a child stopped before its batch's end
+    # why a child stopped before its batch's end
+    ended_early: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # the sandbox's phases, in seconds
-    also_parsed: list[str] = field(default_factory=list)  # parsed only for the dag_id check of the others
+    # parsed only for the dag_id check of the others
+    also_parsed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {**vars(self), "ended_early": list(self.ended_early), "timings": dict(self.timings),
@@ -129,10 +135,14 @@ class FileResult:
     dags: list[DagSummary] = field(default_factory=list)
     errors: list[ParseError] = field(default_factory=list)
     seconds: float = field(default_factory=float)
-    peak_memory: int = field(default_factory=int)  # bytes (max RSS of the process that parsed the file)
-    imported: list[str] = field(default_factory=list)  # project modules the file imported (relative)
-    warnings: list[str] = field(default_factory=list)  # `path:line: message`, e.g. placeholder variables
-    stdout: str = field(default_factory=str)  # what the file printed while being imported (cut to a few KB)
+    # bytes (max RSS of the process that parsed the file)
+    peak_memory: int = field(default_factory=int)
+    # project modules the file imported (relative)
+    imported: list[str] = field(default_factory=list)
+    # `path:line: message`, e.g. placeholder variables
+    warnings: list[str] = field(default_factory=list)
+    # what the file printed while being imported (cut to a few KB)
+    stdout: str = field(default_factory=str)
     cached: bool = field(default_factory=bool)
 
     def __getattr__(self, name: str) -> Any:
@@ -145,16 +155,18 @@ class FileResult:
         return getattr(self, name)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data: a shallow copy of the fields (``dataclasses.asdict`` would deep-copy them)."""
+        """Plain JSON data: a shallow copy of the fields (``dataclasses.asdict`` would deep-copy
+        them)."""
         dags = self.dags  # (a cached result decodes its details here)
         data = {name: value for name, value in vars(self).items() if not name.startswith("_")}
         data["dags"] = [dict(vars(d)) for d in dags]
-        data["errors"] = [{**vars(e), "frames": [dict(vars(f)) for f in e.frames]} for e in self.errors]
+        data["errors"] = [{**vars(e), "frames": [dict(vars(f)) for f in e.frames]}
+                          for e in self.errors]
         return data
 
     def to_json(self) -> str:
-        """``to_dict()`` as JSON text. A result read from JSON (the cache) gives back the text it was
-        read from, unless it changed since (a report of cached files is then written without
+        """``to_dict()`` as JSON text. A result read from JSON (the cache) gives back the text it
+        was read from, unless it changed since (a report of cached files is then written without
         encoding them again)."""
         kept = self.__dict__.get("_json")
         if kept is not None and kept[1] == self._shape():
@@ -195,11 +207,14 @@ class FileResult:
         return result
 
     @classmethod
-    def from_cache(cls, text: str, file: str, imported: list[str], outline: dict[str, Any]) -> FileResult:
-        """A cached result without errors: ``outline`` now, the rest of ``text`` (its JSON) on first use."""
+    def from_cache(cls, text: str, file: str, imported: list[str],
+                   outline: dict[str, Any]) -> FileResult:
+        """A cached result without errors: ``outline`` now, the rest of ``text`` (its JSON) on first
+        use."""
         result = cls.__new__(cls)
         result.__dict__.update(file=file, ok=True, cached=True, errors=[], imported=imported,
-                               warnings=list(outline["warnings"]), _outline=outline["dags"], _lazy=text)
+                               warnings=list(outline["warnings"]), _outline=outline["dags"],
+                               _lazy=text)
         result.__dict__["_json"] = (text, result._shape())
         return result
 

@@ -33,7 +33,8 @@ def _require_session(request: pytest.FixtureRequest) -> None:
 
 class TaskInstanceStub:
     """The ``ti`` of a context made by ``astro_tasks``: what operators use of a task instance, with
-    XComs in memory. ``xcoms`` maps ``task_id`` (its return value) or ``(task_id, key)`` to values."""
+    XComs in memory. ``xcoms`` maps ``task_id`` (its return value) or ``(task_id, key)`` to
+    values."""
 
     def __init__(self, task, run_id: str, logical_date, xcoms: Mapping | None = None) -> None:
         self.task = task
@@ -54,8 +55,10 @@ class TaskInstanceStub:
         self.pushed[key] = value
         self.xcoms[(self.task_id, key)] = value
 
-    def xcom_pull(self, task_ids=None, dag_id=None, key: str = "return_value", *args, default=None, **kwargs):
-        """The value given for ``task_ids`` (a list gives a list); ``default`` when none was given."""
+    def xcom_pull(self, task_ids=None, dag_id=None, key: str = "return_value", *args, default=None,
+                  **kwargs):
+        """The value given for ``task_ids`` (a list gives a list); ``default`` when none was
+        given."""
         if task_ids is None:
             task_ids = self.task_id
         if isinstance(task_ids, str):
@@ -115,7 +118,8 @@ def _params(task, params: Mapping | None, conf: Mapping | None) -> dict[str, Any
 class AstroTasks:
     """What the ``astro_tasks`` fixture gives: ``context``, ``render`` and ``run`` for one task."""
 
-    def context(self, task, *, logical_date=None, params: Mapping | None = None, conf: Mapping | None = None,
+    def context(self, task, *, logical_date=None, params: Mapping | None = None,
+                conf: Mapping | None = None,
                 xcoms: Mapping | None = None) -> dict[str, Any]:
         """A template context for ``task`` at ``logical_date``, as a manual run would see it.
 
@@ -137,7 +141,8 @@ class AstroTasks:
             "ds": when.strftime("%Y-%m-%d"), "ds_nodash": when.strftime("%Y%m%d"),
             "ts": when.isoformat(), "ts_nodash": when.strftime("%Y%m%dT%H%M%S"),
             "ts_nodash_with_tz": when.isoformat().replace("-", "").replace(":", ""),
-            "params": _params(task, params, conf), "inlets": list(getattr(task, "inlets", []) or []),
+            "params": _params(task, params, conf),
+                "inlets": list(getattr(task, "inlets", []) or []),
             "outlets": list(getattr(task, "outlets", []) or []), "map_index_template": None,
             "expanded_ti_count": None,
             **adapter().context_extras(when),
@@ -146,7 +151,9 @@ class AstroTasks:
     def render(self, task, context: Mapping | None = None, **context_args) -> dict[str, Any]:
         """``task``'s templated fields rendered as Airflow renders them before ``execute``:
         ``{field: value}``. The task itself is left as it was (a copy is rendered)."""
-        rendered = self._rendered(task, dict(context) if context is not None else self.context(task, **context_args))
+        rendered = self._rendered(task,
+                                  dict(context) if context is not None
+                                  else self.context(task, **context_args))
         return {name: getattr(rendered, name) for name in task.template_fields}
 
     def run(self, task, context: Mapping | None = None, **context_args) -> Any:
@@ -189,23 +196,27 @@ _DB_READY: set[str] = set()  # AIRFLOW_HOMEs whose database has Airflow's tables
 
 
 def _session_database(request: pytest.FixtureRequest) -> None:
-    """Create Airflow's tables in the session's throwaway SQLite file, once; refuse any other database."""
+    """Create Airflow's tables in the session's throwaway SQLite file, once; refuse any other
+    database."""
     from pytest_astro.inprocess import STATE
 
     if request.node.get_closest_marker("astro_db") is None:
-        pytest.fail("astro_run_dag runs the DAG with Airflow's dag.test(), which needs a database: mark the "
-                    "test with @pytest.mark.astro_db (it gets a throwaway SQLite file, never your AIRFLOW_HOME)",
+        pytest.fail("astro_run_dag runs the DAG with Airflow's dag.test(), which needs a "
+                    "database: mark the test with @pytest.mark.astro_db (it gets a throwaway "
+                    "SQLite file, never your AIRFLOW_HOME)",
                     pytrace=False)
     from airflow import settings
 
     home = os.path.realpath(STATE.home or "")
     url = settings.engine.url if settings.engine is not None else None
     where = os.path.realpath(url.database) if url is not None and url.database else ""
-    if not STATE.home or url is None or url.get_backend_name() != "sqlite" or not where.startswith(home + os.sep):
-        pytest.fail(f"astro_run_dag: Airflow's database is {url!r}, not pytest-astro's throwaway SQLite file: "
-                    "Airflow was imported before pytest-astro set up its AIRFLOW_HOME (a conftest.py or "
-                    "plugin that imports Airflow at its top?). Import Airflow inside tests or fixtures; "
-                    "pytest-astro never runs DAGs against your own database", pytrace=False)
+    if (not STATE.home or url is None or url.get_backend_name() != "sqlite"
+        or not where.startswith(home + os.sep)):
+        pytest.fail(f"astro_run_dag: Airflow's database is {url!r}, not pytest-astro's throwaway "
+                    "SQLite file: Airflow was imported before pytest-astro set up its "
+                    "AIRFLOW_HOME (a conftest.py or plugin that imports Airflow at its top?). "
+                    "Import Airflow inside tests or fixtures; pytest-astro never runs DAGs "
+                    "against your own database", pytrace=False)
     if home not in _DB_READY:
         from airflow.utils import db
 
@@ -216,24 +227,28 @@ def _session_database(request: pytest.FixtureRequest) -> None:
 @pytest.fixture
 def astro_tasks(request: pytest.FixtureRequest) -> AstroTasks:
     """Render and run single tasks without a database: ``astro_tasks.render(task, logical_date=...,
-    params=...)``, ``astro_tasks.run(task, xcoms={"upstream": value})``, ``astro_tasks.context(task)``."""
+    params=...)``, ``astro_tasks.run(task, xcoms={"upstream": value})``,
+    ``astro_tasks.context(task)``."""
     _require_session(request)
     return AstroTasks()
 
 
 @pytest.fixture
 def astro_run_dag(request: pytest.FixtureRequest):
-    """Run a whole DAG with ``dag.test()``: ``astro_run_dag(dag, logical_date=..., conf={...})`` returns
-    a ``DagRunOutcome`` (``.state``, ``.task_states``, ``.failed_tasks``, ``.dag_run``). Needs
-    ``@pytest.mark.astro_db``: the run uses a throwaway SQLite database made once per session."""
+    """Run a whole DAG with ``dag.test()``: ``astro_run_dag(dag, logical_date=..., conf={...})``
+    returns a ``DagRunOutcome`` (``.state``, ``.task_states``, ``.failed_tasks``, ``.dag_run``).
+    Needs ``@pytest.mark.astro_db``: the run uses a throwaway SQLite database made once per
+    session."""
     _require_session(request)
 
     def run(dag, *, logical_date=None, conf: Mapping | None = None) -> DagRunOutcome:
         from pytest_astro.parse.adapter import adapter
 
         _session_database(request)
-        dag_run = adapter().dag_test(dag, _as_datetime(logical_date, dag), dict(conf) if conf else None)
-        states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+        dag_run = adapter().dag_test(dag, _as_datetime(logical_date, dag),
+                                     dict(conf) if conf else None)
+        states = {ti.task_id: str(getattr(ti.state, "value", ti.state))
+                  for ti in dag_run.get_task_instances()}
         return DagRunOutcome(str(getattr(dag_run.state, "value", dag_run.state)), states, dag_run)
 
     return run

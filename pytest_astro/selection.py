@@ -1,12 +1,13 @@
 """What a partial run must parse besides the DAG files of the items that run.
 
-A run that checks part of the project (``-k``, ``--lf``, node ids, ``--deselect``, a shard) parses only
-the DAG files of its items, but the project-wide check, a dag_id defined in two files, needs the other
-files' dag_ids too. Parsing them all would undo the point of the selection; so a cheap static pass
-reads the dag_ids the files spell out as literals (``DAG("etl")``, ``dag_id="etl"``, the name of a
-function under ``@dag``) and the run parses, as well, each file outside the selection that spells out
-an id one of the selected files spells out. The verdict is then made from the real parse results of
-both files, as in a full run: the static pass only decides what else to parse, never fails a file.
+A run that checks part of the project (``-k``, ``--lf``, node ids, ``--deselect``, a shard) parses
+only the DAG files of its items, but the project-wide check, a dag_id defined in two files, needs
+the other files' dag_ids too. Parsing them all would undo the point of the selection; so a cheap
+static pass reads the dag_ids the files spell out as literals (``DAG("etl")``, ``dag_id="etl"``, the
+name of a function under ``@dag``) and the run parses, as well, each file outside the selection that
+spells out an id one of the selected files spells out. The verdict is then made from the real parse
+results of both files, as in a full run: the static pass only decides what else to parse, never
+fails a file.
 
 What it cannot see: a dag_id made at run time (an f-string, a loop, a YAML config) in a file outside
 the run. A full run sees it; across shards, ``sharding.check_shard_reports`` does (every shard's
@@ -31,8 +32,8 @@ _DEF = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+(\w+)", re.M)
 
 def literal_dag_ids(text: str) -> set[str]:
     """The dag_ids ``text`` (a DAG file's source) may define, as far as literals tell: a superset of
-    the literal ones, which may name ids that it does not define (a ``dag_id=`` argument of something
-    else, a DAG in a function that is never called)."""
+    the literal ones, which may name ids that it does not define (a ``dag_id=`` argument of
+    something else, a DAG in a function that is never called)."""
     ids = {m.group(2) for m in _CALL.finditer(text)}
     ids.update(m.group(2) for m in _KEYWORD.finditer(text))
     for decorator in _DECORATOR.finditer(text):  # @dag without dag_id: the function's name
@@ -50,8 +51,9 @@ def _read(path: Path) -> str:
 
 
 def also_parse(selected: Iterable[Path], others: Iterable[Path]) -> list[Path]:
-    """The files of ``others`` that spell out a dag_id that a file of ``selected`` spells out: the run
-    parses them too, so that a dag_id defined in a selected file and in one of them fails both."""
+    """The files of ``others`` that spell out a dag_id that a file of ``selected`` spells out: the
+    run parses them too, so that a dag_id defined in a selected file and in one of them fails
+    both."""
     wanted: set[str] = set()
     for path in selected:
         wanted |= literal_dag_ids(_read(path))
@@ -82,7 +84,8 @@ class KnownIds:
         if use_cache:
             from pytest_astro.parse.cache import ParseCache
 
-            kept = dict(project.content_digests)  # the cache takes the discovery's digests: the parse's needs them too
+            # the cache takes the discovery's digests: the parse's needs them too
+            kept = dict(project.content_digests)
             self.cache = ParseCache(project, extra_key=extra_key)
             project.content_digests = kept
 

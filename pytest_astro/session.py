@@ -25,7 +25,8 @@ from pytest_astro import dbguard, inprocess, xdist_batch
 from pytest_astro.ci_reports_plugin import CIReports
 from pytest_astro.collectors import DagFile, NotATestModule
 from pytest_astro.config import ConfigError, Settings, find_project_root, load_settings
-from pytest_astro.file_items import AstroParseWarning  # noqa: F401 - users' filterwarnings may name it here
+# users' filterwarnings may name the warning here
+from pytest_astro.file_items import AstroParseWarning  # noqa: F401
 from pytest_astro.file_items import DagFileItem
 from pytest_astro.nodes import InDagFile
 from pytest_astro.parse.cache import clear as clear_parse_cache
@@ -48,12 +49,14 @@ def settings_from_config(config: pytest.Config) -> Settings:
     """Project settings: pyproject's [tool.pytest-astro], then ini, then command-line options."""
     explicit = _ini_or_option(config, "astro_project")
     if explicit:
-        # relative to where pytest was started (what a user types), else to the rootdir (an ini value)
+        # relative to where pytest was started (what a user types), else to the rootdir (an ini
+        # value)
         candidates = [Path(explicit)] if Path(explicit).is_absolute() else [
             config.invocation_params.dir / explicit, config.rootpath / explicit]
         root = next((c for c in candidates if c.is_dir()), candidates[-1])
         if not root.is_dir():
-            raise usage_error(f"astro_project: {root} is not a folder", fix="point it at the Astro project root")
+            raise usage_error(f"astro_project: {root} is not a folder",
+                              fix="point it at the Astro project root")
     else:
         folder = _ini_or_option(config, "astro_dags_folder") or "dags"
         root = config.rootpath if (config.rootpath / folder).is_dir() else None
@@ -90,11 +93,15 @@ class AstroSession:
         self.engine = ParseEngine(self.project, values=values)
         self.results: dict[str, FileResult] | None = None
         self._policy_run = None  # built on first use, once collection is over (policy_run)
-        self.also_parsed: set[str] = set()  # files parsed only for another file's checks (_also_parse)
-        self._candidates: list[Path] | None = None  # DAG files of the items collected (before deselection)
-        self._known_ids = None  # for -k: selection.KnownIds, or False when -k may name a policy code
+        # files parsed only for another file's checks (_also_parse)
+        self.also_parsed: set[str] = set()
+        # DAG files of the items collected (before deselection)
+        self._candidates: list[Path] | None = None
+        # for -k: selection.KnownIds, or False when -k may name a policy code
+        self._known_ids = None
         self._exceptions = self._integrity_exceptions()
-        self._upgrade: dict[Path, list[str]] | None = None  # --astro-upgrade-check findings per file
+        # --astro-upgrade-check findings per file
+        self._upgrade: dict[Path, list[str]] | None = None
         mismatch = self.project.runtime_mismatch()
         if mismatch:
             warnings.warn(pytest.PytestConfigWarning(user_message(mismatch)), stacklevel=1)
@@ -113,10 +120,12 @@ class AstroSession:
 
         self.shards = ShardRun(self)
         if self.shards.files is not None:
-            self._selected = self.shards.files if self._selected is None else self._selected & self.shards.files
+            self._selected = (self.shards.files if self._selected is None
+                              else self._selected & self.shards.files)
         config.pluginmanager.register(self.shards, "astro-shards")
         if config.getoption("cacheclear", default=False) and not hasattr(config, "workerinput"):
-            clear_parse_cache(self.project)  # pytest clears only the rootdir's cache; ours may be elsewhere
+            # pytest clears only the rootdir's cache; ours may be elsewhere
+            clear_parse_cache(self.project)
         xdist_batch.prepare_controller(config)
         # CI reports: the terminal table, GitHub annotations, SARIF / GitLab files, JUnit names
         self.ci = CIReports(self)
@@ -131,9 +140,11 @@ class AstroSession:
     def _add_dags_folder_to_args(self) -> None:
         """Collect the DAG folder even when testpaths (or the invocation dir) does not include it.
 
-        Explicit command-line paths are respected: ``pytest --astro-dags dags/etl.py`` checks one file.
+        Explicit command-line paths are respected: ``pytest --astro-dags dags/etl.py`` checks one
+        file.
         """
-        if self.config.args_source == pytest.Config.ArgsSource.ARGS or not self.project.dags_path.is_dir():
+        if (self.config.args_source == pytest.Config.ArgsSource.ARGS
+            or not self.project.dags_path.is_dir()):
             return
         dags = self.project.dags_path
         if any(path == dags or path in dags.parents for path in self._requested_paths()):
@@ -150,7 +161,8 @@ class AstroSession:
             changed, what = changed_files(self.project.root, ref or None)
         except ChangedError as exc:
             raise usage_error(exc) from None
-        selected = {p.resolve() for p in affected_dag_files(self.project, changed, sorted(self._dag_files))}
+        selected = {p.resolve()
+                    for p in affected_dag_files(self.project, changed, sorted(self._dag_files))}
         self.changed_note = f"--astro-changed: {len(selected)} affected by {what}"
         return selected
 
@@ -172,16 +184,19 @@ class AstroSession:
 
     def _requested_paths(self) -> list[Path]:
         """The paths pytest collects (its args without ``::`` node parts), absolute."""
-        return [Path(self.config.invocation_params.dir, arg.split("::")[0]).resolve() for arg in self.config.args]
+        return [Path(self.config.invocation_params.dir, arg.split("::")[0]).resolve()
+                for arg in self.config.args]
 
     def _initial_batch(self, items: list[pytest.Item] | None = None) -> None:
-        """Parse the batch: the DAG files of ``items`` (the items left once collection is over); before
-        that, those of the items collected (``-k`` asks them for their keywords before it deselects),
-        or, before there are items (a fixture of a user's test), every file pytest was asked for."""
+        """Parse the batch: the DAG files of ``items`` (the items left once collection is over);
+        before that, those of the items collected (``-k`` asks them for their keywords before it
+        deselects), or, before there are items (a fixture of a user's test), every file pytest was
+        asked for."""
         if self.results is not None:
             return
         if items is not None or self._candidates is not None:
-            paths = (i.path for i in items if isinstance(i, DagFileItem)) if items is not None else self._candidates
+            paths = (i.path for i in items
+                     if isinstance(i, DagFileItem)) if items is not None else self._candidates
             targets = sorted({self.project.real(p) for p in paths}, key=str)
         else:
             targets = self.project.dag_files(self._requested_paths())
@@ -195,7 +210,8 @@ class AstroSession:
 
     def _also_parse(self, targets: list[Path]) -> list[Path]:
         """For a run over part of the project: the other DAG files that spell out a dag_id one of
-        ``targets`` spells out, parsed too so that a dag_id in two files still fails (selection.py)."""
+        ``targets`` spells out, parsed too so that a dag_id in two files still fails
+        (selection.py)."""
         chosen = {self.project.real(t) for t in targets}
         others = [p for p in self.project.all_dag_files if self.project.real(p) not in chosen]
         if not others or not targets:
@@ -219,7 +235,9 @@ class AstroSession:
         if self._known_ids is False:
             return None
         result = (self.results or {}).get(self.project.relative(path))
-        return {d for d, _, _ in result.dag_refs()} if result is not None else self._known_ids.of(path)
+        if result is None:
+            return self._known_ids.of(path)
+        return {d for d, _, _ in result.dag_refs()}
 
     def results_for(self, path: Path) -> FileResult | None:
         self._initial_batch()
@@ -246,8 +264,8 @@ class AstroSession:
             inprocess.set_results(self.results)
 
     def is_integrity_exception(self, rel: str) -> bool:
-        """Whether ``.astro/dag_integrity_exceptions.txt`` lists the DAG file (``rel``: relative to the
-        project): the Astro CLI's parse test lets it fail, and so does its item (it skips)."""
+        """Whether ``.astro/dag_integrity_exceptions.txt`` lists the DAG file (``rel``: relative to
+        the project): the Astro CLI's parse test lets it fail, and so does its item (it skips)."""
         return rel in self._exceptions
 
     def _integrity_exceptions(self) -> set[str]:
@@ -255,10 +273,11 @@ class AstroSession:
         path = self.project.root / ".astro" / "dag_integrity_exceptions.txt"
         if not path.is_file():
             return set()
-        lines = (line.split("#")[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+        lines = (line.split("#")[0].strip()
+                 for line in path.read_text(encoding="utf-8").splitlines())
         return {line.lstrip("./") for line in lines if line}
 
-    # ---------------------------------------------------------------------------------- users' tests
+    # --------------------------------------------------------------------------------- users' tests
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         """``astro_dag``: the test runs once per DAG of the project, with the dag_id as its id."""
@@ -296,20 +315,23 @@ class AstroSession:
             self.config.pluginmanager.register(DatabaseMarker(), "astro-db-marker")
         # the batch is parsed once deselection is over (a parse error of the engine is a usage error
         # here, not one item's error)
-        if not self.config.getoption("collectonly", False) and any(isinstance(i, DagFileItem) for i in session.items):
+        if not self.config.getoption("collectonly",
+                                     False) and any(isinstance(i, DagFileItem)
+                                                    for i in session.items):
             self._initial_batch(session.items)  # only the files of the items that will run
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
         resolved = self.project.real(file_path)
         if resolved in self._dag_files and (self._selected is None or resolved in self._selected):
-            # a file of the parent's folder is named by its file name: said here, pytest need not find
-            # that out with pathlib (a compare and a relative_to per file)
+            # a file of the parent's folder is named by its file name: said here, pytest need not
+            # find that out with pathlib (a compare and a relative_to per file)
             in_folder = os.path.dirname(str(file_path)) == str(parent.path)
             return self.dag_file(parent, file_path, in_folder)
         return None
 
     def dag_file(self, parent: pytest.Collector, path: Path, in_folder: bool) -> DagFile:
-        return DagFile.from_parent(parent, path=path, name=path.name.replace("\\", "/") if in_folder else None,
+        return DagFile.from_parent(parent, path=path,
+                                   name=path.name.replace("\\", "/") if in_folder else None,
                                    astro=self, folder=parent.path if in_folder else None)
 
     def dag_file_path(self, entry: os.DirEntry) -> tuple[bool, Path | None]:
@@ -324,23 +346,26 @@ class AstroSession:
 
     def collects_directly(self, folder: pytest.Collector) -> bool:
         """Whether ``folder``'s DAG files may skip pytest's per-file hooks: only when they would
-        decide what ours decides. That is, no ``--ignore`` / ``--ignore-glob`` / ``--doctest-modules``,
-        no ``collect_ignore`` in a conftest.py, and nothing but pytest and us implements
-        ``pytest_ignore_collect`` and ``pytest_collect_file`` for the folder (a plugin that makes items
-        of every .py file, pytest-mypy say, still gets the DAG files)."""
+        decide what ours decides. That is, no ``--ignore`` / ``--ignore-glob`` /
+        ``--doctest-modules``, no ``collect_ignore`` in a conftest.py, and nothing but pytest and us
+        implements ``pytest_ignore_collect`` and ``pytest_collect_file`` for the folder (a plugin
+        that makes items of every .py file, pytest-mypy say, still gets the DAG files)."""
         config = self.config
-        if config.getoption("ignore") or config.getoption("ignore_glob") or config.getoption("doctestmodules", False):
+        if (config.getoption("ignore") or config.getoption("ignore_glob")
+            or config.getoption("doctestmodules", False)):
             return False
         try:
             if (config._getconftest_pathlist("collect_ignore", path=folder.path)
                     or config._getconftest_pathlist("collect_ignore_glob", path=folder.path)):
                 return False
-        except (AttributeError, TypeError):  # pragma: no cover - a pytest without it (or another): its hooks decide
+        except (AttributeError, TypeError):  # pragma: no cover - a pytest without it: hooks decide
             return False
         from pytest_astro.direct_run import only_implemented_by
 
         return (only_implemented_by(folder.ihook, "pytest_ignore_collect", ("_pytest.main",))
-                and only_implemented_by(folder.ihook, "pytest_collect_file", ("_pytest.python", "_pytest.doctest", __name__)))
+                and only_implemented_by(folder.ihook,
+                                        "pytest_collect_file", ("_pytest.python", "_pytest.doctest",
+                                                                __name__)))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pycollect_makemodule(self, module_path: Path, parent: pytest.Collector):
@@ -348,7 +373,8 @@ class AstroSession:
         pytest must not import it in its own process. The DagFile above checks it. Nor is the
         ``__init__.py`` of a package in the DAG folder (pytest 7 makes its Package from it)."""
         real = self.project.real(module_path)
-        if real in self._dag_files or (module_path.name == "__init__.py" and self._in_dags_folder(real.parent)):
+        if real in self._dag_files or (module_path.name == "__init__.py"
+                                       and self._in_dags_folder(real.parent)):
             return NotATestModule.from_parent(parent, path=module_path)
         return None
 
@@ -372,7 +398,8 @@ class AstroSession:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call":
-            self.counts["passed" if report.passed else "failed" if report.failed else "skipped"] += 1
+            self.counts["passed" if report.passed else "failed" if report.failed
+                        else "skipped"] += 1
         elif report.failed:
             self.counts["errors"] += 1
         elif report.skipped:
@@ -382,15 +409,18 @@ class AstroSession:
         mismatch = self.project.runtime_mismatch()
         return ([f"astro: warning: {mismatch}"] if mismatch else []) + [
             f"astro: project {self.project.root}, dags folder {self.settings.dags_folder}/, "
-                f"{len(self._dag_files)} DAG files" + (f" ({self.changed_note})" if self.changed_note else "")]
+            f"{len(self._dag_files)} DAG "
+            "files" + (f" ({self.changed_note})" if self.changed_note else "")]
 
     def upgrade_findings(self, path: Path) -> list[str]:
-        """Airflow 3 migration findings (lint rules AST301-AST304) for one DAG file, linted in one batch."""
+        """Airflow 3 migration findings (lint rules AST301-AST304) for one DAG file, linted in one
+        batch."""
         if self._upgrade is None:
             from pytest_astro.lint.engine import lint_paths
 
             files = sorted(self._dag_files)
-            report = lint_paths(files, select=["AST301", "AST302", "AST303", "AST304"], cwd=self.project.root,
+            report = lint_paths(files, select=["AST301", "AST302", "AST303", "AST304"],
+                                cwd=self.project.root,
                                 target_airflow=3)
             self._upgrade = {}
             for finding in report.findings:
@@ -405,7 +435,8 @@ class AstroSession:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.results is None and getattr(self.config, "workerinput", None) is None:
-            # the xdist controller collects nothing: its workers left the batch for the summary and report
+            # the xdist controller collects nothing: its workers left the batch for the summary and
+            # report
             uid = xdist_batch.run_id(self.config)
             loaded = xdist_batch.read_batch(self.project, uid)
             if loaded is not None:
@@ -424,7 +455,8 @@ class AstroSession:
             "failed": sum(not r.ok for r in results),
             "tests": {**self.counts, "total": sum(self.counts.values())},
         }
-        if self.also_parsed:  # parsed for the dag_id check of the files above, not checked themselves
+        # parsed for the dag_id check of the files above, not checked themselves
+        if self.also_parsed:
             data["also_parsed"] = sorted(self.also_parsed)
         shard = self.shards.report_section()
         if shard is not None:

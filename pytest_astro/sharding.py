@@ -1,18 +1,18 @@
 """Shards: one project's DAG files split over the N parallel jobs of a CI system.
 
-``--astro-shard K/N`` checks the K-th of N parts of the DAG files (and ``--astro-shard auto`` reads K
-and N from the CI's own variables). The split is a pure function of the set of DAG files and of their
-durations, so every job computes the same one without talking to the others:
+``--astro-shard K/N`` checks the K-th of N parts of the DAG files (and ``--astro-shard auto`` reads
+K and N from the CI's own variables). The split is a pure function of the set of DAG files and of
+their durations, so every job computes the same one without talking to the others:
 
-- balanced: longest processing time first (each file, slowest first, goes to the shard with the least
-  work so far), weighted by each file's last measured parse time from the durations file
-  (``--astro-store-durations`` writes it; commit it, or restore it in CI). A file with no measurement
-  weighs the mean of the measured ones (1 when none is);
+- balanced: longest processing time first (each file, slowest first, goes to the shard with the
+  least work so far), weighted by each file's last measured parse time from the durations file
+  (``--astro-store-durations`` writes it; commit it, or restore it in CI). A file with no
+  measurement weighs the mean of the measured ones (1 when none is);
 - stable: the same files and the same durations file always give the same split; weights are whole
   milliseconds, so no floating-point sum can differ between two machines;
 - checkable: ``split_key`` names the split, each shard's ``--astro-report`` carries it, and
-  ``check_shard_reports`` verifies N reports together (one split, every DAG file parsed exactly once,
-  no dag_id defined in two files of different shards).
+  ``check_shard_reports`` verifies N reports together (one split, every DAG file parsed exactly
+  once, no dag_id defined in two files of different shards).
 
 Plain data in, plain data out; nothing here imports pytest or Airflow.
 """
@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: the CI systems whose parallel jobs say which one they are: (name, index variable, total variable,
-#: the first job's index). GitLab numbers `parallel: N` jobs from 1, CircleCI's `parallelism` from 0,
-#: Azure's `strategy: parallel` from 1, Bitbucket's parallel steps from 0. GitHub Actions has no such
+#: the first job's index). GitLab numbers `parallel: N` jobs from 1, CircleCI's `parallelism` from
+# 0,
+#: Azure's `strategy: parallel` from 1, Bitbucket's parallel steps from 0. GitHub Actions has no
+# such
 #: variables: a matrix passes `--astro-shard ${{ matrix.shard }}/N` itself.
 CI_VARIABLES: tuple[tuple[str, str, str, int], ...] = (
     ("GitLab CI", "CI_NODE_INDEX", "CI_NODE_TOTAL", 1),
@@ -81,17 +83,19 @@ def parse_shard(value: str | None, env: Mapping[str, str] | None = None) -> Shar
     except ValueError:
         shard = None
     if shard is None:
-        raise ShardError(f"--astro-shard {value!r}: write K/N (the K-th of N shards, e.g. 2/4), or auto")
+        raise ShardError(f"--astro-shard {value!r}: write K/N (the K-th of N shards, e.g. 2/4), or "
+                         "auto")
     if shard.total < 1 or not 1 <= shard.index <= shard.total:
-        raise ShardError(f"--astro-shard {value!r}: K must be between 1 and N (1/{max(shard.total, 1)} "
-                         f"to {max(shard.total, 1)}/{max(shard.total, 1)})")
+        raise ShardError(f"--astro-shard {value!r}: K must be between 1 and N "
+                         f"(1/{max(shard.total, 1)} to "
+                         f"{max(shard.total, 1)}/{max(shard.total, 1)})")
     return shard
 
 
 def from_ci(env: Mapping[str, str]) -> Shard | None:
-    """This job's shard from the first CI system whose parallel-job variables are set (None when none
-    are, or when the job is not parallel: a total of 1). Raises ShardError for values that make no
-    sense, naming the variables."""
+    """This job's shard from the first CI system whose parallel-job variables are set (None when
+    none are, or when the job is not parallel: a total of 1). Raises ShardError for values that make
+    no sense, naming the variables."""
     for name, index_var, total_var, first in CI_VARIABLES:
         raw_index, raw_total = env.get(index_var, "").strip(), env.get(total_var, "").strip()
         if not raw_index or not raw_total:
@@ -102,18 +106,20 @@ def from_ci(env: Mapping[str, str]) -> Shard | None:
             index = total = 0
         if total < 1 or not 1 <= index <= total:
             raise ShardError(f"--astro-shard auto: {name} says {index_var}={raw_index!r}, "
-                             f"{total_var}={raw_total!r}, which is not a shard; pass --astro-shard K/N")
+                             f"{total_var}={raw_total!r}, which is not a shard; pass --astro-shard "
+                             "K/N")
         if total == 1:
             return None
         return Shard(index, total, f"{name} ({index_var}/{total_var})")
     return None
 
 
-# ------------------------------------------------------------------------------------------ the split
+# ---------------------------------------------------------------------------------------- the split
 
 
 def _weights(files: Sequence[str], durations: Mapping[str, float]) -> dict[str, int]:
-    """Each file's weight in whole milliseconds (at least 1); the mean of the known ones when unknown."""
+    """Each file's weight in whole milliseconds (at least 1); the mean of the known ones when
+    unknown."""
     known: dict[str, int] = {}
     for f in files:
         seconds = durations.get(f)
@@ -147,7 +153,8 @@ def shard_files(files: Iterable[str], durations: Mapping[str, float], shard: Sha
 
 
 def split_key(files: Iterable[str], durations: Mapping[str, float], total: int) -> str:
-    """A name for the split: equal for two jobs exactly when they split the same files the same way."""
+    """A name for the split: equal for two jobs exactly when they split the same files the same
+    way."""
     names = sorted(set(files))
     weight = _weights(names, durations)
     payload = json.dumps([total, [[f, weight[f]] for f in names]], separators=(",", ":"))
@@ -160,7 +167,7 @@ def estimated_seconds(files: Iterable[str], durations: Mapping[str, float]) -> f
     return sum(_weights(names, durations).values()) / 1000
 
 
-# ------------------------------------------------------------------------------------ durations file
+# ----------------------------------------------------------------------------------- durations file
 
 
 def load_durations(path: Path) -> dict[str, float]:
@@ -171,24 +178,26 @@ def load_durations(path: Path) -> dict[str, float]:
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise ShardError(f"{path}: cannot be read ({exc.strerror}); fix its permissions or delete it") from None
+        raise ShardError(f"{path}: cannot be read ({exc.strerror}); fix its permissions or delete "
+                         "it") from None
     try:
         data = json.loads(text)
         files = data["files"] if isinstance(data, dict) else None
         if not isinstance(files, dict):
             raise ValueError("no 'files' table")
     except (ValueError, KeyError) as exc:
-        raise ShardError(f"{path}:1: not a pytest-astro durations file ({exc}); write it again with "
-                         f"`pytest --astro-dags --astro-store-durations`, or delete it") from None
+        raise ShardError(f"{path}:1: not a pytest-astro durations file ({exc}); write it again "
+                         "with `pytest --astro-dags --astro-store-durations`, or delete "
+                         "it") from None
     return {str(f): float(s) for f, s in files.items()
             if isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0}
 
 
 def store_durations(path: Path, measured: Mapping[str, float], existing: Mapping[str, float],
                     files: Iterable[str]) -> dict[str, float]:
-    """Write the durations of ``files`` (the project's DAG files now): ``measured`` where this run has
-    a measurement, else what ``existing`` had. Returns what was written. One file per line, sorted,
-    so that a change reviews as a small diff."""
+    """Write the durations of ``files`` (the project's DAG files now): ``measured`` where this run
+    has a measurement, else what ``existing`` had. Returns what was written. One file per line,
+    sorted, so that a change reviews as a small diff."""
     keep = {}
     for f in sorted(set(files)):
         seconds = measured.get(f, existing.get(f))
@@ -206,9 +215,11 @@ def store_durations(path: Path, measured: Mapping[str, float], existing: Mapping
 # ------------------------------------------------------------------------------------ shard reports
 
 
-def report_section(shard: Shard, key: str, files: Sequence[str], durations_file: str | None) -> dict:
+def report_section(shard: Shard, key: str, files: Sequence[str],
+                   durations_file: str | None) -> dict:
     """What a shard's ``--astro-report`` says about its shard (``check_shard_reports`` reads it)."""
-    return {"index": shard.index, "total": shard.total, "label": shard.label, "source": shard.source,
+    return {"index": shard.index, "total": shard.total, "label": shard.label,
+            "source": shard.source,
             "key": key, "files": sorted(files), "durations": durations_file}
 
 
@@ -216,17 +227,19 @@ def check_shard_reports(reports: Sequence[Mapping]) -> list[str]:
     """Problems with N shards' ``--astro-report`` data taken together (empty: they add up).
 
     They must come from one split (same total and key; each index once), have parsed every file of
-    their shard exactly once and nothing of another shard's, and no dag_id may be defined by two files
-    (including two files of different shards, which neither shard alone can see)."""
+    their shard exactly once and nothing of another shard's, and no dag_id may be defined by two
+    files (including two files of different shards, which neither shard alone can see)."""
     problems: list[str] = []
     sections = [r.get("shard") for r in reports]
     if not reports or any(not isinstance(s, Mapping) for s in sections):
-        return ["every report must come from a sharded run (`--astro-shard K/N --astro-report PATH`)"]
+        return ["every report must come from a sharded run (`--astro-shard K/N --astro-report "
+                "PATH`)"]
     totals = {s["total"] for s in sections}
     keys = {s["key"] for s in sections}
     if len(totals) != 1 or len(keys) != 1:
-        problems.append(f"the reports come from different splits (totals {sorted(totals)}, keys {sorted(keys)}): "
-                        f"every shard must see the same DAG files and the same durations file")
+        problems.append(f"the reports come from different splits (totals {sorted(totals)}, keys "
+                        f"{sorted(keys)}): every shard must see the same DAG files and the same "
+                        "durations file")
     total = max(totals)
     indexes = sorted(s["index"] for s in sections)
     if indexes != list(range(1, total + 1)):
@@ -242,15 +255,18 @@ def check_shard_reports(reports: Sequence[Mapping]) -> list[str]:
             f = result["file"]
             parsed[f] += 1
             if owner.get(f) != section["index"]:
-                problems.append(f"{f}: reported by shard {section['label']} but belongs to shard {owner.get(f)}")
+                problems.append(f"{f}: reported by shard {section['label']} but belongs to shard "
+                                f"{owner.get(f)}")
             for dag in _dag_ids(result):
                 where[dag].add(f)
     for f in sorted(owner):
         if parsed.get(f, 0) != 1:
-            problems.append(f"{f}: parsed {parsed.get(f, 0)} times across the shards, expected once")
+            problems.append(f"{f}: parsed {parsed.get(f, 0)} times across the shards, expected "
+                            "once")
     for dag_id, files in sorted(where.items()):
         if len(files) > 1:
-            problems.append(f"dag_id {dag_id!r} is defined in {', '.join(sorted(files))}: Airflow keeps only one")
+            problems.append(f"dag_id {dag_id!r} is defined in {', '.join(sorted(files))}: Airflow "
+                            "keeps only one")
     return problems
 
 
@@ -266,12 +282,14 @@ def _dag_ids(result: Mapping) -> list[str]:
 
 def add_arguments(parser) -> None:
     parser.add_argument("reports", nargs="+", metavar="REPORT",
-                        help="the --astro-report JSON of each shard (e.g. astro-1-of-4.json ... astro-4-of-4.json)")
+                        help="the --astro-report JSON of each shard (e.g. astro-1-of-4.json ... "
+                             "astro-4-of-4.json)")
 
 
 def run(args) -> int:
-    """`pytest-astro shards REPORT...`: check that N shards' reports add up (``check_shard_reports``);
-    prints one problem per line and exits 1 when there is any, 2 when a report cannot be read."""
+    """`pytest-astro shards REPORT...`: check that N shards' reports add up
+    (``check_shard_reports``); prints one problem per line and exits 1 when there is any, 2 when a
+    report cannot be read."""
     from pytest_astro.user_errors import fail
 
     reports = []

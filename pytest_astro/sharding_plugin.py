@@ -79,7 +79,8 @@ class ShardRun:
         if splits or group:
             if (splits, group) != (self.shard.total, self.shard.index):
                 raise usage_error(
-                    f"--astro-shard {self.shard.label} and pytest-split's --splits {splits} --group {group} "
+                    f"--astro-shard {self.shard.label} and pytest-split's --splits {splits} "
+                    f"--group {group} "
                     "disagree", fix=f"give one of them: --astro-shard makes pytest-split run group "
                     f"{self.shard.index} of {self.shard.total} of your own tests")
             plugin = self.config.pluginmanager.get_plugin("pytestsplitplugin")
@@ -97,10 +98,12 @@ class ShardRun:
                 durations = dict(json.loads(Path(path).read_text()))
             except (OSError, ValueError, TypeError):
                 durations = {}
-        return lambda items: algorithms.Algorithms[name].value(self.shard.total, items, durations)[self.shard.index - 1]
+        return lambda items: algorithms.Algorithms[name].value(self.shard.total, items,
+                                                               durations)[self.shard.index - 1]
 
     @pytest.hookimpl(tryfirst=True)  # before -k, -m and --lf look at them
-    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(self, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
         if self.shard is None or self.shard.total == 1:
             return
         users = [item for item in items if not isinstance(item, InDagFile)]
@@ -136,7 +139,8 @@ class ShardRun:
 
     def sarif_category(self) -> str | None:
         """The SARIF run's ``automationDetails.id``: one analysis per shard in code-scanning UIs."""
-        return None if self.shard is None else f"pytest-astro/shard-{self.shard.index}-of-{self.shard.total}/"
+        return (None if self.shard is None
+                else f"pytest-astro/shard-{self.shard.index}-of-{self.shard.total}/")
 
     def report_section(self) -> dict | None:
         if self.shard is None:
@@ -148,7 +152,8 @@ class ShardRun:
         if self.shard is None:
             return []
         weighed = (f"split by the parse times in {self.durations_path.name}" if self.durations
-                   else f"split by count ({self.durations_path.name} not found: `--astro-store-durations` writes it)")
+                   else f"split by count ({self.durations_path.name} not found: "
+                        "`--astro-store-durations` writes it)")
         users = ("pytest-split's group" if self._split is not None
                  else "all of them" if self.shard.first else "none (they run in shard 1)")
         return [f"astro: shard {self.shard.label} ({self.shard.source}): {len(self.rel_files)} of "

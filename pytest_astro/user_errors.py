@@ -1,4 +1,5 @@
-"""The one format of an error the user can fix: ``pytest-astro: <file>:<line>: <what> (<what to do>)``.
+"""The one format of an error the user can fix: ``pytest-astro: <file>:<line>: <what> (<what to
+do>)``.
 
 ``usage_error`` is for pytest (a ``pytest.UsageError``: pytest prints ``ERROR: <text>`` and exits
 4); ``fail`` is for the commands (the text on stderr, and the exit status to return). ``file`` and
@@ -27,7 +28,8 @@ USAGE_STATUS = 2
 def user_message(what: object, *, file: str | PathLike | None = None, line: int | None = None,
                  fix: str | None = None) -> str:
     """``pytest-astro: <file>:<line>: <what> (<fix>)``; the parts not given are left out."""
-    where = f"{file}:{line}: " if file is not None and line else f"{file}: " if file is not None else ""
+    where = (f"{file}:{line}: " if file is not None and line else f"{file}: " if file is not None
+             else "")
     text = f"{PREFIX}: {where}{what}"
     return f"{text} ({fix})" if fix else text
 
@@ -42,7 +44,8 @@ def usage_error(what: object, *, file: str | PathLike | None = None, line: int |
 
 def fail(what: object, *, file: str | PathLike | None = None, line: int | None = None,
          fix: str | None = None, status: int = USAGE_STATUS, stream: TextIO | None = None) -> int:
-    """Print the message (on stderr unless ``stream`` says otherwise); return ``status`` for the command."""
+    """Print the message (on stderr unless ``stream`` says otherwise); return ``status`` for the
+    command."""
     sys.stdout.flush()  # what the command printed before stays before the error
     print(user_message(what, file=file, line=line, fix=fix), file=stream or sys.stderr)
     return status

@@ -1,8 +1,8 @@
 """Airflow variables, connections and pools a project defines, read without Airflow.
 
-Sources, later wins (the order the Astro CLI and Airflow apply them):
-``airflow_settings.yaml`` (the Astro format), the project's ``.env`` file, ``[tool.pytest-astro.variables]``
-and ``[tool.pytest-astro.connections]`` in pyproject.toml, then ``AIRFLOW_VAR_*`` / ``AIRFLOW_CONN_*``
+Sources, later wins (the order the Astro CLI and Airflow apply them): ``airflow_settings.yaml`` (the
+Astro format), the project's ``.env`` file, ``[tool.pytest-astro.variables]`` and
+``[tool.pytest-astro.connections]`` in pyproject.toml, then ``AIRFLOW_VAR_*`` / ``AIRFLOW_CONN_*``
 environment variables. Fixtures override per test on top of that (``astro_variables``...).
 
 Values are never printed: only names appear in messages.
@@ -20,7 +20,8 @@ from typing import Any
 from pytest_astro.config import ConfigError, Settings
 
 # airflow_settings.yaml connection field -> Airflow's JSON connection field
-_CONN_FIELDS = {"conn_type": "conn_type", "conn_host": "host", "conn_schema": "schema", "conn_login": "login",
+_CONN_FIELDS = {"conn_type": "conn_type", "conn_host": "host", "conn_schema": "schema",
+                "conn_login": "login",
                 "conn_password": "password", "conn_port": "port", "conn_extra": "extra",
                 "conn_description": "description"}
 
@@ -28,7 +29,8 @@ _CONN_FIELDS = {"conn_type": "conn_type", "conn_host": "host", "conn_schema": "s
 @dataclass
 class ProjectValues:
     variables: dict[str, str] = field(default_factory=dict)
-    connections: dict[str, str] = field(default_factory=dict)  # conn_id -> URI or JSON (Airflow's formats)
+    # conn_id -> URI or JSON (Airflow's formats)
+    connections: dict[str, str] = field(default_factory=dict)
     pools: set[str] = field(default_factory=lambda: {"default_pool"})
     sources: dict[str, str] = field(default_factory=dict)  # "variable:NAME" -> where it was defined
 
@@ -70,17 +72,20 @@ def read_airflow_settings(path: Path, values: ProjectValues) -> None:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the "
+                          "syntax") from None
     section = doc.get("airflow") or {} if isinstance(doc, dict) else {}
     if not isinstance(section, dict):
-        raise ConfigError(f"{path}: 'airflow' must be a mapping with variables, connections and pools")
+        raise ConfigError(f"{path}: 'airflow' must be a mapping with variables, connections and "
+                          "pools")
     for i, entry in enumerate(section.get("variables") or []):
         where = f"{path}: airflow.variables[{i}]"
         if not isinstance(entry, dict) or not entry.get("variable_name"):
             raise ConfigError(f"{where}: each variable needs variable_name (and variable_value)")
         value = entry.get("variable_value")
         name = str(entry["variable_name"])
-        values.variables[name] = "" if value is None else (value if isinstance(value, str) else json.dumps(value))
+        values.variables[name] = "" if value is None else (value if isinstance(value, str)
+                                                           else json.dumps(value))
         values.sources[f"variable:{name}"] = str(path.name)
     for i, entry in enumerate(section.get("connections") or []):
         where = f"{path}: airflow.connections[{i}]"

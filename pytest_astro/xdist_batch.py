@@ -41,7 +41,8 @@ def run_id(config: pytest.Config) -> str | None:
 def prepare_controller(config: pytest.Config) -> None:
     """On the xdist controller: fix the run id now, so that it can find the workers' batch later."""
     if (getattr(config, "workerinput", None) is None and config.pluginmanager.hasplugin("xdist")
-            and config.getoption("numprocesses", default=None) and getattr(config.option, "testrunuid", "") is None):
+            and config.getoption("numprocesses", default=None)
+        and getattr(config.option, "testrunuid", "") is None):
         config.option.testrunuid = uuid.uuid4().hex
 
 
@@ -50,8 +51,11 @@ def _batch_file(project: Project, uid: str) -> Path:
     return _folder(project) / f"{name}.json"
 
 
-def shared_batch(config: pytest.Config, project: Project,
-                 parse: Callable[[], tuple[dict[str, FileResult], RunStats]]) -> tuple[dict[str, FileResult], RunStats]:
+#: what a batch parse returns: its results by file, and its stats
+Batch = tuple[dict[str, FileResult], RunStats]
+
+
+def shared_batch(config: pytest.Config, project: Project, parse: Callable[[], Batch]) -> Batch:
     """``parse()`` once per xdist run (results, stats); the other workers get what it returned."""
     uid = run_id(config) if getattr(config, "workerinput", None) is not None else None
     if uid is None:
@@ -74,7 +78,7 @@ def shared_batch(config: pytest.Config, project: Project,
         return results, stats
 
 
-def read_batch(project: Project, uid: str | None) -> tuple[dict[str, FileResult], RunStats] | None:
+def read_batch(project: Project, uid: str | None) -> Batch | None:
     if not uid:
         return None
     try:

@@ -17,8 +17,8 @@ cache. A restored entry is only a candidate: the plugin's own key (the file's co
 project file it read, the installed packages, Python/Airflow versions and settings) decides
 whether it applies, so the CI cache key only needs to make hits likely, never to make them right.
 
-Templates use ``@name@`` placeholders (``${{ }}`` belongs to GitHub). A placeholder alone on a
-line takes a block: each of its lines is indented like the placeholder; an empty block drops the line.
+Templates use ``@name@`` placeholders (``${{ }}`` belongs to GitHub). A placeholder alone on a line
+takes a block: each of its lines is indented like the placeholder; an empty block drops the line.
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ ACTIONS = {
     "setup-python": "actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97  # v7.0.0",
     "cache": "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae  # v5.0.5",
     "upload-artifact": "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f  # v7.0.0",
-    "download-artifact": "actions/download-artifact@3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c  # v8.0.1",
-    "upload-sarif": "github/codeql-action/upload-sarif@8aad20d150bbac5944a9f9d289da16a4b0d87c1e  # v4.36.2",
+    "download-artifact": "actions/download-artifact@3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c  # "
+                         "v8.0.1",
+    "upload-sarif": "github/codeql-action/upload-sarif@8aad20d150bbac5944a9f9d289da16a4b0d87c1e  "
+                    "# v4.36.2",
 }
 
 
@@ -139,8 +141,8 @@ def install_command(opts: Options, constraint: bool = True) -> str:
 
 
 def apply_install_command(opts: Options) -> str:
-    """``pip install`` of pytest-astro alone, for the job that deploys: no project requirement (whose
-    installation could run code) gets near the token."""
+    """``pip install`` of pytest-astro alone, for the job that deploys: no project requirement
+    (whose installation could run code) gets near the token."""
     cmd = f'python -m pip install "{pytest_astro_requirement(opts)}"'
     return cmd + (f' --index-url "{opts.index_url}"' if opts.index_url else "")
 
@@ -234,12 +236,16 @@ def _github(opts: Options) -> dict:
     env = [f"{name}: ${{{{ secrets.{name} }}}}" for name in secrets(opts)]
     astro = ["- name: Install the Astro CLI", f"  run: {ASTRO_CLI_INSTALL.format(sudo='sudo ')}"]
     return {"branches": _yaml_list(opts.branches),
-            # an environment even for one branch: its protection rules and secrets apply to this job only
-            "environment": ("environment: ${{ github.ref_name }}  # one GitHub environment (and token) per branch"
+            # an environment even for one branch: its protection rules and secrets apply to this job
+            # only
+            "environment": ("environment: ${{ github.ref_name }}  # one GitHub environment (and "
+                            "token) per branch"
                             if opts.per_branch_secrets else
-                            "environment: ${{ github.ref_name }}  # the secret can live in this environment only"),
+                            "environment: ${{ github.ref_name }}  # the secret can live in this "
+                            "environment only"),
             "astro_cli": astro if opts.target == "astro" else [],
-            "check": check_command(opts), "apply_install": apply_install_command(opts), "secret_env": env,
+            "check": check_command(opts), "apply_install": apply_install_command(opts),
+            "secret_env": env,
             "apply": apply_lines(opts), **_github_shards(opts),
             **{f"uses_{k.replace('-', '_')}": v for k, v in ACTIONS.items()}}
 
@@ -255,14 +261,16 @@ def _github_shards(opts: Options) -> dict:
                 "sarif_upload": SARIF, "sarif_category": ["category: pytest-astro"]}
     junit, sarif = JUNIT.replace(".xml", "-{shard}.xml"), SARIF.replace(".sarif", "-{shard}.sarif")
     suite = suite_command(opts, ("sarif",), shard=f'"$SHARD/{opts.shards}"')
-    return {"test_matrix": ["strategy:", "  fail-fast: false", "  matrix:",
-                            f"    shard: {_yaml_list([str(k) for k in range(1, opts.shards + 1)]).replace(chr(34), '')}"],
-            "suite_env": ["env:", "  SHARD: ${{ matrix.shard }}"], "shard_key": "-shard${{ matrix.shard }}",
+    shards = _yaml_list([str(k) for k in range(1, opts.shards + 1)]).replace(chr(34), '')
+    return {"test_matrix": ["strategy:", "  fail-fast: false", "  matrix:", f"    shard: {shards}"],
+            "suite_env": ["env:", "  SHARD: ${{ matrix.shard }}"],
+            "shard_key": "-shard${{ matrix.shard }}",
             "artifact_suffix": "-${{ matrix.shard }}",
             "suite": suite.replace(JUNIT, junit).replace(SARIF, sarif),
             "test_reports": [junit.replace("{shard}", "*"), sarif.replace("{shard}", "*")],
             "download_reports": ["- uses: " + ACTIONS["download-artifact"], "  with:",
-                                 "    pattern: pytest-astro-reports-*", "    merge-multiple: true", "    path: sarif"],
+                                 "    pattern: pytest-astro-reports-*", "    merge-multiple: true",
+                                 "    path: sarif"],
             # no category: each shard's SARIF run names itself (automationDetails.id per shard)
             "sarif_upload": "sarif", "sarif_category": []}
 
@@ -274,13 +282,17 @@ def _gitlab(opts: Options) -> dict:
             "gitlab_scope": ", scoped to each environment" if opts.per_branch_secrets else
                             ", scoped to the environment",
             "constraints": constraints_url(opts),
-            "install": install_command(opts, constraint=False), "apply_install": apply_install_command(opts),
-            "docker_variables_block": (["variables:", '  DOCKER_HOST: "tcp://docker:2375"', '  DOCKER_TLS_CERTDIR: ""']
+            "install": install_command(opts, constraint=False),
+            "apply_install": apply_install_command(opts),
+            "docker_variables_block": (["variables:", '  DOCKER_HOST: "tcp://docker:2375"',
+                                        '  DOCKER_TLS_CERTDIR: ""']
                                        if docker else []),
             "docker_services": ["services:", "  - docker:dind"] if docker else [],
-            "astro_cli": [f"- {ASTRO_CLI_INSTALL.format(sudo='')}"] if opts.target == "astro" else [],
+            "astro_cli": [f"- {ASTRO_CLI_INSTALL.format(sudo='')}"] if opts.target == "astro"
+            else [],
             "suite": suite_command(opts, ("gitlab",)), "check": check_command(opts),
-            "apply": [f"- {json.dumps(line) if ':' in line else line}" for line in apply_lines(opts)],
+            "apply": ["- "
+                      f"{json.dumps(line) if ':' in line else line}" for line in apply_lines(opts)],
             # each parallel job keeps its own parse cache (its files) and its own artifacts
             "test_parallel": [f"parallel: {opts.shards}"] if opts.sharded else [],
             "shard_key": "-$CI_NODE_INDEX" if opts.sharded else ""}
@@ -297,8 +309,10 @@ def _circleci(opts: Options) -> dict:
     return {"branches_json": _yaml_list(opts.branches),
             "docker_setup": ["- setup_remote_docker"] if needs_docker(opts) else [],
             "astro_cli": (["- run:", "    name: Install the Astro CLI",
-                           f"    command: {ASTRO_CLI_INSTALL.format(sudo='sudo ')}"] if opts.target == "astro" else []),
-            "suite": suite_command(opts), "check": check_command(opts), "apply_install": apply_install_command(opts),
+                           f"    command: {ASTRO_CLI_INSTALL.format(sudo='sudo ')}"]
+                          if opts.target == "astro" else []),
+            "suite": suite_command(opts), "check": check_command(opts),
+            "apply_install": apply_install_command(opts),
             "apply": apply_lines(opts), "deploy_jobs": jobs,
             "test_parallel": [f"parallelism: {opts.shards}"] if opts.sharded else [],
             "shard_key": "-{{ .Environment.CIRCLE_NODE_INDEX }}" if opts.sharded else ""}
@@ -315,10 +329,12 @@ def _bitbucket(opts: Options) -> dict:
         steps += [f"{json.dumps(branch)}:", "  - step:",
                   "      name: Test without credentials, write the plan",
                   "      caches: [pip, pytest-astro]", "      script:",
-                  f"        - {json.dumps(install_command(opts))}", f"        - {json.dumps(check_command(opts))}",
+                  f"        - {json.dumps(install_command(opts))}",
+                  f"        - {json.dumps(check_command(opts))}",
                   "      artifacts:", f"        - {PLAN}", "        - test-results/**",
                   # deployment variables reach only the step with `deployment:`
-                  "  - step:", "      name: Deploy the plan", f"      deployment: {json.dumps(deployment)}"]
+                  "  - step:", "      name: Deploy the plan", "      deployment: "
+                                                              f"{json.dumps(deployment)}"]
         if needs_docker(opts):
             steps += ["      services:", "        - docker"]
         steps += ["      script:"] + [f"        - {json.dumps(line)}" for line in apply]
@@ -327,7 +343,8 @@ def _bitbucket(opts: Options) -> dict:
 
 
 def _azure_cache_steps(opts: Options, indent: str, sharded: bool = False) -> list[str]:
-    key = f'pytest-astro | "$(Agent.OS)" | "{opts.python}"' + (' | "$(System.JobPositionInPhase)"' if sharded else "")
+    key = f'pytest-astro | "$(Agent.OS)" | "{opts.python}"' + (' | "$(System.JobPositionInPhase)"'
+                                                               if sharded else "")
     return [f"{indent}- task: Cache@2", f"{indent}  displayName: Keep the parse cache between runs",
             f"{indent}  inputs:", f"{indent}    key: '{key} | \"$(Build.SourceVersion)\"'",
             f"{indent}    restoreKeys: '{key}'", f"{indent}    path: {CACHE_DIR}"]
@@ -340,23 +357,34 @@ def _azure(opts: Options) -> dict:
         name = re.sub(r"[^A-Za-z0-9_]", "_", branch)
         group = f"astro-{_slug(branch)}" if opts.per_branch_secrets else "astro"
         condition = f"  condition: eq(variables['Build.SourceBranch'], 'refs/heads/{branch}')"
-        python = ["    - task: UsePythonVersion@0", "      inputs:", f"        versionSpec: \"{opts.python}\""]
-        jobs += [f"- job: check_{name}", "  displayName: Test without credentials, write the plan", condition,
+        python = ["    - task: UsePythonVersion@0", "      inputs:", "        versionSpec: "
+                                                                     f"\"{opts.python}\""]
+        jobs += [f"- job: check_{name}", "  displayName: Test without credentials, write the "
+                                         "plan", condition,
                  "  steps:", "    - checkout: self", "      fetchDepth: \"0\"", *python,
                  *_azure_cache_steps(opts, "    "),
-                 f"    - script: {install_command(opts)}", "      displayName: Install the project and pytest-astro",
-                 f"    - script: {check_command(opts)}", "      displayName: Test without credentials, write the plan",
-                 "    - task: PublishTestResults@2", "      condition: succeededOrFailed()", "      inputs:",
+                 f"    - script: {install_command(opts)}", "      displayName: Install the "
+                                                           "project and pytest-astro",
+                 f"    - script: {check_command(opts)}", "      displayName: Test without "
+                                                         "credentials, write the plan",
+                 "    - task: PublishTestResults@2", "      condition: succeededOrFailed()",
+                 "      inputs:",
                  "        testResultsFormat: JUnit", f"        testResultsFiles: {JUNIT}",
-                 f"    - publish: $(System.DefaultWorkingDirectory)/{PLAN}", f"      artifact: pytest-astro-plan-{name}"]
+                 f"    - publish: $(System.DefaultWorkingDirectory)/{PLAN}",
+                 f"      artifact: pytest-astro-plan-{name}"]
         # a job of its own: nothing the project's code did in the check can reach the token's tools
-        jobs += [f"- job: deploy_{name}", "  displayName: Deploy the plan", f"  dependsOn: check_{name}", condition,
+        jobs += [f"- job: deploy_{name}", "  displayName: Deploy the plan",
+                 f"  dependsOn: check_{name}", condition,
                  "  variables:", f"    - group: {group}  # holds the secret variables",
                  "  steps:", "    - checkout: self", *python,
                  f"    - script: {apply_install_command(opts)}",
-                 "      displayName: Install pytest-astro (only; the project's code does not run here)"]
+                 "      displayName: Install pytest-astro (only; the project's code does not run "
+                 "here)"]
         if opts.target == "astro":
-            jobs += [f"    - script: {ASTRO_CLI_INSTALL.format(sudo='sudo ')}", "      displayName: Install the Astro CLI"]
+            jobs += [f"    - script: {ASTRO_CLI_INSTALL.format(sudo='sudo ')}", "      "
+                                                                                "displayName: "
+                                                                                "Install the "
+                                                                                "Astro CLI"]
         jobs += ["    - download: current", f"      artifact: pytest-astro-plan-{name}"]
         plan = f"$(Pipeline.Workspace)/pytest-astro-plan-{name}/{PLAN}"
         jobs += ["    - script: |"] + [f"        {line}" for line in apply_lines(opts, plan=plan)]
@@ -364,9 +392,11 @@ def _azure(opts: Options) -> dict:
         jobs += ["    - publish: $(System.DefaultWorkingDirectory)/" + RECORD,
                  f"      artifact: pytest-astro-deploy-{name}-$(System.JobAttempt)",
                  "      condition: succeededOrFailed()", "      displayName: Keep the audit record"]
-    return {"branches_json": _yaml_list(opts.branches), "deploy_jobs": jobs, "suite": suite_command(opts),
+    return {"branches_json": _yaml_list(opts.branches), "deploy_jobs": jobs,
+            "suite": suite_command(opts),
             "test_cache": _azure_cache_steps(opts, "", opts.sharded),
-            "test_parallel": ["strategy:", f"  parallel: \"{opts.shards}\""] if opts.sharded else []}
+            "test_parallel": ["strategy:", f"  parallel: \"{opts.shards}\""] if opts.sharded
+            else []}
 
 
 def _jenkins(opts: Options) -> dict:
@@ -376,15 +406,18 @@ def _jenkins(opts: Options) -> dict:
         cid = f'"{cid}-${{env.BRANCH_NAME}}"' if opts.per_branch_secrets else f"'{cid}'"
         creds.append(f"string(credentialsId: {cid}, variable: '{name}')")
     venv = ".venv/bin/"
-    return {"install_sh": "python -m venv .venv && " + install_command(opts).replace("python -m", f"{venv}python -m", 1),
+    return {"install_sh": "python -m venv .venv && "
+            + install_command(opts).replace("python -m", f"{venv}python -m", 1),
             "jenkins_when": " ".join(f"branch '{b}';" for b in opts.branches),
             "jenkins_credentials": ", ".join(creds),
-            "jenkins_astro_cli": ([f"sh '{ASTRO_CLI_INSTALL.format(sudo='')}'"] if opts.target == "astro" else []),
+            "jenkins_astro_cli": ([f"sh '{ASTRO_CLI_INSTALL.format(sudo='')}'"]
+                                  if opts.target == "astro" else []),
             "suite": suite_command(opts).replace("python -m", f"{venv}python -m"),
             "check": check_command(opts, venv), "apply": apply_lines(opts, venv)}
 
 
-_PER_PROVIDER = {"github": _github, "gitlab": _gitlab, "circleci": _circleci, "bitbucket": _bitbucket,
+_PER_PROVIDER = {"github": _github, "gitlab": _gitlab, "circleci": _circleci,
+                 "bitbucket": _bitbucket,
                  "azure": _azure, "jenkins": _jenkins}
 
 
@@ -392,9 +425,11 @@ def generate(opts: Options) -> str:
     """The pipeline file's text."""
     if opts.sharded and opts.provider not in SHARDED_PROVIDERS:
         raise ValueError(f"--shards: the {opts.provider} pipeline has no parallel form yet "
-                         f"(providers with one: {', '.join(SHARDED_PROVIDERS)}); leave --shards out")
+                         f"(providers with one: {', '.join(SHARDED_PROVIDERS)}); leave --shards "
+                         "out")
     template_name, _ = PROVIDERS[opts.provider]
-    template = resources.files("pytest_astro.ci").joinpath("templates", template_name).read_text(encoding="utf-8")
+    template = resources.files("pytest_astro.ci").joinpath("templates", template_name)
+    template = template.read_text(encoding="utf-8")
     values: dict = {"header": header(opts), "secrets_doc": secrets_doc(opts), "python": opts.python,
                     "install": install_command(opts), "cache_dir": CACHE_DIR, "junit": JUNIT,
                     "sarif": SARIF, "code_quality": CODE_QUALITY, "plan": PLAN, "record": RECORD}
@@ -408,7 +443,8 @@ def deploy_snippet(opts: Options) -> str:
     for branch in opts.branches:
         if opts.bucket:
             value = f'{{ bucket = "{opts.bucket}" }}' if len(opts.branches) == 1 else \
-                f'{{ bucket = "{opts.bucket.rstrip("/")}/{branch}" }}  # one prefix or bucket per environment'
+                (f'{{ bucket = "{opts.bucket.rstrip("/")}/{branch}" }}'
+                 '  # one prefix or bucket per environment')
         else:
             value = f'"<{branch} Deployment id>"  # astro deployment list'
         lines.append(f'{json.dumps(branch) if "/" in branch else branch} = {value}')

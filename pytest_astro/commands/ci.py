@@ -1,8 +1,8 @@
 """Write CI/CD pipeline templates: the suite on pull requests, the deploy gate on pushes.
 
     pytest-astro ci init --provider {github,gitlab,circleci,bitbucket,azure,jenkins}
-                         [--strategy single|multi] [--branches main,dev] [--dags-repo] [--bucket URL]
-                         [--install SPEC] [--index-url URL] [--shards N]
+                         [--strategy single|multi] [--branches main,dev] [--dags-repo] [--bucket
+                         URL] [--install SPEC] [--index-url URL] [--shards N]
 """
 
 from __future__ import annotations
@@ -18,29 +18,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     sub = parser.add_subparsers(dest="ci_command", metavar="COMMAND")
     init = sub.add_parser("init", help="write a pipeline for a CI provider",
-                          description="Write a pipeline: the suite on pull requests, the deploy gate on pushes "
-                                      "to the environment branches; tokens are CI secrets.")
+                          description="Write a pipeline: the suite on pull requests, the deploy "
+                                      "gate on pushes to the environment branches; tokens are CI "
+                                      "secrets.")
     init.add_argument("--provider", required=True, choices=sorted(PROVIDERS))
     init.add_argument("--strategy", choices=("single", "multi"), default="single",
-                      help="single: main -> one Deployment; multi: one Deployment per environment branch")
-    init.add_argument("--branches", metavar="A,B", help="environment branches (default: main; multi: main,dev)")
+                      help="single: main -> one Deployment; multi: one Deployment per environment "
+                           "branch")
+    init.add_argument("--branches", metavar="A,B", help="environment branches (default: main; "
+                                                        "multi: main,dev)")
     init.add_argument("--dags-repo", action="store_true",
-                      help="this repository holds only the DAGs: DAG-only deploys (the project repo makes "
-                           "image deploys with type = \"image-only\")")
-    init.add_argument("--bucket", metavar="URL", help="deploy by syncing the DAG folder to s3://... or gs://...")
-    init.add_argument("--python", default="3.12", help="Python version of the CI jobs (default: 3.12)")
-    init.add_argument("--airflow-version", help="Airflow to install in CI (default: the installed one)")
+                      help="this repository holds only the DAGs: DAG-only deploys (the project "
+                           "repo makes image deploys with type = \"image-only\")")
+    init.add_argument("--bucket", metavar="URL", help="deploy by syncing the DAG folder to "
+                                                      "s3://... or gs://...")
+    init.add_argument("--python", default="3.12", help="Python version of the CI jobs (default: "
+                                                       "3.12)")
+    init.add_argument("--airflow-version", help="Airflow to install in CI (default: the installed "
+                                                "one)")
     init.add_argument("--install", metavar="SPEC",
-                      help="where the pipeline installs pytest-astro from: a requirement ('pytest-astro==0.1.0'), "
-                           "a git URL ('git+https://github.com/ORG/pytest-astro@v0.1.0'), or a wheel's URL or path "
-                           f"(default: this version, pytest-astro=={__version__}, from the package index)")
+                      help="where the pipeline installs pytest-astro from: a requirement "
+                           "('pytest-astro==0.1.0'), a git URL "
+                           "('git+https://github.com/ORG/pytest-astro@v0.1.0'), or a wheel's URL "
+                           f"or path (default: this version, pytest-astro=={__version__}, from the "
+                           "package index)")
     init.add_argument("--index-url", metavar="URL",
-                      help="a private package index to install from (it must serve Airflow and the project's "
-                           "requirements too, e.g. a proxy of the public index)")
+                      help="a private package index to install from (it must serve Airflow and "
+                           "the project's requirements too, e.g. a proxy of the public index)")
     init.add_argument("--shards", metavar="N", type=int, default=1,
-                      help="run the pull-request suite as N parallel jobs, each checking its part of the DAG "
-                           "files (`pytest --astro-dags --astro-shard`) with its own parse cache: GitHub (a "
-                           "matrix), GitLab (parallel:), CircleCI (parallelism), Azure (strategy: parallel)")
+                      help="run the pull-request suite as N parallel jobs, each checking its part "
+                           "of the DAG files (`pytest --astro-dags --astro-shard`) with its own "
+                           "parse cache: GitHub (a matrix), GitLab (parallel:), CircleCI "
+                           "(parallelism), Azure (strategy: parallel)")
     init.add_argument("--output", metavar="PATH", type=Path,
                       help="file to write (default: the provider's usual path); '-' prints it")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -67,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
     branches = [b.strip() for b in (args.branches or "").split(",") if b.strip()]
     if args.strategy == "single" and len(branches) > 1:
         return fail("--strategy single takes one branch", fix="use --strategy multi")
-    opts = Options(provider=args.provider, strategy=args.strategy, branches=branches, dags_repo=args.dags_repo,
-                   bucket=args.bucket, python=args.python, install=args.install, index_url=args.index_url,
+    opts = Options(provider=args.provider, strategy=args.strategy, branches=branches,
+                   dags_repo=args.dags_repo,
+                   bucket=args.bucket, python=args.python, install=args.install,
+                   index_url=args.index_url,
                    shards=args.shards,
                    airflow=args.airflow_version or airflow_version() or "3.1.3")
     try:

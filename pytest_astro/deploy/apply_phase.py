@@ -15,42 +15,53 @@ from pytest_astro.user_errors import user_message
 
 
 def verify(run: Run, plan: dict) -> None:
-    """The tree is the plan's commit and its files still have the plan's hashes; Refused otherwise."""
+    """The tree is the plan's commit and its files still have the plan's hashes; Refused
+    otherwise."""
     root = run.root
     if not plan.get("allowed"):
         if plan.get("outcome") == "skipped":
             run.say(f"pytest-astro deploy: nothing to deploy ({plan.get('reason')})")
             raise Refused("skipped", 0, plan.get("reason") or "")
-        raise Refused("refused", 1, f"the check phase refused this deploy: {plan.get('reason') or 'see its output'}")
-    if plan.get("project_in_repo", ".") != context.in_repo(root):  # the checkout may be elsewhere (another CI job)
+        raise Refused("refused", 1, "the check phase refused this deploy: "
+                                    f"{plan.get('reason') or 'see its output'}")
+    # the checkout may be elsewhere (another CI job)
+    if plan.get("project_in_repo", ".") != context.in_repo(root):
         raise Refused("refused", 1, f"the plan is for the project {plan['project']}, not {root}")
     head = ci_env.git(["rev-parse", "HEAD"], root)
     if plan.get("commit") and head != plan["commit"]:
-        raise Refused("refused", 1, f"the plan was made for commit {plan['commit'][:12]}, but HEAD is "
-                      f"{(head or '?')[:12]}: run `pytest-astro deploy check` again on this commit")
+        raise Refused("refused", 1, f"the plan was made for commit {plan['commit'][:12]}, but HEAD "
+                                    f"is {(head or '?')[:12]}: run `pytest-astro deploy check` "
+                                    "again on this commit")
     dirty = context.dirty(run)
     if dirty:
-        raise Refused("refused", 1, f"tracked files differ from the commit HEAD ({context.listing(dirty)}): the deploy "
-                      "would not be what was checked. Commit or undo them, then check again")
-    kind = plan["target"].get("kind") if plan["target"].get("kind") != "astro" else plan["deploy_type"]
+        raise Refused("refused", 1, "tracked files differ from the commit HEAD "
+                                    f"({context.listing(dirty)}): the deploy would not be what was "
+                                    "checked. Commit or undo them, then check again")
+    kind = (plan["target"].get("kind") if plan["target"].get("kind") != "astro"
+            else plan["deploy_type"])
     now = plans.shipped_files(root, root / plan.get("dags_folder", "dags"), kind, run.own_files())
     if now.problems:
-        raise Refused("refused", 1, "the deploy would ship files from outside the project", now.problems)
+        raise Refused("refused", 1, "the deploy would ship files from outside the "
+                                    "project", now.problems)
     differ = now.differences(plans.Manifest(dict(plan["files"])))
     if differ:
-        raise Refused("refused", 1, f"files changed since they were checked: {context.listing(differ)}; run "
-                      "`pytest-astro deploy check` again")
+        raise Refused("refused", 1, "files changed since they were checked: "
+                                    f"{context.listing(differ)}; run `pytest-astro deploy check` "
+                                    "again")
 
 
 def deploy(run: Run, plan: dict) -> int:
-    """Deploy what ``plan`` allows (after :func:`_verify`); the exit status, with the record written."""
-    target = deploy_settings.Target(deployment=plan["target"].get("deployment_id"), bucket=plan["target"].get("bucket"),
+    """Deploy what ``plan`` allows (after :func:`_verify`); the exit status, with the record
+    written."""
+    target = deploy_settings.Target(deployment=plan["target"].get("deployment_id"),
+                                    bucket=plan["target"].get("bucket"),
                                   command=plan["target"].get("command"))
     deploy_type, root = plan["deploy_type"], run.root
     wait_seconds = plan.get("wait_seconds") if run.opts.wait is None else (
         (run.opts.wait_seconds or run.cfg.wait_seconds) if run.opts.wait else None)
     run.rec.update(target=plan["target"], deploy_type=deploy_type, commit=plan.get("commit"),
-                   branch=plan.get("branch"), commit_subject=plan.get("commit_subject"), suite=plan.get("suite"),
+                   branch=plan.get("branch"), commit_subject=plan.get("commit_subject"),
+                   suite=plan.get("suite"),
                    decision=plan.get("decision"), shipped=plan["files"])
     line, problem = context.deploy_line(run, target, deploy_type, plan["description"], wait_seconds)
     run.say(f"pytest-astro deploy: {line}")
@@ -64,7 +75,8 @@ def deploy(run: Run, plan: dict) -> int:
     run.say(f"pytest-astro deploy: deploying to {target.describe()} ({deploy_type})")
     try:
         if target.kind == "astro":
-            result = targets.astro_deploy(target.deployment, deploy_type, plan["description"], run.env, root, run.say,
+            result = targets.astro_deploy(target.deployment, deploy_type, plan["description"],
+                                          run.env, root, run.say,
                                           run.cfg.astro_args, wait_seconds)
             run.rec["deploy"] = result.to_dict()
             run.rec["deploy_command"] = result.argv[1:]
@@ -76,8 +88,10 @@ def deploy(run: Run, plan: dict) -> int:
                          retries=run.cfg.retries, hashes=files, plan=sync_plan)
             run.rec["bucket_sync"] = _sync_record(sync_plan)
         else:
-            cmd_env = {**run.env, "PYTEST_ASTRO_DEPLOY_TYPE": deploy_type, "PYTEST_ASTRO_BRANCH": plan.get("branch") or "",
-                       "PYTEST_ASTRO_COMMIT": plan.get("commit") or "", "PYTEST_ASTRO_DESCRIPTION": plan["description"],
+            cmd_env = {**run.env, "PYTEST_ASTRO_DEPLOY_TYPE": deploy_type,
+                       "PYTEST_ASTRO_BRANCH": plan.get("branch") or "",
+                       "PYTEST_ASTRO_COMMIT": plan.get("commit") or "",
+                       "PYTEST_ASTRO_DESCRIPTION": plan["description"],
                        "PYTEST_ASTRO_DAGS_FOLDER": str(root / plan.get("dags_folder", "dags"))}
             targets.run_command(target.command, cmd_env, root, run.say)
     except KeyboardInterrupt:
@@ -85,8 +99,9 @@ def deploy(run: Run, plan: dict) -> int:
         if target.kind == "bucket":
             run.rec["bucket_sync"] = _sync_record(sync_plan)
         run.say("pytest-astro deploy: INTERRUPTED during the deploy"
-                + (f" ({len(sync_plan.uploaded)} of {len(sync_plan.uploads)} uploads and {len(sync_plan.deleted)} "
-                   "deletions done; nothing is deleted before every upload is done)" if target.kind == "bucket" else ""))
+                + (f" ({len(sync_plan.uploaded)} of {len(sync_plan.uploads)} uploads and "
+                   f"{len(sync_plan.deleted)} deletions done; nothing is deleted before every "
+                   "upload is done)" if target.kind == "bucket" else ""))
         return run.finish("interrupted", 130, "interrupted (Ctrl-C) during the deploy")
     except DeployError as exc:
         run.rec["deploy_duration_s"] = round(time.monotonic() - deploy_started, 3)
@@ -97,7 +112,8 @@ def deploy(run: Run, plan: dict) -> int:
         run.say(f"pytest-astro deploy: deploy FAILED: {exc}")
         unhealthy = exc.detail is not None and exc.detail.deployed
         return run.finish("unhealthy" if unhealthy else "failed", 1, str(exc))
-    except Exception as exc:  # noqa: BLE001 - an SDK error must still be reported masked, with a record
+    except Exception as exc:  # noqa: BLE001
+        # an SDK error must still be reported masked, with a record
         run.rec["deploy_duration_s"] = round(time.monotonic() - deploy_started, 3)
         if target.kind == "bucket":
             run.rec["bucket_sync"] = _sync_record(sync_plan)
@@ -105,8 +121,10 @@ def deploy(run: Run, plan: dict) -> int:
         return run.finish("failed", 1, f"{type(exc).__name__}: {exc}")
     run.rec["deploy_duration_s"] = round(time.monotonic() - deploy_started, 3)
     proof = run.rec.get("deploy") or {}
-    what = ", ".join(f"{k.replace('_', ' ')} {proof[k]}" for k in ("dag_bundle", "image_tag") if proof.get(k))
-    run.say(f"pytest-astro deploy: deployed {(plan.get('commit') or '')[:7]} to {target.describe()} ({deploy_type})"
+    what = ", ".join(f"{k.replace('_', ' ')} {proof[k]}" for k in ("dag_bundle", "image_tag")
+                     if proof.get(k))
+    run.say(f"pytest-astro deploy: deployed {(plan.get('commit') or '')[:7]} to "
+            f"{target.describe()} ({deploy_type})"
             + (f": {what}, Deployment {proof.get('state')}" if what else ""))
     return run.finish("deployed", 0)
 

@@ -7,8 +7,8 @@ was working: at worst some files are already new. Each call is retried on transi
 (connection errors, timeouts, HTTP 408/429/5xx, throttling) with exponential backoff; the SDKs' own
 retries are turned off so ``retries`` in ``[tool.pytest-astro.deploy]`` is the one knob.
 
-boto3 (``pytest-astro[s3]``) and google-cloud-storage (``pytest-astro[gcs]``) are imported only here,
-only when a sync runs. Endpoints follow the SDKs' variables (``AWS_ENDPOINT_URL``,
+boto3 (``pytest-astro[s3]``) and google-cloud-storage (``pytest-astro[gcs]``) are imported only
+here, only when a sync runs. Endpoints follow the SDKs' variables (``AWS_ENDPOINT_URL``,
 ``STORAGE_EMULATOR_HOST``), credentials their usual chains.
 """
 
@@ -25,8 +25,10 @@ from typing import Protocol
 
 from pytest_astro.deploy.targets import DeployError
 
-_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeoutException",
-                    "InternalError", "ServiceUnavailable", "RequestLimitExceeded", "TooManyRequests"}
+_TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
+                    "RequestTimeoutException",
+                    "InternalError", "ServiceUnavailable", "RequestLimitExceeded",
+                    "TooManyRequests"}
 
 
 def split_url(url: str) -> tuple[str, str, str]:
@@ -49,17 +51,22 @@ class S3Store:
             import boto3
             from botocore.config import Config
         except ImportError:
-            raise DeployError("an s3:// target needs boto3: pip install 'pytest-astro[s3]'") from None
+            raise DeployError("an s3:// target needs boto3: pip install "
+                              "'pytest-astro[s3]'") from None
         self.bucket = bucket
-        self.client = boto3.client("s3", config=Config(retries={"total_max_attempts": 1}, connect_timeout=10,
+        self.client = boto3.client("s3",
+                                   config=Config(retries={"total_max_attempts": 1},
+                                                 connect_timeout=10,
                                                        read_timeout=60))
 
     def list(self, prefix: str) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                          Prefix=prefix):
             for obj in page.get("Contents", []):
                 etag = obj.get("ETag", "").strip('"')
-                out[obj["Key"]] = etag if len(etag) == 32 and "-" not in etag else None  # multipart: not an md5
+                # multipart: not an md5
+                out[obj["Key"]] = etag if len(etag) == 32 and "-" not in etag else None
         return out
 
     def upload(self, key: str, data: bytes) -> None:
@@ -75,7 +82,8 @@ class GCSStore:
         try:
             from google.cloud import storage
         except ImportError:
-            raise DeployError("a gs:// target needs google-cloud-storage: pip install 'pytest-astro[gcs]'") from None
+            raise DeployError("a gs:// target needs google-cloud-storage: pip install "
+                              "'pytest-astro[gcs]'") from None
         self.client = storage.Client()
         self.bucket = self.client.bucket(bucket)
 
@@ -101,7 +109,8 @@ def open_store(url: str) -> Store:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: the network or the service hiccupped, not a wrong bucket or a missing right."""
+    """Worth retrying: the network or the service hiccupped, not a wrong bucket or a missing
+    right."""
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, DeployError)):
         return False
     status = None
@@ -118,7 +127,8 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(status, int):
         return status in (408, 429) or status >= 500
     names = " ".join(cls.__name__ for cls in type(exc).__mro__)
-    return isinstance(exc, (ConnectionError, TimeoutError)) or "Connection" in names or "Timeout" in names
+    return isinstance(exc, (ConnectionError,
+                            TimeoutError)) or "Connection" in names or "Timeout" in names
 
 
 def with_retries(action: Callable[[], object], what: str, retries: int, echo: Callable[[str], None],
@@ -133,16 +143,19 @@ def with_retries(action: Callable[[], object], what: str, retries: int, echo: Ca
                 kind = "still failing after {} retries".format(retries) if transient else "failed"
                 raise DeployError(f"{what} {kind}: {type(exc).__name__}: {exc}") from None
             wait = min(max_delay, delay * 2**attempt)
-            echo(f"  {what}: {type(exc).__name__} (transient), retry {attempt + 1}/{retries} in {wait:.1f}s")
+            echo(f"  {what}: {type(exc).__name__} (transient), retry {attempt + 1}/{retries} in "
+                 f"{wait:.1f}s")
             time.sleep(wait)
 
 
 @dataclass
 class SyncPlan:
-    uploads: list[tuple[str, Path]] = field(default_factory=list)  # (key, local file), in upload order
+    # (key, local file), in upload order
+    uploads: list[tuple[str, Path]] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)  # keys, in delete order
     unchanged: int = 0
-    uploaded: list[str] = field(default_factory=list)  # keys done so far (for an interrupted sync's record)
+    # keys done so far (for an interrupted sync's record)
+    uploaded: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
 
 
@@ -158,14 +171,15 @@ def read_checked(path: Path, expected: str | None) -> bytes:
     """``path``'s bytes, read once; DeployError when they are not the ones the plan hashed."""
     data = path.read_bytes()
     if expected is not None and "sha256:" + hashlib.sha256(data).hexdigest() != expected:
-        raise DeployError(f"{path} changed after it was checked (its content is not the plan's); nothing more "
-                          "is uploaded: run `pytest-astro deploy check` again")
+        raise DeployError(f"{path} changed after it was checked (its content is not the plan's); "
+                          "nothing more is uploaded: run `pytest-astro deploy check` again")
     return data
 
 
 def plan_sync(local: dict[str, Path], remote: dict[str, str | None], prefix: str,
               is_dag: Callable[[Path], bool]) -> SyncPlan:
-    """``local``: relative path -> file; ``remote``: key -> md5. Supporting files go up first, DAGs last."""
+    """``local``: relative path -> file; ``remote``: key -> md5. Supporting files go up first, DAGs
+    last."""
     plan = SyncPlan()
     for rel, path in sorted(local.items(), key=lambda kv: (is_dag(kv[1]), kv[0])):
         key = prefix + rel
@@ -181,11 +195,12 @@ def plan_sync(local: dict[str, Path], remote: dict[str, str | None], prefix: str
 
 
 def sync(url: str, files: Iterable[Path], dags_path: Path, is_dag: Callable[[Path], bool],
-         echo: Callable[[str], None], retries: int = 5, dry_run: bool = False, store: Store | None = None,
+         echo: Callable[[str], None], retries: int = 5, dry_run: bool = False,
+         store: Store | None = None,
          hashes: dict[Path, str] | None = None, plan: SyncPlan | None = None) -> SyncPlan:
-    """Make the bucket prefix of ``url`` hold exactly ``files`` (under ``dags_path``). ``hashes``: the
-    content each file must have (read once, checked, uploaded); ``plan`` is filled as the sync goes,
-    so a caller interrupted midway knows what was done."""
+    """Make the bucket prefix of ``url`` hold exactly ``files`` (under ``dags_path``). ``hashes``:
+    the content each file must have (read once, checked, uploaded); ``plan`` is filled as the sync
+    goes, so a caller interrupted midway knows what was done."""
     _, _, prefix = split_url(url)
     store = store or open_store(url)
     hashes = hashes or {}
@@ -198,7 +213,8 @@ def sync(url: str, files: Iterable[Path], dags_path: Path, is_dag: Callable[[Pat
     with_retries(listing, f"listing {url}", retries, echo)
     computed = plan_sync(local, remote, prefix, is_dag)
     plan = plan or SyncPlan()
-    plan.uploads, plan.deletes, plan.unchanged = computed.uploads, computed.deletes, computed.unchanged
+    plan.uploads, plan.deletes, plan.unchanged = (computed.uploads, computed.deletes,
+                                                  computed.unchanged)
     base = url.split("://", 1)[0] + "://" + url.split("://", 1)[1].split("/", 1)[0] + "/"
     echo(f"bucket sync {url}: {len(plan.uploads)} to upload, {len(plan.deletes)} to delete, "
          f"{plan.unchanged} unchanged")
@@ -211,7 +227,8 @@ def sync(url: str, files: Iterable[Path], dags_path: Path, is_dag: Callable[[Pat
     for key, path in plan.uploads:
         echo(f"  upload {base}{key}")
         data = read_checked(path, hashes.get(path))
-        with_retries(lambda key=key, data=data: store.upload(key, data), f"upload of {base}{key}", retries, echo)
+        with_retries(lambda key=key, data=data: store.upload(key, data), f"upload of {base}{key}",
+                     retries, echo)
         plan.uploaded.append(key)
     for key in plan.deletes:
         echo(f"  delete {base}{key}")

@@ -32,7 +32,8 @@ class Decision:
     reason: str
     base: str | None = None  # the commit the range starts from (None: unknown or forced)
     changed: list[str] = field(default_factory=list)  # project-relative paths that changed
-    outside_dags: list[str] = field(default_factory=list)  # of those, the ones outside the DAG folder
+    # of those, the ones outside the DAG folder
+    outside_dags: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,8 +48,8 @@ def _shallow(cwd: Path) -> bool:
 
 
 def _shallow_hint(cwd: Path) -> str:
-    return (" (this is a shallow clone: fetch the history, e.g. `fetch-depth: 0` in actions/checkout "
-            "or `GIT_DEPTH: 0` on GitLab)") if _shallow(cwd) else ""
+    return (" (this is a shallow clone: fetch the history, e.g. `fetch-depth: 0` in "
+            "actions/checkout or `GIT_DEPTH: 0` on GitLab)") if _shallow(cwd) else ""
 
 
 def find_base(cwd: Path, ctx: CIContext, base: str | None = None) -> tuple[str | None, str]:
@@ -60,20 +61,25 @@ def find_base(cwd: Path, ctx: CIContext, base: str | None = None) -> tuple[str |
         return sha, f"changes since --base {base}"
     if ctx.before:
         if ci_env.is_null_sha(ctx.before):
-            return None, "a new branch (the CI's before-SHA is all zeros), so the pushed range is unknown"
+            return (None,
+                    "a new branch (the CI's before-SHA is all zeros), so the pushed range is "
+                    "unknown")
         if not _commit_exists(ctx.before, cwd):
-            return None, (f"the pushed range starts at {ctx.before[:12]}, which is not in this clone"
-                          f"{_shallow_hint(cwd) or ' (force-push or shallow clone)'}")
+            return None, (f"the pushed range starts at {ctx.before[:12]}, which is not in this "
+                          f"clone{_shallow_hint(cwd) or ' (force-push or shallow clone)'}")
         return ctx.before, f"the pushed range {ctx.before[:12]}..HEAD ({ctx.provider})"
     if ctx.event in (ci_env.MANUAL, ci_env.SCHEDULE):
-        return None, f"a {ctx.event} run ({ctx.provider}): nothing was pushed, so there is no range to judge"
+        return (None,
+                f"a {ctx.event} run ({ctx.provider}): nothing was pushed, so there is no range to "
+                "judge")
     if ctx.event == ci_env.PULL_REQUEST and ctx.target_branch:
         for ref in (f"origin/{ctx.target_branch}", ctx.target_branch):
             if git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd):
                 merge_base = git(["merge-base", "HEAD", ref], cwd)
                 if merge_base:
                     return merge_base, f"changes since the merge-base with {ref}"
-        return None, (f"the target branch {ctx.target_branch} is not in this clone{_shallow_hint(cwd)}")
+        return None, (f"the target branch {ctx.target_branch} is not in this "
+                      f"clone{_shallow_hint(cwd)}")
     if git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], cwd) is None:
         return None, "no commit checked out"
     parent = git(["rev-parse", "--verify", "--quiet", "HEAD^1^{commit}"], cwd)
@@ -88,21 +94,25 @@ def find_base(cwd: Path, ctx: CIContext, base: str | None = None) -> tuple[str |
 
 
 def changed_files(cwd: Path, base: str) -> list[Path]:
-    """Absolute paths changed between ``base`` and the working tree (deletions and both sides of renames)."""
+    """Absolute paths changed between ``base`` and the working tree (deletions and both sides of
+    renames)."""
     top = git(["rev-parse", "--show-toplevel"], cwd)
-    out = git(["-c", "core.quotepath=off", "diff", "--name-only", "--no-renames", "-z", base, "--"], cwd)
+    out = git(["-c", "core.quotepath=off", "diff", "--name-only", "--no-renames", "-z", base, "--"],
+              cwd)
     if top is None or out is None:
         return []
     return [Path(top, name).resolve() for name in out.split("\0") if name]
 
 
-def decide(root: Path, dags_path: Path, ctx: CIContext, forced: str = "auto", base: str | None = None) -> Decision:
+def decide(root: Path, dags_path: Path, ctx: CIContext, forced: str = "auto",
+           base: str | None = None) -> Decision:
     """The deploy type for the project at ``root`` (``forced``: auto, dags, image or image-only)."""
     root, dags_path = root.resolve(), dags_path.resolve()
     if forced != "auto":
         return Decision(forced, f"{forced} deploy requested (--type/--{forced} or pyproject)")
     if git(["rev-parse", "--git-dir"], root) is None:
-        return Decision(IMAGE, f"{root} is not in a git repository, so nothing tells what changed: image deploy")
+        return Decision(IMAGE, f"{root} is not in a git repository, so nothing tells what changed: "
+                               "image deploy")
     sha, how = find_base(root, ctx, base)
     if sha is None:
         return Decision(IMAGE, f"{how}: image deploy to be safe")
@@ -119,11 +129,13 @@ def decide(root: Path, dags_path: Path, ctx: CIContext, forced: str = "auto", ba
     if not changed:
         decision.reason = f"no project file changed in {how}: image deploy to be safe"
     elif outside:
-        shown = ", ".join(outside[:_SHOWN]) + (f" and {len(outside) - _SHOWN} more" if len(outside) > _SHOWN else "")
+        shown = ", ".join(outside[:_SHOWN]) + (f" and {len(outside) - _SHOWN} more"
+                                               if len(outside) > _SHOWN else "")
         decision.reason = f"{how} changes files outside {dags_rel}/ ({shown}): image deploy"
     else:
         decision.type = DAGS
-        decision.reason = f"{how} changes only files in {dags_rel}/ ({len(changed)}): DAG-only deploy"
+        decision.reason = (f"{how} changes only files in {dags_rel}/ ({len(changed)}): DAG-only "
+                           "deploy")
     return decision
 
 

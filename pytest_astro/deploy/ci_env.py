@@ -7,7 +7,8 @@ github        GITHUB_ACTIONS, GITHUB_EVENT_NAME, GITHUB_REF_NAME/GITHUB_REF_TYPE
               GITHUB_BASE_REF, GITHUB_SHA, and ``before`` of the push event (GITHUB_EVENT_PATH)
 gitlab        GITLAB_CI, CI_COMMIT_BRANCH/CI_COMMIT_REF_NAME, CI_COMMIT_TAG, CI_COMMIT_SHA,
               CI_COMMIT_BEFORE_SHA, CI_PIPELINE_SOURCE, CI_MERGE_REQUEST_{SOURCE,TARGET}_BRANCH_NAME
-circleci      CIRCLECI, CIRCLE_BRANCH, CIRCLE_TAG, CIRCLE_SHA1, CIRCLE_PULL_REQUEST (no pushed range)
+circleci      CIRCLECI, CIRCLE_BRANCH, CIRCLE_TAG, CIRCLE_SHA1, CIRCLE_PULL_REQUEST (no pushed
+range)
 bitbucket     BITBUCKET_BUILD_NUMBER, BITBUCKET_BRANCH, BITBUCKET_TAG, BITBUCKET_COMMIT,
               BITBUCKET_PR_ID, BITBUCKET_PR_DESTINATION_BRANCH (no pushed range)
 azure         TF_BUILD, BUILD_SOURCEBRANCH (``refs/heads/...``), BUILD_SOURCEVERSION, BUILD_REASON,
@@ -66,7 +67,8 @@ def _github(env: Mapping[str, str]) -> CIContext:
     name = env.get("GITHUB_EVENT_NAME", "")
     ctx = CIContext("github", commit=env.get("GITHUB_SHA") or None)
     if name in ("pull_request", "pull_request_target"):
-        ctx.event, ctx.branch, ctx.target_branch = PULL_REQUEST, env.get("GITHUB_HEAD_REF"), env.get("GITHUB_BASE_REF")
+        ctx.event, ctx.branch, ctx.target_branch = (PULL_REQUEST, env.get("GITHUB_HEAD_REF"),
+                                                    env.get("GITHUB_BASE_REF"))
         return ctx
     if env.get("GITHUB_REF_TYPE") == "tag" or env.get("GITHUB_REF", "").startswith("refs/tags/"):
         ctx.event = TAG

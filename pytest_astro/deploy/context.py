@@ -68,7 +68,8 @@ class Run:
     started: float = field(default_factory=time.monotonic)
 
     def say(self, text: str) -> None:
-        for line in self.masker(str(text)).split("\n"):  # masked whole first: a secret may span lines
+        # masked whole first: a secret may span lines
+        for line in self.masker(str(text)).split("\n"):
             self.out(line)
 
     def path(self, value: str | None, default: str) -> Path:
@@ -102,7 +103,8 @@ class Run:
             record.step_summary(self.rec, self.masker, self.env)
             self.say(f"pytest-astro deploy: audit record written to {self.record_path}")
         except OSError as exc:
-            self.say(f"pytest-astro deploy: warning: cannot write the audit record {self.record_path}: {exc}")
+            self.say("pytest-astro deploy: warning: cannot write the audit record "
+                     f"{self.record_path}: {exc}")
         return code
 
 
@@ -118,7 +120,8 @@ def load(run: Run) -> int | None:
         if opts.deployment_id is not None:
             deploy_settings.check_deployment_id(opts.deployment_id, "--deployment-id")
         if opts.type and opts.type not in deploy_settings.TYPES:
-            raise ConfigError(f"--type: expected one of {', '.join(deploy_settings.TYPES)}, got {opts.type!r}")
+            raise ConfigError(f"--type: expected one of {', '.join(deploy_settings.TYPES)}, got "
+                              f"{opts.type!r}")
         if sum(x is not None for x in (opts.deployment_id, opts.bucket, opts.command)) > 1:
             raise ConfigError("give only one of --deployment-id, --bucket, --command")
     except ConfigError as exc:
@@ -139,10 +142,12 @@ def commit_info(root: Path) -> tuple[str | None, str | None, str | None]:
 
 
 def dirty(run: Run) -> list[str]:
-    """Tracked files that differ from HEAD, but for the plan and the record (ours, rewritten each run)."""
+    """Tracked files that differ from HEAD, but for the plan and the record (ours, rewritten each
+    run)."""
     top = ci_env.git(["rev-parse", "--show-toplevel"], run.root)
     own = {Path(p).resolve() for p in (run.plan_path, run.record_path)}
-    return [p for p in plans.dirty_files(run.root) or () if top is None or Path(top, p).resolve() not in own]
+    return [p for p in plans.dirty_files(run.root) or () if top is None
+            or Path(top, p).resolve() not in own]
 
 
 def listing(paths: list[str]) -> str:
@@ -151,7 +156,8 @@ def listing(paths: list[str]) -> str:
 
 
 def in_repo(root: Path) -> str:
-    """The project's folder relative to the top of its git work tree ("." at the top or outside git)."""
+    """The project's folder relative to the top of its git work tree ("." at the top or outside
+    git)."""
     top = ci_env.git(["rev-parse", "--show-toplevel"], root)
     try:
         return root.resolve().relative_to(Path(top).resolve()).as_posix() if top else "."
@@ -172,7 +178,8 @@ def join_masked(run: Run, argv) -> str:
 
 
 def is_dag(run: Run) -> Callable[[Path], bool]:
-    """Airflow's "might contain a DAG" test (reads the file, runs nothing): DAG files are uploaded last."""
+    """Airflow's "might contain a DAG" test (reads the file, runs nothing): DAG files are uploaded
+    last."""
     from pytest_astro.project import Project
 
     return Project(run.settings).is_dag_candidate
@@ -189,7 +196,8 @@ def deploy_line(run: Run, target, deploy_type: str, description: str,
             exe, problem = "astro", str(exc)
         if wait_seconds is None and run.opts.wait is not False and cfg.wait:
             wait_seconds = run.opts.wait_seconds or cfg.wait_seconds
-        argv = targets.astro_argv(exe, target.deployment, deploy_type, description, cfg.astro_args, wait_seconds)
+        argv = targets.astro_argv(exe, target.deployment, deploy_type, description, cfg.astro_args,
+                                  wait_seconds)
         return join_masked(run, argv) + f" (token from ${targets.TOKEN_VARIABLE})", problem
     if target.kind == "bucket":
         try:
@@ -197,9 +205,12 @@ def deploy_line(run: Run, target, deploy_type: str, description: str,
             __import__("boto3" if target.bucket.startswith("s3://") else "google.cloud.storage")
         except ImportError:
             extra = "s3" if target.bucket.startswith("s3://") else "gcs"
-            problem = f"the {target.bucket.split(':')[0]} client is not installed: pip install 'pytest-astro[{extra}]'"
+            problem = (f"the {target.bucket.split(':')[0]} client is not installed: pip install "
+                       f"'pytest-astro[{extra}]'")
         return f"sync the DAG folder to {target.bucket} (uploads first, then deletions)", problem
-    cmd = run.masker(target.command) if isinstance(target.command, str) else join_masked(run, target.command)
+    if isinstance(target.command, str):
+        return run.masker(target.command), problem
+    cmd = join_masked(run, target.command)
     return cmd, problem
 
 

@@ -5,8 +5,9 @@ environment every process was *started* with, and any process of the same user c
 code run by the suite (a ``conftest.py``, a DAG file) can therefore read the token from the
 environment its parent or grandparent was started with. So:
 
-- the check phase refuses to start when a deploy credential is readable from its own or an ancestor's
-  ``/proc/PID/environ`` (:func:`exposed`): in CI, the token belongs to the apply step only;
+- the check phase refuses to start when a deploy credential is readable from its own or an
+  ancestor's ``/proc/PID/environ`` (:func:`exposed`): in CI, the token belongs to the apply step
+  only;
 - the one-command ``pytest-astro deploy`` overwrites the credentials' values in the memory that
   backs its own ``/proc/PID/environ`` (:func:`hide_own`) before the suite starts, keeps them for the
   apply phase only, and still refuses when an ancestor was started with one.
@@ -24,13 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: The credentials a deploy uses: their presence is what the check phase refuses. (CI runtime tokens
-#: such as ACTIONS_ID_TOKEN_REQUEST_TOKEN are in every step of a job; they are scrubbed from the suite,
+#: such as ACTIONS_ID_TOKEN_REQUEST_TOKEN are in every step of a job; they are scrubbed from the
+# suite,
 #: see :data:`pytest_astro.deploy.mask.CREDENTIAL_VARIABLES`, but do not stop the check.)
 DEPLOY_CREDENTIALS: tuple[str, ...] = (
     "ASTRO_API_TOKEN", "ASTRO_*TOKEN*", "ASTRONOMER_KEY_ID", "ASTRONOMER_KEY_SECRET",
     "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
     "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_OAUTH_ACCESS_TOKEN", "GOOGLE_CREDENTIALS",
-    "CLOUDSDK_AUTH_ACCESS_TOKEN", "AZURE_CLIENT_SECRET", "AZURE_STORAGE_KEY", "AZURE_STORAGE_CONNECTION_STRING",
+    "CLOUDSDK_AUTH_ACCESS_TOKEN", "AZURE_CLIENT_SECRET", "AZURE_STORAGE_KEY",
+                                       "AZURE_STORAGE_CONNECTION_STRING",
 )
 _PROC = Path("/proc")
 
@@ -42,13 +45,15 @@ class Exposure:
     variables: list[str]
 
     def describe(self) -> str:
-        who = "this process" if self.pid == os.getpid() else f"ancestor process {self.pid} ({self.name})"
+        who = ("this process" if self.pid == os.getpid()
+               else f"ancestor process {self.pid} ({self.name})")
         return f"{', '.join(self.variables)} in the environment {who} was started with"
 
 
 def credential_names(env: Mapping[str, str]) -> list[str]:
     """The deploy credentials set (non-empty) in ``env``."""
-    return sorted(k for k, v in env.items() if v.strip() and any(fnmatch.fnmatchcase(k, p) for p in DEPLOY_CREDENTIALS))
+    return sorted(k for k, v in env.items() if v.strip()
+                  and any(fnmatch.fnmatchcase(k, p) for p in DEPLOY_CREDENTIALS))
 
 
 def _read_environ(pid: int) -> dict[str, str] | None:
@@ -85,10 +90,12 @@ def ancestors(pid: int | None = None) -> list[tuple[int, str]]:
 
 
 def exposed(include_self: bool = True) -> list[Exposure]:
-    """Processes from this one up whose ``/proc/PID/environ`` holds a deploy credential (names only).
+    """Processes from this one up whose ``/proc/PID/environ`` holds a deploy credential (names
+    only).
 
-    Values this process has hidden (overwritten with ``*``) do not count. Processes whose environment
-    cannot be read (another user's) are skipped: project code running as us cannot read them either."""
+    Values this process has hidden (overwritten with ``*``) do not count. Processes whose
+    environment cannot be read (another user's) are skipped: project code running as us cannot read
+    them either."""
     found = []
     for pid, name in ancestors():
         if pid == os.getpid() and not include_self:
@@ -104,8 +111,9 @@ def exposed(include_self: bool = True) -> list[Exposure]:
 
 def hide_own(names: Iterable[str]) -> bool:
     """Overwrite the values of ``names`` in the memory behind this process's ``/proc/self/environ``
-    with ``*``, and remove them from ``os.environ``. True when ``/proc/self/environ`` no longer shows
-    them (False where there is no /proc: nothing is shown there anyway, or it could not be done)."""
+    with ``*``, and remove them from ``os.environ``. True when ``/proc/self/environ`` no longer
+    shows them (False where there is no /proc: nothing is shown there anyway, or it could not be
+    done)."""
     names = list(names)
     for name in names:
         os.environ.pop(name, None)

@@ -41,7 +41,8 @@ _MIN_SECRET_LEN = 6  # shorter values would mask ordinary words
 
 
 def is_credential(name: str, extra: Iterable[str] = ()) -> bool:
-    """Whether the variable ``name`` is a deploy credential (built-in list plus ``extra`` patterns)."""
+    """Whether the variable ``name`` is a deploy credential (built-in list plus ``extra``
+    patterns)."""
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in (*CREDENTIAL_VARIABLES, *extra))
 
 
@@ -62,7 +63,8 @@ class Masker:
     def from_environment(cls, env: Mapping[str, str], extra: Iterable[str] = ()) -> Masker:
         extra = tuple(extra)
         return cls(v for k, v in env.items()
-                   if is_credential(k, extra) and (_SECRET_NAME.search(k) or k in extra_names(extra)))
+                   if is_credential(k, extra)
+                   and (_SECRET_NAME.search(k) or k in extra_names(extra)))
 
     def add(self, *values: str | None) -> None:
         """Mask ``values``, and the forms they take on the way out: each of their lines (output is
@@ -77,8 +79,8 @@ class Masker:
                     self._secrets.add(form)
 
     def data(self, value):
-        """``value`` (JSON-like data) with every string masked, before it is serialized: a secret with
-        quotes or backslashes no longer matches once json.dumps has escaped it."""
+        """``value`` (JSON-like data) with every string masked, before it is serialized: a secret
+        with quotes or backslashes no longer matches once json.dumps has escaped it."""
         if isinstance(value, str):
             return self(value)
         if isinstance(value, dict):
@@ -101,7 +103,8 @@ def _encodings(value: str) -> list[str]:
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
         text = encode(raw).decode("ascii")
         forms += [text, text.rstrip("=")]
-    forms += [urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value), json.dumps(value)[1:-1],
+    forms += [urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value),
+              json.dumps(value)[1:-1],
               json.dumps(value, ensure_ascii=False)[1:-1], shlex.quote(value)]
     return [f for f in forms if f != value]
 

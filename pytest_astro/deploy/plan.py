@@ -1,9 +1,9 @@
 """The plan: what the check phase checked and what the apply phase may ship.
 
-``pytest-astro deploy check`` writes it (``pytest-astro-plan.json``): the target, the deploy type, the
-commit, the exact files that the deploy will ship with their SHA-256, the suite's counts, and whether
-the deploy is allowed. ``pytest-astro deploy apply`` reads it, lists the same files again and refuses
-when anything differs, naming the files.
+``pytest-astro deploy check`` writes it (``pytest-astro-plan.json``): the target, the deploy type,
+the commit, the exact files that the deploy will ship with their SHA-256, the suite's counts, and
+whether the deploy is allowed. ``pytest-astro deploy apply`` reads it, lists the same files again
+and refuses when anything differs, naming the files.
 
 Which files a deploy ships (:func:`shipped_files`):
 
@@ -12,9 +12,9 @@ Which files a deploy ships (:func:`shipped_files`):
   storing symbolic links as links;
 - ``image``: also every file of the project git tracks (the Docker build context; an untracked file
   outside the DAG folder is not listed: keep such files out of the image with ``.dockerignore``);
-- ``bucket``: every file of the DAG folder that git does not ignore, links followed (the sync uploads
-  their content). ``.airflowignore`` decides what Airflow parses, not what the DAGs need: a helper
-  folder it names is uploaded too;
+- ``bucket``: every file of the DAG folder that git does not ignore, links followed (the sync
+  uploads their content). ``.airflowignore`` decides what Airflow parses, not what the DAGs need: a
+  helper folder it names is uploaded too;
 - ``command``: the DAG folder, as for ``dags``.
 
 A symbolic link that leaves the project is refused: it would publish a file from outside the
@@ -41,14 +41,16 @@ class PlanError(Exception):
 
 @dataclass
 class Manifest:
-    """project-relative POSIX path -> ``sha256:<hex>`` (a file) or ``link:<target>`` (a link kept as a link)."""
+    """project-relative POSIX path -> ``sha256:<hex>`` (a file) or ``link:<target>`` (a link kept as
+    a link)."""
 
     files: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # links leaving the project, unreadable files
 
     def differences(self, other: Manifest) -> list[str]:
         """``path (what)`` for every file that differs from ``other`` (the reference)."""
-        out = [f"{p} (changed)" for p in sorted(self.files) if p in other.files and other.files[p] != self.files[p]]
+        out = [f"{p} (changed)" for p in sorted(self.files) if p in other.files
+               and other.files[p] != self.files[p]]
         out += [f"{p} (new)" for p in sorted(set(self.files) - set(other.files))]
         out += [f"{p} (removed)" for p in sorted(set(other.files) - set(self.files))]
         return out
@@ -63,8 +65,8 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def _git_visible(root: Path, under: Path, untracked: bool = True) -> set[str] | None:
-    """Files under ``under`` that git tracks (and, with ``untracked``, the untracked ones it does not
-    ignore), relative to ``root``; None when ``root`` is not in a git work tree."""
+    """Files under ``under`` that git tracks (and, with ``untracked``, the untracked ones it does
+    not ignore), relative to ``root``; None when ``root`` is not in a git work tree."""
     top = git(["rev-parse", "--show-toplevel"], root)
     if top is None:
         return None
@@ -82,8 +84,8 @@ def _git_visible(root: Path, under: Path, untracked: bool = True) -> set[str] | 
 
 
 def _walk(root: Path, folder: Path, follow: bool, manifest: Manifest, skip: set[str]) -> None:
-    """Every file under ``folder`` into ``manifest`` (``follow``: links are read through, as an upload
-    does; else kept as links, as a tar does). Links leaving ``root`` are problems."""
+    """Every file under ``folder`` into ``manifest`` (``follow``: links are read through, as an
+    upload does; else kept as links, as a tar does). Links leaving ``root`` are problems."""
     real_root = root.resolve()
     seen: set[Path] = set()
 
@@ -101,8 +103,9 @@ def _walk(root: Path, folder: Path, follow: bool, manifest: Manifest, skip: set[
             if entry.is_symlink():
                 target = path.resolve()
                 if not _inside(target, real_root):
-                    manifest.problems.append(f"{rel} is a symbolic link to {target}, outside the project "
-                                             f"{root}: replace it with the file itself, or remove it")
+                    manifest.problems.append(f"{rel} is a symbolic link to {target}, outside the "
+                                             f"project {root}: replace it with the file itself, or "
+                                             "remove it")
                     continue
                 if not follow:
                     manifest.files[rel] = "link:" + os.readlink(path)
@@ -110,7 +113,8 @@ def _walk(root: Path, folder: Path, follow: bool, manifest: Manifest, skip: set[
             if entry.is_dir():
                 real = path.resolve()
                 if real in seen:
-                    manifest.problems.append(f"{rel}: symlink loop (leads back to {real}); remove the link")
+                    manifest.problems.append(f"{rel}: symlink loop (leads back to {real}); remove "
+                                             "the link")
                     continue
                 seen.add(real)
                 visit(path)
@@ -136,12 +140,14 @@ def shipped_files(root: Path, dags_path: Path, kind: str, skip: set[str] = froze
     if kind == "bucket":
         visible = _git_visible(root, dags_path)
         if visible is not None:
-            manifest.files = {p: h for p, h in manifest.files.items() if p in visible or _under_link(root, p)}
+            manifest.files = {p: h for p, h in manifest.files.items() if p in visible
+                              or _under_link(root, p)}
         else:  # not a git repository: leave out the bytecode caches git would ignore
             manifest.files = {p: h for p, h in manifest.files.items() if "__pycache__/" not in p}
     if kind in ("image", "image-only"):
         # tracked files only: the tree is verified against HEAD, so the commit says what they hold;
-        # untracked files outside the DAG folder would enter the image too (keep them out with .dockerignore)
+        # untracked files outside the DAG folder would enter the image too (keep them out with
+        # .dockerignore)
         for rel in sorted(_git_visible(root, root, untracked=False) or ()):
             path = root / rel
             if rel in manifest.files or rel in skip or not path.is_file() or path.is_symlink():
@@ -174,7 +180,8 @@ def dirty_files(root: Path) -> list[str] | None:
 
 
 def write(plan: dict, path: Path, mask) -> None:
-    text = json.dumps(mask.data({"version": PLAN_VERSION, **plan}), indent=2, sort_keys=True, default=str)
+    text = json.dumps(mask.data({"version": PLAN_VERSION, **plan}), indent=2, sort_keys=True,
+                      default=str)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(mask(text) + "\n", encoding="utf-8")
 
@@ -184,14 +191,16 @@ def read(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise PlanError(f"{path}: no plan: run `pytest-astro deploy check` first (without the token), "
-                        "then `pytest-astro deploy apply` in the same checkout") from None
+        raise PlanError(f"{path}: no plan: run `pytest-astro deploy check` first (without the "
+                        "token), then `pytest-astro deploy apply` in the same checkout") from None
     except (OSError, ValueError) as exc:
-        raise PlanError(f"{path}: not a readable plan ({exc}); run `pytest-astro deploy check` again") from None
+        raise PlanError(f"{path}: not a readable plan ({exc}); run `pytest-astro deploy check` "
+                        "again") from None
     if not isinstance(data, dict) or data.get("version") != PLAN_VERSION:
         raise PlanError(f"{path}: not a plan of this pytest-astro (version {PLAN_VERSION}); "
                         "run `pytest-astro deploy check` again with the same pytest-astro")
     for key in ("allowed", "target", "deploy_type", "files", "project"):
         if key not in data:
-            raise PlanError(f"{path}: the plan has no {key!r}; run `pytest-astro deploy check` again")
+            raise PlanError(f"{path}: the plan has no {key!r}; run `pytest-astro deploy check` "
+                            "again")
     return data

@@ -16,7 +16,8 @@ RECORD_VERSION = 1
 def versions(astro_cli: str | None = None) -> dict:
     from pytest_astro.project import airflow_version
 
-    out = {"pytest-astro": __version__, "python": platform.python_version(), "airflow": airflow_version()}
+    out = {"pytest-astro": __version__, "python": platform.python_version(),
+           "airflow": airflow_version()}
     if astro_cli:
         out["astro-cli"] = astro_cli
     return out
@@ -25,7 +26,8 @@ def versions(astro_cli: str | None = None) -> dict:
 def write(record: dict, path: Path, mask: Callable[[str], str]) -> None:
     """Write ``record`` to ``path`` (masked: a credential never reaches a file either)."""
     data = {"version": RECORD_VERSION, **record}
-    if hasattr(mask, "data"):  # mask the values before json.dumps escapes a secret's quotes and backslashes
+    # mask the values before json.dumps escapes a secret's quotes and backslashes
+    if hasattr(mask, "data"):
         data = mask.data(data)
     text = mask(json.dumps(data, indent=2, sort_keys=True, default=str))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +37,8 @@ def write(record: dict, path: Path, mask: Callable[[str], str]) -> None:
 def _proof(deploy: dict) -> str:
     parts = [f"DAG bundle `{deploy['dag_bundle']}`" if deploy.get("dag_bundle") else "",
              f"image tag `{deploy['image_tag']}`" if deploy.get("image_tag") else "",
-             f"Deployment {deploy['state']}" if deploy.get("dag_bundle") or deploy.get("image_tag") else ""]
+             f"Deployment {deploy['state']}" if deploy.get("dag_bundle") or deploy.get("image_tag")
+             else ""]
     return ", ".join(p for p in parts if p) or "-"
 
 
@@ -53,9 +56,11 @@ def step_summary(record: dict, mask: Callable[[str], str], env=os.environ) -> No
         ("Branch", record.get("branch") or "-"),
         ("Commit", f"`{(record.get('commit') or '')[:12]}` {record.get('commit_subject') or ''}"),
         ("Target", f"{target.get('kind', '-')}: `{where}`"),
-        ("Deploy type", f"{record.get('deploy_type')} ({(record.get('decision') or {}).get('reason', '')})"),
+        ("Deploy type", f"{record.get('deploy_type')} "
+                        f"({(record.get('decision') or {}).get('reason', '')})"),
         ("Deploy", _proof(record.get("deploy") or {})),
-        ("Tests", ", ".join(f"{tests.get(k, 0)} {k}" for k in ("passed", "failed", "errors", "skipped"))
+        ("Tests",
+         ", ".join(f"{tests.get(k, 0)} {k}" for k in ("passed", "failed", "errors", "skipped"))
          if tests else "not run"),
         ("Duration", f"{record.get('duration_s', 0):.1f} s"),
     ]

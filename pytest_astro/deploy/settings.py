@@ -7,7 +7,8 @@
     suite-args = ["-x"]            # appended to: python -m pytest --astro-dags
     unmapped-branch = "skip"       # or "fail": a branch with no target is an error
     scrub-env = ["SNOWFLAKE_*"]    # more variables to keep away from the suite (and mask)
-    wait = true                    # astro deploy --wait (the deploy counts once the Deployment is healthy)
+    wait = true                    # astro deploy --wait (the deploy counts once the Deployment is
+    healthy)
     wait-time = "5m"               # seconds, or 10m / 1h30m
     airflowignored = "warn"        # or "refuse": shipped files .airflowignore kept from the parse
     allow-bucket-root = false      # a bucket target needs a prefix unless this is true
@@ -16,7 +17,8 @@
     [tool.pytest-astro.deploy.branches]   # branch -> target
     main = "clmain0000000000000000000"    # a Deployment id: the Astro CLI deploys it
     dev = { deployment = "cldev00000000000000000000" }
-    "release/*" = { deployment = "clrelease000000000000000" }  # shell-style patterns, after exact names
+    "release/*" = { deployment = "clrelease000000000000000" }  # shell-style patterns, after exact
+    names
     dags-bucket = { bucket = "s3://my-bucket/dags" }           # or gs://...: a bucket sync
     other = { command = "./deploy.sh" }                        # or any command
 
@@ -37,14 +39,17 @@ from pytest_astro.config import ConfigError
 
 TYPES = ("auto", "dags", "image", "image-only")
 _TOP_KEYS = {"type", "suite", "suite-args", "unmapped-branch", "scrub-env", "branches", "record",
-             "astro-args", "retries", "wait", "wait-time", "airflowignored", "allow-bucket-root", "plan"}
+             "astro-args", "retries", "wait", "wait-time", "airflowignored", "allow-bucket-root",
+             "plan"}
 AIRFLOWIGNORED = ("warn", "refuse")
-#: Astro Deployment ids are cuids: lowercase letters and digits. Anything else (``-f``, a space) is refused
+#: Astro Deployment ids are cuids: lowercase letters and digits. Anything else (``-f``, a space) is
+# refused
 #: before it can reach the CLI's argument parser as an option.
 DEPLOYMENT_ID = re.compile(r"[a-z0-9]{1,64}")
 #: ``astro deploy --wait-time`` takes a Go duration; we accept whole seconds or h/m/s parts.
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-DEFAULT_WAIT_SECONDS = 300  # the Astro CLI's own --wait-time default (cmd/cloud/deploy.go, deployWaitTime)
+# the Astro CLI's own --wait-time default (cmd/cloud/deploy.go, deployWaitTime)
+DEFAULT_WAIT_SECONDS = 300
 _TARGET_KEYS = {"deployment", "bucket", "command", "type"}
 
 
@@ -95,12 +100,14 @@ class DeployConfig:
     retries: int = 5
     wait: bool = True  # pass --wait: the deploy counts only once the Deployment is healthy
     wait_seconds: int = DEFAULT_WAIT_SECONDS
-    airflowignored: str = "warn"  # files .airflowignore hid from the parse but shipped: warn or refuse
+    # files .airflowignore hid from the parse but shipped: warn or refuse
+    airflowignored: str = "warn"
     allow_bucket_root: bool = False
     plan: str | None = None
 
     def target_for(self, branch: str | None) -> Target | None:
-        """The target of ``branch``: an exact name first, then patterns in file order; None if unmapped."""
+        """The target of ``branch``: an exact name first, then patterns in file order; None if
+        unmapped."""
         if branch is not None:
             if branch in self.branches:
                 return self.branches[branch]
@@ -139,11 +146,12 @@ def _str_list(value, path: Path, key: str) -> list[str]:
         try:
             return shlex.split(value)
         except ValueError as exc:
-            raise ConfigError(f"{_where(path, key)}: {exc} in {value!r}; balance the quotes, or write a "
-                              "list of strings") from None
+            raise ConfigError(f"{_where(path, key)}: {exc} in {value!r}; balance the quotes, or "
+                              "write a list of strings") from None
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
-    raise ConfigError(f"{_where(path, key)}: expected a list of strings (or one string), got {value!r}")
+    raise ConfigError(f"{_where(path, key)}: expected a list of strings (or one string), got "
+                      f"{value!r}")
 
 
 def _type(value, path: Path, key: str) -> str:
@@ -166,21 +174,25 @@ def _target(value, path: Path, key: str) -> Target:
     if len(chosen) != 1:
         raise ConfigError(f"{_where(path, key)}: set exactly one of deployment, bucket, command "
                           f"(found {', '.join(chosen) or 'none'})")
-    target = Target(source=key, type=_type(value["type"], path, f"{key}.type") if "type" in value else None)
+    target = Target(source=key,
+                    type=_type(value["type"], path, f"{key}.type") if "type" in value else None)
     if "deployment" in value:
-        target.deployment = check_deployment_id(value["deployment"], _where(path, key + ".deployment"))
+        target.deployment = check_deployment_id(value["deployment"],
+                                                _where(path, key + ".deployment"))
     elif "bucket" in value:
         target.bucket = check_bucket_url(value["bucket"], _where(path, key + ".bucket"))
     else:
         command = value["command"]
-        target.command = command if isinstance(command, str) else _str_list(command, path, key + ".command")
+        target.command = command if isinstance(command, str) else _str_list(command, path,
+                                                                            key + ".command")
         if not (command.strip() if isinstance(command, str) else target.command):
             raise ConfigError(f"{_where(path, key + '.command')}: the command is empty")
     return target
 
 
 def check_deployment_id(value, where: str) -> str:
-    """``value`` if it is an Astro Deployment id (lowercase letters and digits), else a ConfigError."""
+    """``value`` if it is an Astro Deployment id (lowercase letters and digits), else a
+    ConfigError."""
     if isinstance(value, str) and DEPLOYMENT_ID.fullmatch(value.strip()):
         return value.strip()
     raise ConfigError(f"{where}: expected an Astro Deployment id (lowercase letters and digits, as "
@@ -188,7 +200,8 @@ def check_deployment_id(value, where: str) -> str:
 
 
 def wait_seconds(value, where: str) -> int:
-    """Whole seconds from an int or a duration such as ``"10m"``, ``"1h30m"``, ``"300s"`` (at least 1)."""
+    """Whole seconds from an int or a duration such as ``"10m"``, ``"1h30m"``, ``"300s"`` (at least
+    1)."""
     seconds = None
     if isinstance(value, int) and not isinstance(value, bool):
         seconds = value
@@ -200,12 +213,15 @@ def wait_seconds(value, where: str) -> int:
         elif value.strip().isdigit():
             seconds = int(value.strip())
     if seconds is None or seconds < 1:
-        raise ConfigError(f"{where}: expected a wait time in seconds or as 10m / 1h30m / 300s, got {value!r}")
+        raise ConfigError(f"{where}: expected a wait time in seconds or as 10m / 1h30m / 300s, got "
+                          f"{value!r}")
     return seconds
 
 def check_bucket_url(url, where: str) -> str:
-    if not isinstance(url, str) or not re.fullmatch(r"(s3|gs)://[a-z0-9][a-z0-9._-]{1,220}(/.*)?", url):
-        raise ConfigError(f"{where}: expected s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX], got {url!r}")
+    if not isinstance(url, str) or not re.fullmatch(r"(s3|gs)://[a-z0-9][a-z0-9._-]{1,220}(/.*)?",
+                                                    url):
+        raise ConfigError(f"{where}: expected s3://BUCKET[/PREFIX] or gs://BUCKET[/PREFIX], got "
+                          f"{url!r}")
     return url
 
 
@@ -223,8 +239,8 @@ def _gate_settings(cfg: DeployConfig, raw: dict, pyproject: Path) -> None:
         cfg.wait_seconds = wait_seconds(raw["wait-time"], _where(pyproject, "wait-time"))
     if "airflowignored" in raw:
         if raw["airflowignored"] not in AIRFLOWIGNORED:
-            raise ConfigError(f"{_where(pyproject, 'airflowignored')}: expected 'warn' or 'refuse', "
-                              f"got {raw['airflowignored']!r}")
+            raise ConfigError(f"{_where(pyproject, 'airflowignored')}: expected 'warn' or "
+                              f"'refuse', got {raw['airflowignored']!r}")
         cfg.airflowignored = raw["airflowignored"]
     if "allow-bucket-root" in raw:
         cfg.allow_bucket_root = _flag(raw, "allow-bucket-root", pyproject)
@@ -246,7 +262,8 @@ def load(table: dict, pyproject: Path) -> DeployConfig:
         hint = (f"; to map the branch {name!r} to a Deployment write it under "
                 f"[tool.pytest-astro.deploy.branches]: {name} = {raw[name]!r}"
                 if isinstance(raw[name], (str, dict)) else "")
-        raise ConfigError(f"{_where(pyproject, name)}: unknown key (known: {', '.join(sorted(_TOP_KEYS))}){hint}")
+        raise ConfigError(f"{_where(pyproject, name)}: unknown key (known: "
+                          f"{', '.join(sorted(_TOP_KEYS))}){hint}")
     if "type" in raw:
         cfg.type = _type(raw["type"], pyproject, "type")
     if "suite" in raw:
@@ -270,12 +287,14 @@ def load(table: dict, pyproject: Path) -> DeployConfig:
         cfg.record = raw["record"]
     _gate_settings(cfg, raw, pyproject)
     if "retries" in raw:
-        if not isinstance(raw["retries"], int) or isinstance(raw["retries"], bool) or raw["retries"] < 0:
+        if not isinstance(raw["retries"], int) or isinstance(raw["retries"],
+                                                             bool) or raw["retries"] < 0:
             raise ConfigError(f"{_where(pyproject, 'retries')}: expected a whole number >= 0")
         cfg.retries = raw["retries"]
     branches = raw.get("branches", {})
     if not isinstance(branches, dict):
-        raise ConfigError(f"{_where(pyproject, 'branches')}: must be a table of branch = Deployment id")
+        raise ConfigError(f"{_where(pyproject, 'branches')}: must be a table of branch = "
+                          "Deployment id")
     for name, value in branches.items():
         cfg.branches[name] = _target(value, pyproject, f"branches.{name}")
     return cfg

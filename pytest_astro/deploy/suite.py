@@ -47,16 +47,19 @@ class SuiteResult:
 
     def to_dict(self) -> dict:
         report = self.report or {}
-        return {"command": self.command, "exit_code": self.exit_code, "duration_s": round(self.duration, 3),
+        return {"command": self.command, "exit_code": self.exit_code,
+                "duration_s": round(self.duration, 3),
                 "tests": self.tests, "dag_files_parsed": report.get("parsed"),
                 "dag_files_failed": report.get("failed"), "ok": self.ok, "problems": self.problems,
                 "leftover_processes_killed": self.leftovers}
 
 
 def build_command(suite: Sequence[str] | None, args: Sequence[str], report: Path) -> list[str]:
-    """The suite's argv: ``{python}`` and ``{report}`` substituted; ``--astro-report`` added if absent."""
+    """The suite's argv: ``{python}`` and ``{report}`` substituted; ``--astro-report`` added if
+    absent."""
     base = list(suite) if suite else ["{python}", "-m", "pytest", "--astro-dags"]
-    cmd = [a.replace("{python}", sys.executable).replace("{report}", str(report)) for a in (*base, *args)]
+    cmd = [a.replace("{python}", sys.executable).replace("{report}", str(report))
+           for a in (*base, *args)]
     if not any("{report}" in a for a in (*base, *args)):
         cmd.append(f"--astro-report={report}")
     return cmd
@@ -73,11 +76,14 @@ def run(command: list[str], cwd: Path, env: Mapping[str, str], echo: Callable[[s
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
                                 errors="replace", bufsize=1, start_new_session=True)
     except OSError as exc:
-        return SuiteResult(command, -1, 0.0, problems=[f"cannot start the suite {command[0]!r}: {exc}; "
-                                                        f"check `suite` in [tool.pytest-astro.deploy]"])
+        return SuiteResult(command, -1, 0.0, problems=[f"cannot start the suite {command[0]!r}: "
+                                                       f"{exc}; check `suite` in "
+                                                       "[tool.pytest-astro.deploy]"])
     assert proc.stdout is not None
-    # a process the suite leaves behind may keep the pipe open: read it aside, stop when the suite is over
-    reader = threading.Thread(target=lambda: [echo(line.rstrip("\n")) for line in proc.stdout], daemon=True)
+    # a process the suite leaves behind may keep the pipe open: read it aside, stop when the suite
+    # is over
+    reader = threading.Thread(target=lambda: [echo(line.rstrip("\n")) for line in proc.stdout],
+                              daemon=True)
     reader.start()
     code = proc.wait()
     leftovers = kill_leftovers(proc.pid) if reaper else []
@@ -95,7 +101,8 @@ def _become_subreaper() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+        # PR_SET_CHILD_SUBREAPER
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 
@@ -139,7 +146,8 @@ def kill_leftovers(suite_pid: int) -> list[str]:
                 os.waitpid(pid, 0)
             except OSError:
                 pass
-    # the group's members that were not our children (reparented elsewhere) are gone too: reap zombies
+    # the group's members that were not our children (reparented elsewhere) are gone too: reap
+    # zombies
     while True:
         try:
             if os.waitpid(-1, os.WNOHANG) == (0, 0):
@@ -162,7 +170,8 @@ def from_reports(paths: Sequence[Path], expected_dag_files: Sequence[str] = ()) 
         report = _read_report(path, result)
         if report is None:
             if not any(str(path) in p for p in result.problems):
-                result.problems.append(f"the shard report {path} does not exist: did that shard run?")
+                result.problems.append(f"the shard report {path} does not exist: did that shard "
+                                       "run?")
             continue
         reports.append(report)
         for entry in report.get("files") or []:
@@ -176,17 +185,18 @@ def from_reports(paths: Sequence[Path], expected_dag_files: Sequence[str] = ()) 
             if isinstance(value, int):
                 tests[key] = tests.get(key, 0) + value
     if reports and all(isinstance(r.get("shard"), dict) for r in reports):
-        # sharded runs: the reports together must come from one split, each shard once, each DAG file
-        # parsed once, and no dag_id in two files (which no shard alone can see)
+        # sharded runs: the reports together must come from one split, each shard once, each DAG
+        # file parsed once, and no dag_id in two files (which no shard alone can see)
         from pytest_astro.sharding import check_shard_reports
 
         result.problems.extend(check_shard_reports(reports))
     elif twice:
-        result.problems.append(f"DAG files parsed by more than one shard: {', '.join(twice[:5])}; the shards "
-                               "must split the DAG files, not repeat them")
+        result.problems.append(f"DAG files parsed by more than one shard: {', '.join(twice[:5])}; "
+                               "the shards must split the DAG files, not repeat them")
     if result.problems:
         return result
-    result.report = {"files": files, "parsed": len(files), "failed": sum(not f.get("ok", False) for f in files),
+    result.report = {"files": files, "parsed": len(files),
+                     "failed": sum(not f.get("ok", False) for f in files),
                      "tests": tests, "shards": [str(p) for p in paths]}
     judge(result, expected_dag_files)
     return result
@@ -198,7 +208,8 @@ def _read_report(path: Path, result: SuiteResult) -> dict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        result.problems.append(f"the suite's report {path} is not valid JSON ({exc}); the suite may have crashed")
+        result.problems.append(f"the suite's report {path} is not valid JSON ({exc}); the suite "
+                               "may have crashed")
         return None
     if not isinstance(data, dict):
         result.problems.append(f"the suite's report {path} is not a JSON object")
@@ -210,34 +221,38 @@ def judge(result: SuiteResult, expected_dag_files: Sequence[str] = ()) -> None:
     """Fill ``result.problems`` with every reason not to deploy."""
     code = result.exit_code
     if code < 0:
-        result.problems.append(f"the suite was killed by signal {-code} (crash, out of memory or timeout)")
+        result.problems.append(f"the suite was killed by signal {-code} (crash, out of memory or "
+                               "timeout)")
     elif code != 0:
         result.problems.append(f"the suite exited with status {code}"
                                + (f" ({_PYTEST_EXIT[code]})" if code in _PYTEST_EXIT else ""))
     report = result.report
     if report is None:
         if not any("report" in p for p in result.problems):
-            result.problems.append("the suite wrote no report, so it crashed or did not run pytest-astro's "
-                                   "plugin; keep `--astro-dags` in the suite command")
+            result.problems.append("the suite wrote no report, so it crashed or did not run "
+                                   "pytest-astro's plugin; keep `--astro-dags` in the suite "
+                                   "command")
         return
     tests = report.get("tests") or {}
     passed = int(tests.get("passed") or 0)
     if passed < 1:
-        result.problems.append(f"the suite ran no passing test ({_counts(tests)}); a gate that tested "
-                               "nothing proves nothing: add tests or fix the collection")
+        result.problems.append(f"the suite ran no passing test ({_counts(tests)}); a gate that "
+                               "tested nothing proves nothing: add tests or fix the collection")
     elif int(tests.get("failed") or 0) or int(tests.get("errors") or 0):
         if code == 0:
             result.problems.append(f"the report counts failures ({_counts(tests)})")
     files = report.get("files") or []
     failed = [f for f in files if isinstance(f, dict) and not f.get("ok", False)]
     if failed or int(report.get("failed") or 0):
-        names = ", ".join(str(f.get("file")) for f in failed[:5]) or f"{report.get('failed')} file(s)"
+        names = ", ".join(str(f.get("file"))
+                          for f in failed[:5]) or f"{report.get('failed')} file(s)"
         result.problems.append(f"DAG files failed to parse: {names}")
     seen = {str(f.get("file")) for f in files if isinstance(f, dict)}
     missing = [f for f in expected_dag_files if f not in seen]
     if missing:
-        result.problems.append(f"{len(missing)} DAG file(s) were not parsed by the suite (e.g. {missing[0]}); "
-                               "keep `--astro-dags` in the suite command and do not deselect DAG files")
+        result.problems.append(f"{len(missing)} DAG file(s) were not parsed by the suite (e.g. "
+                               f"{missing[0]}); keep `--astro-dags` in the suite command and do "
+                               "not deselect DAG files")
 
 
 def _counts(tests: dict) -> str:

@@ -56,15 +56,18 @@ def start_in_child(settings: dict | None):
         return None
     import coverage
 
-    cov = coverage.Coverage(data_file=settings["data_file"], data_suffix=True, source=settings["source"],
-                            include=settings["include"], omit=settings["omit"], branch=settings["branch"],
+    cov = coverage.Coverage(data_file=settings["data_file"], data_suffix=True,
+                            source=settings["source"],
+                            include=settings["include"], omit=settings["omit"],
+                            branch=settings["branch"],
                             config_file=False, auto_data=False)
     cov.start()
     return cov
 
 
 def save_coverage(cov) -> None:
-    """Write what was measured so far (a child saves after each file: it may die during the next)."""
+    """Write what was measured so far (a child saves after each file: it may die during the
+    next)."""
     if cov is not None:
         cov.save()
 

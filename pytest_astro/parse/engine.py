@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # imported when the sandbox runs: a run answered from the cac
 
 
 class EngineError(Exception):
-    """The sandbox could not run at all (e.g. Airflow is not installed); the message says what to do."""
+    """The sandbox could not run at all (e.g. Airflow is not installed); the message says what to
+    do."""
 
 
 @dataclass
@@ -41,7 +42,8 @@ class ParseEngine:
 
     project: Project
     python: str = sys.executable
-    # of the last parse(); the sandbox's figures (Airflow version, processes) of the last one that started it
+    # of the last parse(); the sandbox's figures (Airflow version, processes) of the last one that
+    # started it
     stats: RunStats = field(default_factory=RunStats)
     values: ProjectValues | None = None  # variables, connections and pools served to the sandbox
 
@@ -50,7 +52,8 @@ class ParseEngine:
         ``stats`` says what it took."""
         started = time.perf_counter()
         stats = replace(self.stats)  # a new value: what the caller holds does not change
-        files = sorted({self.project.real(f) for f in files}, key=str)  # str: Path's < is ~10x slower
+        # str: Path's < is ~10x slower
+        files = sorted({self.project.real(f) for f in files}, key=str)
         if self.values is None:  # read once per engine (pytest passes the session's)
             self.values = load_values(self.project.settings)
         # a measured run (coverage / pytest-cov) must execute the files to count their lines
@@ -93,7 +96,8 @@ class ParseEngine:
                    if settings.preload else [])
         assert self.values is not None
         return Request(
-            files=[str(f) for f in files], timeout=settings.timeout, memory_limit=settings.memory_limit,
+            files=[str(f) for f in files], timeout=settings.timeout,
+                       memory_limit=settings.memory_limit,
             address_space_limit=settings.address_space_limit,
             workers=min(settings.worker_count(), len(files)), preload=preload,
             policy_options=settings.sandbox_policy_options(), variables=self.values.variables,
@@ -101,7 +105,8 @@ class ParseEngine:
             isolation=settings.isolation, allow_network=list(settings.allow_network),
             coverage=coverage_support.request())
 
-    def _run_sandbox(self, sandbox: _Sandbox, files: list[Path], stats: RunStats) -> Iterable[FileResult]:
+    def _run_sandbox(self, sandbox: _Sandbox, files: list[Path],
+                     stats: RunStats) -> Iterable[FileResult]:
         """Send the sandbox its request; its verdicts as they come (every file gets one)."""
         from pytest_astro.parse.messages import decode, dispatch  # only when the sandbox runs
         project = self.project
@@ -111,7 +116,8 @@ class ParseEngine:
         try:
             proc.stdin.write(request.encode() + "\n")
             proc.stdin.close()
-        except BrokenPipeError:  # it already stopped (Airflow missing?): its message follows on stdout
+        except BrokenPipeError:
+            # it already stopped (Airflow missing?): its message follows on stdout
             pass
         seen: set[str] = set()
         receiver = _FromSandbox(stats)
@@ -135,7 +141,8 @@ class ParseEngine:
             for f in missing:  # the sandbox itself died midway: say so per file, never drop one
                 yield FileResult(file=project.relative(f), ok=False, errors=[ParseError(
                     kind="crash", type="SandboxError", file=project.relative(f),
-                    message=f"the parse sandbox stopped (status {code}) before this file was parsed",
+                    message=f"the parse sandbox stopped (status {code}) before this file was "
+                            "parsed",
                     hint="re-run; if it persists, report it with this output:\n" + tail)])
 
 
@@ -174,9 +181,9 @@ class _Sandbox:
             return
         if not hasattr(os, "fork"):
             raise EngineError(
-                "the parse sandbox forks a process per batch of DAG files and needs a POSIX system "
-                "(Linux, macOS, or WSL2 on Windows); Airflow itself runs only there. Run pytest-astro "
-                "in WSL2 or in a Linux container")
+                "the parse sandbox forks a process per batch of DAG files and needs a POSIX "
+                "system (Linux, macOS, or WSL2 on Windows); Airflow itself runs only there. Run "
+                "pytest-astro in WSL2 or in a Linux container")
         project = self.project
         self._home = tempfile.TemporaryDirectory(prefix="pytest-astro-home-")
         self._stderr = tempfile.TemporaryFile(mode="w+")

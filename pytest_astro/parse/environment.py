@@ -1,4 +1,5 @@
-"""Airflow's environment in the parse sandbox and in the pytest process, as the Astro runtime has it.
+"""Airflow's environment in the parse sandbox and in the pytest process, as the Astro runtime has
+it.
 
 ``airflow_env`` is what both share (AIRFLOW_HOME at the project root, what Airflow writes in a
 throwaway folder, the in-memory secrets backend); ``sandbox_env`` adds what only the sandbox
@@ -16,10 +17,13 @@ from pytest_astro.project import Project
 #: variables the sandbox always sets itself, whatever the user's environment says
 SANDBOX_OVERRIDES = frozenset({
     "AIRFLOW_HOME", "AIRFLOW_CONFIG", "AIRFLOW__LOGGING__BASE_LOG_FOLDER",
-    "AIRFLOW__SCHEDULER__CHILD_PROCESS_LOG_DIRECTORY", "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY",
+    "AIRFLOW__SCHEDULER__CHILD_PROCESS_LOG_DIRECTORY",
+                               "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__LOAD_EXAMPLES",
-    "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER", "AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX",
-    "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "AIRFLOW__CORE__UNIT_TEST_MODE", "AIRFLOW__SECRETS__BACKEND",
+    "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER",
+                               "AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX",
+    "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "AIRFLOW__CORE__UNIT_TEST_MODE",
+                               "AIRFLOW__SECRETS__BACKEND",
     "AIRFLOW__SECRETS__BACKEND_KWARGS",
 })
 
@@ -28,16 +32,19 @@ def airflow_env(project: Project, scratch: str) -> dict[str, str]:
     """Airflow's environment as the Astro runtime has it, and nothing written into the project.
 
     AIRFLOW_HOME is the project root (the runtime's /usr/local/airflow, with dags/ in it), so that
-    DAG code and users' tests that build paths from it (``os.environ["AIRFLOW_HOME"] + "/include/..."``,
-    the Astro CLI's test template's ``os.path.relpath(path, AIRFLOW_HOME)``) see what they would see
-    there. What Airflow writes under AIRFLOW_HOME by default (its config file, logs, the child
-    process logs of the scheduler or DAG processor) goes to ``scratch`` instead."""
+    DAG code and users' tests that build paths from it (``os.environ["AIRFLOW_HOME"] +
+    "/include/..."``, the Astro CLI's test template's ``os.path.relpath(path, AIRFLOW_HOME)``) see
+    what they would see there. What Airflow writes under AIRFLOW_HOME by default (its config file,
+    logs, the child process logs of the scheduler or DAG processor) goes to ``scratch`` instead."""
     return {
         "AIRFLOW_HOME": str(project.root),
         "AIRFLOW_CONFIG": os.path.join(scratch, "airflow.cfg"),
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": os.path.join(scratch, "logs"),
-        "AIRFLOW__SCHEDULER__CHILD_PROCESS_LOG_DIRECTORY": os.path.join(scratch, "logs", "scheduler"),  # 2.x
-        "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": os.path.join(scratch, "logs", "dag-processor"),
+        # 2.x
+        "AIRFLOW__SCHEDULER__CHILD_PROCESS_LOG_DIRECTORY":
+            os.path.join(scratch, "logs", "scheduler"),
+        "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY":
+            os.path.join(scratch, "logs", "dag-processor"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(project.dags_path),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(project.settings.plugins_path),

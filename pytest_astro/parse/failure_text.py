@@ -7,7 +7,8 @@ from pytest_astro.results import FileResult, ParseError
 
 def headline(error: ParseError) -> str:
     """``Type: message`` (with the hint in parentheses when there is one)."""
-    text = f"{error.type}: {error.message}" if error.type and error.type not in error.message else error.message
+    text = (f"{error.type}: {error.message}" if error.type and error.type not in error.message
+            else error.message)
     return f"{text} ({error.hint})" if error.hint and error.kind == "missing_module" else text
 
 
@@ -43,8 +44,10 @@ def long_text(result: FileResult) -> str:
                 prefix = error.source_line[: error.column - 1]
                 lines.append("    " + "".join(c if c.isspace() else " " for c in prefix) + "^")
         elif error.frames:
-            # an internal error's traceback is ours (every frame); a user's failure shows only theirs
-            lines.append("Traceback (pytest-astro):" if error.kind == "internal" else "Traceback (your code only):")
+            # an internal error's traceback is ours (every frame); a user's failure shows only
+            # theirs
+            lines.append("Traceback (pytest-astro):" if error.kind == "internal"
+                         else "Traceback (your code only):")
             for frame in error.frames:
                 lines.append(f'  File "{frame.file}", line {frame.line}, in {frame.function}')
                 if frame.source:

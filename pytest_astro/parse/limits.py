@@ -24,9 +24,9 @@ def size(n: int) -> str:
 
 @dataclass
 class Limits:
-    """What one DAG file may take: ``timeout`` seconds, ``memory`` bytes of resident memory on top of
-    ``baseline`` (the sandbox's own, which a forked child starts with), and, only when the project
-    opts in, ``address_space`` bytes of address space (RLIMIT_AS; 0: none)."""
+    """What one DAG file may take: ``timeout`` seconds, ``memory`` bytes of resident memory on top
+    of ``baseline`` (the sandbox's own, which a forked child starts with), and, only when the
+    project opts in, ``address_space`` bytes of address space (RLIMIT_AS; 0: none)."""
 
     timeout: float
     memory: int = 0
@@ -49,7 +49,8 @@ class Limits:
 
 def maxrss(usage) -> int:
     """Peak resident memory in bytes from a ``getrusage``/``wait4`` result (Linux counts KiB, macOS
-    bytes). A forked child's peak starts at its parent's: compare peaks, not one peak with a limit."""
+    bytes). A forked child's peak starts at its parent's: compare peaks, not one peak with a
+    limit."""
     return usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
 
 
@@ -66,7 +67,8 @@ def address_space() -> int | None:
 
 
 def resident(pid: int) -> int | None:
-    """Resident memory of process ``pid`` in bytes, None where /proc cannot tell (macOS, a reaped pid)."""
+    """Resident memory of process ``pid`` in bytes, None where /proc cannot tell (macOS, a reaped
+    pid)."""
     try:
         with open(f"/proc/{pid}/statm", "rb") as fh:
             return int(fh.read().split()[1]) * _PAGE

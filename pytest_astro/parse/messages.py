@@ -76,13 +76,15 @@ class Done:
     kind: ClassVar[str] = "done"
     processes: int  # children forked
     rechecked: int  # files parsed again alone after failing in a batch
-    ended_early: list[str] = field(default_factory=list)  # why children stopped before their batch's end
+    # why children stopped before their batch's end
+    ended_early: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # the sandbox's phases, in seconds
 
 
 @dataclass
 class Fatal:
-    """The sandbox cannot parse anything (Airflow cannot be imported); ``message`` says what to do."""
+    """The sandbox cannot parse anything (Airflow cannot be imported); ``message`` says what to
+    do."""
 
     kind: ClassVar[str] = "fatal"
     message: str
@@ -142,7 +144,8 @@ class Writer:
 
 @dataclass
 class Request:
-    """What the engine asks the sandbox to do: parse ``files`` (absolute paths) under these settings."""
+    """What the engine asks the sandbox to do: parse ``files`` (absolute paths) under these
+    settings."""
 
     files: list[str]
     timeout: float  # seconds per file

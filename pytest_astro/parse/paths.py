@@ -30,7 +30,8 @@ class ProjectPaths:
             return real
 
     def in_project(self, filename: str) -> bool:
-        """Whether ``filename`` is the user's code: in the project, not in a virtualenv inside it."""
+        """Whether ``filename`` is the user's code: in the project, not in a virtualenv inside
+        it."""
         try:
             return self._in_project[filename]
         except KeyError:
@@ -50,7 +51,8 @@ class ProjectPaths:
     def rel(self, filename: str) -> str:
         """``filename`` relative to the project root with POSIX separators; outside it, as it is."""
         real = self.real(filename)
-        return real[len(self.prefix):].replace(os.sep, "/") if real.startswith(self.prefix) else real
+        return real[len(self.prefix):].replace(os.sep,
+                                               "/") if real.startswith(self.prefix) else real
 
 
 def user_frames(paths: ProjectPaths, tb) -> list[Frame]:

@@ -42,11 +42,13 @@ _exit = os._exit  # children replace os._exit to report where a DAG file called 
 
 
 class Queue:
-    """The files left to parse, each ``(path, solo)``: a solo file is a re-run alone in a fresh fork.
+    """The files left to parse, each ``(path, solo)``: a solo file is a re-run alone in a fresh
+    fork.
 
     Solo files go to the front, after what remains of the batch their child was parsing."""
 
-    def __init__(self, files: Iterable[str], workers: int, batching: bool = True, max_batch: int = MAX_BATCH):
+    def __init__(self, files: Iterable[str], workers: int, batching: bool = True,
+                 max_batch: int = MAX_BATCH):
         self.pending: deque[tuple[str, bool]] = deque((f, False) for f in files)
         self.workers = workers
         self.batching = batching  # False: isolation = "file", a fork per file
@@ -106,7 +108,8 @@ class Job:
 class PoolStats:
     processes: int = 0  # children forked
     rechecked: int = 0  # files parsed again alone after failing in a batch
-    ended_early: list[str] = field(default_factory=list)  # why children stopped before their batch's end
+    # why children stopped before their batch's end
+    ended_early: list[str] = field(default_factory=list)
 
 
 StartChild = Callable[[list[str], list[str], str, int, Limits], None]
@@ -153,7 +156,8 @@ class Pool:
         read_fd, write_fd = os.pipe()
         # the child starts with the sandbox's resident memory: the limit is on what it adds
         limits = replace(self.limits,
-                         baseline=resident(os.getpid()) or maxrss(resource.getrusage(resource.RUSAGE_SELF)))
+                         baseline=resident(os.getpid())
+                         or maxrss(resource.getrusage(resource.RUSAGE_SELF)))
         pid = os.fork()
         if pid == 0:
             try:
@@ -189,7 +193,8 @@ class Pool:
             for line in lines:
                 try:
                     message = decode(line)
-                except ValueError:  # never written by a sane child; its file is reported as a death at EOF
+                except ValueError:
+                    # never written by a sane child; its file is reported as a death at EOF
                     continue
                 dispatch(self, message, job)
 
@@ -207,13 +212,15 @@ class Pool:
     def on_stop(self, message: Stop, job: Job) -> None:
         job.stopped = message.reason
         if message.reason != "done" and len(self.stats.ended_early) < ENDED_EARLY_KEPT:
-            self.stats.ended_early.append(message.reason)  # e.g. "dags/x.py: the file started a thread"
+            # e.g. "dags/x.py: the file started a thread"
+            self.stats.ended_early.append(message.reason)
 
     def _next_file(self, job: Job) -> None:
         now = time.monotonic()
         job.done += 1
         job.deadline = now + self.per_file
-        job.dumped = job.over_memory = False  # the file finished: what was asked of it was for it alone
+        # the file finished: what was asked of it was for it alone
+        job.dumped = job.over_memory = False
         job.started = now
 
     # ------------------------------------------------------------------ a child's end
@@ -253,7 +260,8 @@ class Pool:
             fault = Path(job.fault_path).read_text(errors="replace")
         except OSError:
             fault = ""
-        error = from_death(self.paths, job.current, status, job.limits, peak=job.peak, killed=job.killed,
+        error = from_death(self.paths, job.current, status, job.limits, peak=job.peak,
+                           killed=job.killed,
                            over_memory=job.over_memory, fault=fault, ours=ours)
         return FileResult(file=self.paths.rel(job.current), ok=False, errors=[error],
                           seconds=time.monotonic() - job.started, peak_memory=job.peak,
@@ -263,7 +271,8 @@ class Pool:
 
     def _watch_memory(self, now: float) -> None:
         """Look at each child's resident memory; one past the limit is asked for its stack (SIGUSR1,
-        as for a timeout) and killed a moment later, and its file fails as ``memory`` with the peak."""
+        as for a timeout) and killed a moment later, and its file fails as ``memory`` with the
+        peak."""
         for job in self.running.values():
             if job.killed or job.over_memory:
                 continue
@@ -278,7 +287,8 @@ class Pool:
                 job.deadline = now + MEMORY_INTERVAL  # the kill follows (_watch_deadlines)
 
     def _watch_deadlines(self, now: float) -> None:
-        """A child past its deadline is asked for its stack (SIGUSR1), then killed a moment later."""
+        """A child past its deadline is asked for its stack (SIGUSR1), then killed a moment
+        later."""
         for job in self.running.values():
             if now < job.deadline:
                 continue

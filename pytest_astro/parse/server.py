@@ -50,15 +50,16 @@ _TIMES: dict[str, float] = {"started": time.perf_counter()}  # what the sandbox 
 def _preload(modules: list[list], timeout: float) -> None:
     """Import what the DAG files import from outside the project, once, before forking.
 
-    Also resolves the names taken from each module: ``airflow.sdk`` loads ``dag``, ``task``... lazily
-    on first access, which would otherwise be paid again in every child.
+    Also resolves the names taken from each module: ``airflow.sdk`` loads ``dag``, ``task``...
+    lazily on first access, which would otherwise be paid again in every child.
     """
     def on_alarm(signum, frame):
         raise ParseTimeout()
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     for name, attributes in modules:
-        signal.setitimer(signal.ITIMER_REAL, timeout)  # a module that hangs at import is skipped here
+        # a module that hangs at import is skipped here
+        signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             if name not in sys.modules and importlib.util.find_spec(name.split(".")[0]) is None:
                 continue
@@ -137,7 +138,8 @@ def start(root: str, sys_path: list[str]) -> str | None:
     # the captured output of a file should be what the file printed.
     import logging
 
-    for name in ("airflow.dag_processing", "airflow.dag_processing.dagbag.DagBag", "airflow.models.dagbag",
+    for name in ("airflow.dag_processing", "airflow.dag_processing.dagbag.DagBag",
+                 "airflow.models.dagbag",
                  "airflow.models.dagbag.DagBag"):
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
@@ -147,8 +149,8 @@ def start(root: str, sys_path: list[str]) -> str | None:
 
 
 def _install_guards() -> None:
-    """What parse-time code may not do, refused with a clear error in every child (installed once, in
-    the parent, before forking): reach the metadata database."""
+    """What parse-time code may not do, refused with a clear error in every child (installed once,
+    in the parent, before forking): reach the metadata database."""
     from pytest_astro.dbguard import install as install_db_guard
 
     install_db_guard()
@@ -161,7 +163,8 @@ def serve(root: str, request: Request, channel: Writer) -> int:
     from pytest_astro.parse.secrets_backend import STORE
 
     paths = ProjectPaths(root)
-    limits = Limits(float(request.timeout), int(request.memory_limit), int(request.address_space_limit or 0))
+    limits = Limits(float(request.timeout), int(request.memory_limit),
+                    int(request.address_space_limit or 0))
     workers = max(1, int(request.workers))
     STORE["variables"].update(request.variables)
     STORE["connections"].update(request.connections)
@@ -181,13 +184,15 @@ def serve(root: str, request: Request, channel: Writer) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     queue = Queue(request.files, workers, batching=request.isolation == "batch")
-    pool = Pool(paths, limits, workers, queue, start_child=functools.partial(child.run, paths, request),
+    pool = Pool(paths, limits, workers, queue,
+                start_child=functools.partial(child.run, paths, request),
                 emit=channel.send, tmp=tempfile.mkdtemp(prefix="pytest-astro-parse-"))
     stats = pool.run()
     _TIMES["parsed"] = time.perf_counter()
     marks = list(_TIMES.items())
     timings = {name: round(t - previous, 3) for (name, t), (_, previous) in zip(marks[1:], marks)}
-    channel.send(Done(processes=stats.processes, rechecked=stats.rechecked, ended_early=stats.ended_early,
+    channel.send(Done(processes=stats.processes, rechecked=stats.rechecked,
+                      ended_early=stats.ended_early,
                       timings=timings))
     return 0
 

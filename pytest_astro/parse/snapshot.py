@@ -1,4 +1,5 @@
-"""The process state a DAG file can change, which the next file parsed in the same child must not see.
+"""The process state a DAG file can change, which the next file parsed in the same child must not
+see.
 
 A child takes a ``Snapshot`` once its own hooks are in place, and calls ``restore`` after each file.
 """
@@ -44,7 +45,8 @@ class Snapshot:
         self.filters = list(warnings.filters)
         self.store = {k: dict(v) for k, v in STORE.items()}
         self.threads = threading.active_count()
-        self.watched = [(vars(obj), set(vars(obj)), list(vars(obj).values()), getattr(obj, "__name__", obj))
+        self.watched = [(vars(obj), set(vars(obj)), list(vars(obj).values()),
+                         getattr(obj, "__name__", obj))
                         for obj in watched]
         self.umask = os.umask(0o22)
         os.umask(self.umask)
@@ -61,7 +63,8 @@ class Snapshot:
 
         for name in [n for n in sys.modules.keys() - self.modules]:
             module = sys.modules.get(name)
-            where = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", None) or []), None)
+            where = getattr(module, "__file__",
+                            None) or next(iter(getattr(module, "__path__", None) or []), None)
             if where is not None and paths.in_project(where):
                 del sys.modules[name]
         sys.path[:] = self.path
@@ -96,7 +99,8 @@ class Snapshot:
         if threading.active_count() > self.threads:
             return "the file started a thread"
         for namespace, names, values, name in self.watched:
-            # same names, each bound to the very same object (identity: a replaced function or class)
+            # same names, each bound to the very same object (identity: a replaced function or
+            # class)
             if len(namespace) != len(names) or namespace.keys() != names \
                     or not all(map(operator.is_, namespace.values(), values)):
                 return f"the file changed {name!r}"
@@ -105,7 +109,8 @@ class Snapshot:
 
 #: signal handlers a DAG file could install for the files after it (SIGALRM, SIGSEGV and SIGUSR1
 #: are the sandbox's own and set again for every file)
-_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGCHLD", "SIGPIPE", "SIGUSR2")
+_SIGNALS = tuple(getattr(signal, name)
+                 for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGCHLD", "SIGPIPE", "SIGUSR2")
                  if hasattr(signal, name))
 
 

@@ -26,7 +26,8 @@ from pytest_astro.lint.config import airflow_major_from_image
 from pytest_astro.precommit.requirements import parse_requirements
 from pytest_astro.user_errors import fail
 
-_CONN_KEYS = {"conn_id": str, "conn_type": str, "conn_host": str, "conn_schema": str, "conn_login": str,
+_CONN_KEYS = {"conn_id": str, "conn_type": str, "conn_host": str, "conn_schema": str,
+              "conn_login": str,
               "conn_password": str, "conn_port": int, "conn_extra": (dict, str), "conn_uri": str,
               "conn_description": str}
 _POOL_KEYS = {"pool_name": str, "pool_slot": int, "pool_description": str, "include_deferred": bool}
@@ -83,7 +84,8 @@ def _scalar(node: yaml.Node):
 
 def _type_name(expected) -> str:
     types = expected if isinstance(expected, tuple) else (expected,)
-    names = {str: "a string", int: "a whole number", dict: "a mapping", bool: "true/false", float: "a number",
+    names = {str: "a string", int: "a whole number", dict: "a mapping", bool: "true/false",
+             float: "a number",
              list: "a list"}
     return " or ".join(names[t] for t in types)
 
@@ -109,15 +111,18 @@ def check_airflow_settings(path: Path, report: Report) -> None:
         report.error(path, _line(root), "must be a mapping with an 'airflow:' key")
         return
     airflow = next((v for k, v in root.value if k.value == "airflow"), None)
-    if airflow is None or (isinstance(airflow, yaml.ScalarNode) and airflow.value in ("", "~", "null")):
+    if airflow is None or (isinstance(airflow, yaml.ScalarNode)
+                           and airflow.value in ("", "~", "null")):
         return
     if not isinstance(airflow, yaml.MappingNode):
-        report.error(path, _line(airflow), "'airflow:' must be a mapping of connections, pools and variables")
+        report.error(path, _line(airflow), "'airflow:' must be a mapping of connections, pools "
+                                           "and variables")
         return
     for key_node, section in airflow.value:
         name = key_node.value
         if name not in _SECTIONS:
-            report.error(path, _line(key_node), f"unknown section {name!r}; expected connections, pools or variables")
+            report.error(path, _line(key_node), f"unknown section {name!r}; expected connections, "
+                                                "pools or variables")
             continue
         id_key, keys, required = _SECTIONS[name]
         if isinstance(section, yaml.ScalarNode) and section.value in ("", "~", "null"):
@@ -136,21 +141,23 @@ def check_airflow_settings(path: Path, report: Report) -> None:
                     report.error(path, _line(item), f"{name} entry without {req}")
             for key, (knode, vnode) in fields.items():
                 if key not in keys:
-                    report.error(path, _line(knode), f"unknown key {key!r} in {name}; expected one of "
-                                                     f"{', '.join(sorted(keys))}")
+                    report.error(path, _line(knode), f"unknown key {key!r} in {name}; expected one "
+                                                     f"of {', '.join(sorted(keys))}")
                     continue
                 _check_type(path, report, key, vnode, keys[key])
-                if key == "conn_extra" and isinstance(_scalar(vnode), str) and _scalar(vnode).strip():
+                if key == "conn_extra" and isinstance(_scalar(vnode),
+                                                      str) and _scalar(vnode).strip():
                     try:
                         json.loads(_scalar(vnode))
                     except ValueError:
-                        report.error(path, _line(vnode), "conn_extra must be a mapping or a JSON object string")
+                        report.error(path, _line(vnode), "conn_extra must be a mapping or a JSON "
+                                                         "object string")
             if id_key in fields:
                 ident = str(_scalar(fields[id_key][1]))
                 line = _line(fields[id_key][0])
                 if ident in seen:
-                    report.error(path, line, f"duplicate {id_key} {ident!r} (first on line {seen[ident]}); "
-                                             f"the later one silently replaces it")
+                    report.error(path, line, f"duplicate {id_key} {ident!r} (first on line "
+                                             f"{seen[ident]}); the later one silently replaces it")
                 else:
                     seen[ident] = line
 
@@ -177,9 +184,11 @@ def check_astro_config(path: Path, report: Report) -> None:
                 except (TypeError, ValueError):
                     port = -1
                 if not 0 < port < 65536:
-                    report.error(path, _line(vnode), f"{key} must be a port number (1-65535), got {value!r}")
+                    report.error(path, _line(vnode), f"{key} must be a port number (1-65535), got "
+                                                     f"{value!r}")
             elif key == "project.name" and not isinstance(_scalar(vnode), str):
-                report.error(path, _line(vnode), f"project.name must be a string, got {_scalar(vnode)!r}")
+                report.error(path, _line(vnode), "project.name must be a string, got "
+                                                 f"{_scalar(vnode)!r}")
             elif isinstance(vnode, yaml.MappingNode):
                 walk(vnode, key)
             elif trail == "" and not isinstance(vnode, yaml.MappingNode):
@@ -195,7 +204,8 @@ _TAG = re.compile(r"^\d+\.\d+(?:[.-]\d+)*(?:-[\w.-]+)?$")
 def check_dockerfile(path: Path, report: Report) -> int | None:
     """Check the FROM line; return the Airflow major version it implies (None: unknown)."""
     if not path.is_file():
-        report.error(path, 1, "no Dockerfile: an Astro project needs one with 'FROM <Astro Runtime image>'")
+        report.error(path, 1, "no Dockerfile: an Astro project needs one with 'FROM <Astro "
+                              "Runtime image>'")
         return None
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     for lineno, line in enumerate(lines, 1):
@@ -203,20 +213,24 @@ def check_dockerfile(path: Path, report: Report) -> int | None:
         if not m:
             continue
         image = m.group(1)
-        repo, _, tag = image.partition("@")[0].rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+        name = image.partition("@")[0]
+        repo, _, tag = name.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
         if "$" in image:
-            report.warn(path, lineno, f"FROM {image} uses a build argument; the runtime version cannot be checked")
+            report.warn(path, lineno, f"FROM {image} uses a build argument; the runtime version "
+                                      "cannot be checked")
             return None
         if not tag or tag == "latest":
             report.error(path, lineno, f"FROM {image}: pin the runtime version (e.g. "
-                                       f"astrocrpublic.azurecr.io/runtime:3.1-1), not {'latest' if tag else 'no tag'}")
+                                       "astrocrpublic.azurecr.io/runtime:3.1-1), not "
+                                       f"{'latest' if tag else 'no tag'}")
             return None
         if _ASTRO_RUNTIME.match(repo) or repo.endswith("apache/airflow"):
             if not _TAG.match(tag):
                 report.error(path, lineno, f"FROM {image}: {tag!r} is not a runtime version tag "
                                            f"(e.g. 3.1-1 or 12.6.0)")
             return airflow_major_from_image(image)
-        report.warn(path, lineno, f"FROM {image} is not an Astro Runtime image; pytest-astro assumes Airflow 3")
+        report.warn(path, lineno, f"FROM {image} is not an Astro Runtime image; pytest-astro "
+                                  "assumes Airflow 3")
         return None
     report.error(path, 1, "no FROM line; write e.g. 'FROM astrocrpublic.azurecr.io/runtime:3.1-1'")
     return None
@@ -228,7 +242,8 @@ _LOOKS_REGEXP = re.compile(r"\.\*|\^|\$|\\[.dws]|\.\+")
 def check_airflowignore(path: Path, syntax: str, report: Report) -> None:
     from pathspec.patterns import GitWildMatchPattern
 
-    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n"), 1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").split("\n"),
+                                  1):
         pattern = re.sub(r"\s*#.*", "", line).strip()
         if not pattern:
             continue
@@ -236,7 +251,8 @@ def check_airflowignore(path: Path, syntax: str, report: Report) -> None:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                report.error(path, lineno, f"invalid regexp {pattern!r} ({exc}); Airflow skips this line")
+                report.error(path, lineno, f"invalid regexp {pattern!r} ({exc}); Airflow skips "
+                                           "this line")
         else:
             try:
                 with warnings.catch_warnings():
@@ -246,9 +262,10 @@ def check_airflowignore(path: Path, syntax: str, report: Report) -> None:
                 report.error(path, lineno, f"invalid glob {pattern!r} ({exc})")
                 continue
             if _LOOKS_REGEXP.search(pattern):
-                report.warn(path, lineno, f"{pattern!r} looks like a regexp, but this project's .airflowignore "
-                                          f"syntax is glob (Airflow 3's default); write a glob such as 'scratch/' "
-                                          f"or set AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX=regexp")
+                report.warn(path, lineno, f"{pattern!r} looks like a regexp, but this project's "
+                                          ".airflowignore syntax is glob (Airflow 3's default); "
+                                          "write a glob such as 'scratch/' or set "
+                                          "AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX=regexp")
 
 
 def check_requirements(path: Path, report: Report) -> None:
@@ -258,11 +275,13 @@ def check_requirements(path: Path, report: Report) -> None:
     seen: dict[str, int] = {}
     for req in reqs:
         if req.name in seen:
-            report.error(path, req.line, f"{req.name} is listed twice (first on line {seen[req.name]}); keep one")
+            report.error(path, req.line, f"{req.name} is listed twice (first on line "
+                                         f"{seen[req.name]}); keep one")
         seen.setdefault(req.name, req.line)
         if req.name in ("apache-airflow", "apache-airflow-core"):
-            report.warn(path, req.line, f"{req.text!r}: the runtime image provides Airflow; a requirement on it "
-                                        f"can make pip replace the image's Airflow. Change the runtime version instead")
+            report.warn(path, req.line, f"{req.text!r}: the runtime image provides Airflow; a "
+                                        "requirement on it can make pip replace the image's "
+                                        "Airflow. Change the runtime version instead")
 
 
 def check_project(root: Path) -> Report:
@@ -272,8 +291,10 @@ def check_project(root: Path) -> Report:
     for rel in (".astro/config.yaml", "airflow_settings.yaml"):
         path = root / rel
         if path.is_file():
-            (check_astro_config if rel.startswith(".astro") else check_airflow_settings)(path, report)
-    syntax = (settings.ignore_file_syntax or os.environ.get("AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX", "").lower()
+            (check_astro_config if rel.startswith(".astro") else check_airflow_settings)(path,
+                                                                                         report)
+    syntax = (settings.ignore_file_syntax
+              or os.environ.get("AIRFLOW__CORE__DAG_IGNORE_FILE_SYNTAX", "").lower()
               or ("regexp" if major == 2 else "glob"))
     if settings.dags_path.is_dir():
         for ignore in sorted(settings.dags_path.rglob(".airflowignore")):
@@ -284,9 +305,12 @@ def check_project(root: Path) -> Report:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pytest-astro-project", description=__doc__.split("\n\n")[0])
-    parser.add_argument("filenames", nargs="*", help="ignored: the whole project is checked (pre-commit may pass them)")
-    parser.add_argument("--project", metavar="DIR", help="project root (default: found from the current folder)")
+    parser = argparse.ArgumentParser(prog="pytest-astro-project",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("filenames", nargs="*", help="ignored: the whole project is checked "
+                                                     "(pre-commit may pass them)")
+    parser.add_argument("--project", metavar="DIR", help="project root (default: found from the "
+                                                         "current folder)")
     args = parser.parse_args(argv)
     try:
         root = Path(args.project).resolve() if args.project else find_project_root(Path.cwd())

@@ -37,42 +37,59 @@ from pytest_astro.user_errors import fail
 # Import names of Airflow 3 and its dependency closure (`apache-airflow` 3.x without extras),
 # plus the Airflow 2 web stack; the Astro Runtime image has all of them.
 AIRFLOW_CORE = frozenset("""
-a2wsgi aiosmtplib aiosqlite airflow alembic annotated_doc annotated_types anyio argcomplete arrow asgiref
-attr attrs babel cachetools cadwyn certifi cffi charset_normalizer click colorlog cron_descriptor croniter
+a2wsgi aiosmtplib aiosqlite airflow alembic annotated_doc annotated_types anyio argcomplete arrow
+asgiref
+attr attrs babel cachetools cadwyn certifi cffi charset_normalizer click colorlog cron_descriptor
+croniter
 cryptography daemon dateutil deprecated dill fastapi fsspec google.protobuf google.api google.rpc
 greenback greenlet grpc h11 httpcore httpx idna importlib_metadata isoduration itsdangerous jinja2
-jsonschema jsonschema_specifications jwt lazy_object_proxy linkify_it lockfile mako markdown_it markupsafe
-mdurl methodtools more_itertools msgspec natsort opentelemetry outcome packaging pathlib_abc pathspec
+jsonschema jsonschema_specifications jwt lazy_object_proxy linkify_it lockfile mako markdown_it
+markupsafe
+mdurl methodtools more_itertools msgspec natsort opentelemetry outcome packaging pathlib_abc
+pathspec
 pendulum pluggy psutil pycparser pydantic pydantic_core pygments pygtrie referencing requests rich
-rich_argparse rpds setproctitle six slugify sniffio sqlalchemy sqlparse starlette structlog svcs tabulate
-tenacity termcolor text_unidecode typing_extensions typing_inspection tzdata upath urllib3 uuid6 uvicorn
+rich_argparse rpds setproctitle six slugify sniffio sqlalchemy sqlparse starlette structlog svcs
+tabulate
+tenacity termcolor text_unidecode typing_extensions typing_inspection tzdata upath urllib3 uuid6
+uvicorn
 wirerope wrapt yaml zipp
-flask flask_appbuilder flask_login flask_session flask_wtf flask_caching flask_limiter werkzeug wtforms
+flask flask_appbuilder flask_login flask_session flask_wtf flask_caching flask_limiter werkzeug
+wtforms
 marshmallow marshmallow_sqlalchemy gunicorn connexion sqlalchemy_jsonfield sqlalchemy_utils
 """.split())
 
 # Providers in the Astro Runtime image (docs: "Astro Runtime provider package reference").
-RUNTIME3_PROVIDERS = frozenset({"celery", "common.compat", "common.io", "common.sql", "elasticsearch",
+RUNTIME3_PROVIDERS = frozenset({"celery", "common.compat", "common.io", "common.sql",
+                                "elasticsearch",
                                 "openlineage", "smtp", "standard"})
 # Airflow 2 pre-installs these with apache-airflow itself; Runtime 4-13 add the rest.
-RUNTIME2_PROVIDERS = RUNTIME3_PROVIDERS | {"fab", "ftp", "http", "imap", "sqlite", "cncf.kubernetes", "datadog",
-                                           "microsoft.azure", "postgres", "redis", "amazon", "google"}
+RUNTIME2_PROVIDERS = RUNTIME3_PROVIDERS | {"fab", "ftp", "http", "imap", "sqlite",
+                                           "cncf.kubernetes", "datadog",
+                                           "microsoft.azure", "postgres", "redis", "amazon",
+                                           "google"}
 
 # Distribution -> import names, where they differ from the distribution's name.
 KNOWN = {
     "scikit-learn": ["sklearn"], "pyyaml": ["yaml"], "pillow": ["PIL"], "opencv-python": ["cv2"],
     "opencv-python-headless": ["cv2"], "beautifulsoup4": ["bs4"], "python-dateutil": ["dateutil"],
-    "pyjwt": ["jwt"], "python-dotenv": ["dotenv"], "psycopg2-binary": ["psycopg2"], "psycopg-binary": ["psycopg"],
+    "pyjwt": ["jwt"], "python-dotenv": ["dotenv"], "psycopg2-binary": ["psycopg2"],
+         "psycopg-binary": ["psycopg"],
     "psycopg2": ["psycopg2"], "mysqlclient": ["MySQLdb"], "pymysql": ["pymysql"],
-    "snowflake-connector-python": ["snowflake.connector"], "snowflake-snowpark-python": ["snowflake.snowpark"],
-    "protobuf": ["google.protobuf"], "pymongo": ["pymongo", "bson", "gridfs"], "attrs": ["attr", "attrs"],
+    "snowflake-connector-python": ["snowflake.connector"],
+         "snowflake-snowpark-python": ["snowflake.snowpark"],
+    "protobuf": ["google.protobuf"], "pymongo": ["pymongo", "bson", "gridfs"],
+         "attrs": ["attr", "attrs"],
     "python-slugify": ["slugify"], "pycryptodome": ["Crypto"], "sentry-sdk": ["sentry_sdk"],
-    "slack-sdk": ["slack_sdk"], "databricks-sdk": ["databricks.sdk"], "databricks-sql-connector": ["databricks.sql"],
+    "slack-sdk": ["slack_sdk"], "databricks-sdk": ["databricks.sdk"],
+         "databricks-sql-connector": ["databricks.sql"],
     "apache-beam": ["apache_beam"], "google-api-python-client": ["googleapiclient"],
-    "google-auth": ["google.auth", "google.oauth2"], "astronomer-cosmos": ["cosmos"], "dbt-core": ["dbt"],
+    "google-auth": ["google.auth", "google.oauth2"], "astronomer-cosmos": ["cosmos"],
+         "dbt-core": ["dbt"],
     "great-expectations": ["great_expectations"], "msal": ["msal"], "pyarrow": ["pyarrow"],
-    "typing-extensions": ["typing_extensions"], "ruamel.yaml": ["ruamel.yaml"], "pywin32": ["win32api"],
-    "tensorflow-cpu": ["tensorflow"], "torch": ["torch"], "faiss-cpu": ["faiss"], "pyspark": ["pyspark"],
+    "typing-extensions": ["typing_extensions"], "ruamel.yaml": ["ruamel.yaml"],
+         "pywin32": ["win32api"],
+    "tensorflow-cpu": ["tensorflow"], "torch": ["torch"], "faiss-cpu": ["faiss"],
+         "pyspark": ["pyspark"],
     "delta-spark": ["delta"], "azure-identity": ["azure.identity"], "jaydebeapi": ["jaydebeapi"],
 }
 _NAMESPACES = ("google-cloud-", "azure-", "google-ads", "opentelemetry-")
@@ -116,7 +133,8 @@ def parse_requirements(path: Path) -> tuple[list[Req], list[tuple[int, str]]]:
         if stripped.startswith("-"):
             continue  # pip options (-r, -c, --index-url, -e ...): not requirements we can map
         if "://" in stripped and "@" not in stripped:
-            errors.append((lineno, f"{stripped!r}: a bare URL has no package name; write 'name @ {stripped}'"))
+            errors.append((lineno, f"{stripped!r}: a bare URL has no package name; write 'name @ "
+                                   f"{stripped}'"))
             continue
         spec = stripped.split(" --hash", 1)[0].strip()
         try:
@@ -177,7 +195,8 @@ def read_imports(path: Path) -> list[ImportSite]:
 
 
 def local_names(root: Path, folders: Iterable[Path]) -> set[str]:
-    """Top-level module names the project itself provides (its root, dags/ and plugins/ are on sys.path)."""
+    """Top-level module names the project itself provides (its root, dags/ and plugins/ are on
+    sys.path)."""
     names: set[str] = set()
     for folder in (root, *folders):
         if not folder.is_dir():
@@ -198,15 +217,18 @@ def _project_files(folders: Iterable[Path]) -> list[Path]:
     return files
 
 
-def check_project(root: Path, only: set[Path] | None, requirements: Path | None = None) -> tuple[list[str], list[str], int]:
+def check_project(root: Path, only: set[Path] | None,
+                  requirements: Path | None = None) -> tuple[list[str], list[str], int]:
     """(errors, warnings, exit status) for the project at ``root``.
 
-    ``only``: report missing imports only in these files (None: every file, and unused requirements).
+    ``only``: report missing imports only in these files (None: every file, and unused
+    requirements).
     """
     settings = load_settings(root)
     table = settings.table.get("requirements", {})
     if not isinstance(table, dict):
-        raise ConfigError(f"{root / 'pyproject.toml'}: [tool.pytest-astro.requirements] must be a table")
+        raise ConfigError(f"{root / 'pyproject.toml'}: [tool.pytest-astro.requirements] must be a "
+                          "table")
     from pytest_astro.project import Project
 
     major = airflow_major_from_image(Project(settings).runtime_image) or 3
@@ -235,7 +257,8 @@ def check_project(root: Path, only: set[Path] | None, requirements: Path | None 
                 continue
             if module.startswith("airflow.providers."):
                 parts = module.split(".")
-                if any(_covers("airflow.providers." + p, module) for p in providers) or len(parts) < 3:
+                if any(_covers("airflow.providers." + p, module)
+                       for p in providers) or len(parts) < 3:
                     continue
                 dist = _provider_dist(module)
                 hint = f"add {dist} to {rel_req} (the Astro Runtime image does not include it)"
@@ -244,23 +267,25 @@ def check_project(root: Path, only: set[Path] | None, requirements: Path | None 
             else:
                 hint = f"add the package that provides it to {rel_req}"
             if only is None or path.resolve() in only:
-                errors.append(f"{_rel(path)}:{site.line}: '{module}' is imported but nothing provides it "
-                              f"(requirements, Airflow, the runtime image); {hint}")
+                errors.append(f"{_rel(path)}:{site.line}: '{module}' is imported but nothing "
+                              f"provides it (requirements, Airflow, the runtime image); {hint}")
     warnings: list[str] = []
     if only is None:
         ignore_unused = {canonicalize_name(n) for n in table.get("ignore-unused", [])}
         for req in reqs:
-            if req not in used and req.name not in ignore_unused and req.name not in ("apache-airflow",):
-                warnings.append(f"{rel_req}:{req.line}: warning: {req.text!r} is not imported by any file in "
-                                f"dags/, include/ or plugins/ (fine if a provider or tool uses it; "
-                                f"else remove it, or list it in ignore-unused)")
+            if (req not in used and req.name not in ignore_unused
+                and req.name not in ("apache-airflow",)):
+                warnings.append(f"{rel_req}:{req.line}: warning: {req.text!r} is not imported by "
+                                "any file in dags/, include/ or plugins/ (fine if a provider or "
+                                "tool uses it; else remove it, or list it in ignore-unused)")
     return errors, warnings, 1 if errors else 0
 
 
 def _provider_dist(module: str) -> str:
     parts = module.split(".")[2:]
     # common.sql, microsoft.azure, cncf.kubernetes, apache.spark: two-part provider ids
-    parts = parts[:2] if parts[:1] in (["common"], ["microsoft"], ["cncf"], ["apache"], ["dbt"], ["atlassian"]) else parts[:1]
+    two_part = (["common"], ["microsoft"], ["cncf"], ["apache"], ["dbt"], ["atlassian"])
+    parts = parts[:2] if parts[:1] in two_part else parts[:1]
     return "apache-airflow-providers-" + "-".join(parts)
 
 
@@ -272,12 +297,15 @@ def _rel(path: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pytest-astro-requirements", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="pytest-astro-requirements",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("filenames", nargs="*", help="changed files (pre-commit passes them)")
-    parser.add_argument("--requirements", metavar="PATH", help="requirements file (default: requirements.txt of the project)")
+    parser.add_argument("--requirements", metavar="PATH", help="requirements file (default: "
+                                                               "requirements.txt of the project)")
     args = parser.parse_args(argv)
     files = [Path(f) for f in args.filenames]
-    req_changed = not files or any(f.name == "requirements.txt" or f.name == "pyproject.toml" for f in files)
+    req_changed = not files or any(f.name == "requirements.txt" or f.name == "pyproject.toml"
+                                   for f in files)
     roots: dict[Path, set[Path]] = {}
     for f in files or [Path.cwd()]:
         try:
