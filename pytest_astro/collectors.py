@@ -1,21 +1,19 @@
 """The collectors of the DAG folder: its folders (``DagFolder``) and DAG files (``DagFile``), and
 ``NotATestModule`` for the files pytest must not import in its own process.
 
-What to collect is the session's to say (``session.AstroSession``); these nodes ask it.
+What to collect is the session's to say: ``astro`` is its ``session.AstroSession`` (not imported
+here: the session imports these nodes).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import pytest
 
 from pytest_astro.file_items import ITEM_NAME, DagFileItem, UpgradeItem
 from pytest_astro.nodes import FileHooks
-
-if TYPE_CHECKING:
-    from pytest_astro.session import AstroSession
 
 
 class NotATestModule(pytest.File):
@@ -37,10 +35,10 @@ if hasattr(pytest, "Dir"):
         pytest.Dir does."""
 
         @classmethod
-        def from_parent(cls, parent, *, path: Path, astro: AstroSession):  # type: ignore[override]
+        def from_parent(cls, parent, *, path: Path, astro: Any):  # type: ignore[override]
             return super(pytest.Dir, cls).from_parent(parent=parent, path=path, astro=astro)
 
-        def __init__(self, *, astro: AstroSession, **kwargs):
+        def __init__(self, *, astro: Any, **kwargs):
             super().__init__(**kwargs)
             self.astro = astro
 
@@ -78,7 +76,7 @@ if hasattr(pytest, "Dir"):
 class DagFile(FileHooks, pytest.File):
     """A DAG file: one item (``DagFileItem``), plus ``airflow3`` under ``--astro-upgrade-check``."""
 
-    def __init__(self, *, astro: AstroSession, folder: Path | None = None, **kwargs):
+    def __init__(self, *, astro: Any, folder: Path | None = None, **kwargs):
         super().__init__(**kwargs)
         self.astro = astro
         self.folder = folder  # its folder's collector's path (one object for all of its files)

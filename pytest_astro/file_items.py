@@ -8,7 +8,6 @@ file's result when it runs, or when ``-k`` asks for its keywords.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,9 +15,6 @@ from pytest_astro.ci_reports_plugin import describe, set_property
 from pytest_astro.nodes import InDagFile
 from pytest_astro.parse.failure_text import location, long_text
 from pytest_astro.results import FileResult
-
-if TYPE_CHECKING:
-    from pytest_astro.session import AstroSession
 
 
 class AstroParseWarning(UserWarning):
@@ -110,7 +106,7 @@ class DagFileItem(InDagFile, pytest.Item):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.astro: AstroSession = self.parent.astro
+        self.astro = self.parent.astro  # the session's AstroSession
         self.rel = self.astro.project.relative(self.path)
         self.result: FileResult | None = None
         self.found = None  # policies.items.FileFindings, once checked
