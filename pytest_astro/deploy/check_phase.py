@@ -89,9 +89,8 @@ def check(run: Run, with_deploy: bool) -> tuple[int, dict]:
     report_path = Path(tempfile.mkdtemp(prefix="pytest-astro-deploy-")) / "report.json"
     suite_cmd = suite.build_command(cfg.suite, [*cfg.suite_args, *opts.suite_args], report_path)
     plan = {"project": str(root), "project_in_repo": context.in_repo(root), "branch": branch,
-            "commit": sha,
-            "commit_subject": subject, "target": target.to_dict(), "deploy_type": decision.type,
-            "decision": decision.to_dict(),
+            "commit": sha, "commit_subject": subject, "target": target.to_dict(),
+            "deploy_type": decision.type, "decision": decision.to_dict(),
             "description": description, "wait_seconds": wait_seconds,
             "dags_folder": context.dags_rel(run), "allowed": False}
     line, problem = _preflight(run, target, decision.type, description, with_deploy)
@@ -124,6 +123,15 @@ def check(run: Run, with_deploy: bool) -> tuple[int, dict]:
                 "project's code runs beside the deploy")
     if not result.ok:
         raise Refused("refused", 1, "; ".join(result.problems), [f"- {p}" for p in result.problems])
+    _accept(run, plan, result, before, kind)
+    return 0, plan
+
+
+def _accept(run: Run, plan: dict, result: suite.SuiteResult, before: plans.Manifest,
+            kind: str) -> None:
+    """After a passing suite: the files to ship are still those checked, and .airflowignore kept
+    none of them from the parse (or that is allowed); the plan gets them. Refused otherwise."""
+    root, cfg = run.root, run.cfg
     after = plans.shipped_files(root, run.settings.dags_path, kind, run.own_files())
     changed = after.differences(before) + [f"{p} (tracked, differs from HEAD)"
                                            for p in context.dirty(run)]
@@ -146,7 +154,6 @@ def check(run: Run, with_deploy: bool) -> tuple[int, dict]:
     run.say(f"pytest-astro deploy: suite passed ({tests.get('passed', 0)} passed, "
             f"{(result.report or {}).get('parsed', '?')} DAG files parsed); {len(after.files)} "
             "files to ship")
-    return 0, plan
 
 
 def _say_plan(run, ctx, branch, short, subject, target, decision, suite_cmd, line, problem) -> None:
