@@ -220,6 +220,44 @@ def test_apply_without_an_allowed_plan_deploys_nothing(tmp_path):
     assert deploy_calls(s) == []
 
 
+@pytest.mark.parametrize(("edit", "expected"), [
+    # another Deployment: the plan's target is not the one the commit maps its branch to
+    (lambda p: p["target"].update(deployment_id="clprod0000"),
+     "the plan's target (Astro Deployment clprod0000) is not the target pyproject.toml"),
+    # another branch and its Deployment, consistent with the commit's mapping: this build's branch says no
+    (lambda p: p.update(branch="release", target={"kind": "astro", "deployment_id": "clrel00000"}),
+     "the plan was made for branch 'release', but this build is on 'main'"),
+    # a command instead of the Deployment
+    (lambda p: p.update(target={"kind": "command", "command": "sh -c 'echo pwned'"}),
+     "the plan's target (command `sh -c 'echo pwned'`) is not"),
+    # the target claimed to come from the check's command line: nothing confirms it
+    (lambda p: p.update(target={"kind": "astro", "deployment_id": "clprod0000"}, target_source="command line"),
+     "pass the same target option to `pytest-astro deploy apply`"),
+])
+def test_apply_refuses_a_plan_whose_target_was_changed(tmp_path, edit, expected):
+    """The plan is an artifact between two CI jobs: its target is checked against the commit's
+    configuration (or apply's own target options), never trusted."""
+    s = Scenario(tmp_path, branches={"main": "clmain000", "release": "clrel00000"})
+    assert s.gate("check", "--dags", env=no_token(s)).returncode == 0
+    plan = json.loads(s.plan.read_text())
+    assert plan["target_source"] == "branches.main"
+    edit(plan)
+    s.plan.write_text(json.dumps(plan))
+    proc = s.gate("apply")
+    assert proc.returncode == 1 and expected in proc.stdout, proc.stdout
+    assert deploy_calls(s) == [] and s.read_record()["outcome"] == "refused"
+
+
+def test_a_target_given_on_the_command_line_is_confirmed_by_apply(tmp_path):
+    s = Scenario(tmp_path)
+    assert s.gate("check", "--dags", "--deployment-id", "clother000", env=no_token(s)).returncode == 0
+    assert "pass the same target option" in s.gate("apply").stdout and deploy_calls(s) == []
+    assert "is not the target given to" in s.gate("apply", "--deployment-id", "clmain000").stdout
+    proc = s.gate("apply", "--deployment-id", "clother000")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert s.deploys()[0][-2:] == ["--", "clother000"]
+
+
 def test_an_unmapped_branch_checks_and_applies_to_nothing(tmp_path):
     s = Scenario(tmp_path)
     git(s.repo, "checkout", "-q", "-b", "feature/x")

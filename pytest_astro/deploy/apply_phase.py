@@ -32,6 +32,7 @@ def verify(run: Run, plan: dict) -> None:
         raise Refused("refused", 1, f"the plan was made for commit {plan['commit'][:12]}, but HEAD "
                                     f"is {(head or '?')[:12]}: run `pytest-astro deploy check` "
                                     "again on this commit")
+    verify_target(run, plan)
     dirty = context.dirty(run)
     if dirty:
         raise Refused("refused", 1, "tracked files differ from the commit HEAD "
@@ -48,6 +49,44 @@ def verify(run: Run, plan: dict) -> None:
         raise Refused("refused", 1, "files changed since they were checked: "
                                     f"{context.listing(differ)}; run `pytest-astro deploy check` "
                                     "again")
+
+
+def verify_target(run: Run, plan: dict) -> None:
+    """The plan's target is the one the checked commit gives it: apply's own target options when it
+    has them, else the branch's entry in [tool.pytest-astro.deploy.branches] of the commit (which
+    :func:`verify` has checked is HEAD), for the branch this build is on. A plan edited after the
+    check (another Deployment, bucket or command) is refused; Refused otherwise."""
+    opts, recorded = run.opts, plan.get("target") or {}
+    again = "run `pytest-astro deploy check` again"
+    if opts.deployment_id or opts.bucket or opts.command:
+        expected = deploy_settings.Target(deployment=opts.deployment_id, bucket=opts.bucket,
+                                          command=opts.command)
+        where = "the target given to `pytest-astro deploy apply`"
+    elif plan.get("target_source") == "command line":
+        raise Refused("refused", 1, "the plan's target was given on the check's command line, so "
+                                    "nothing in the repository confirms it: pass the same target "
+                                    "option to `pytest-astro deploy apply` (e.g. --deployment-id)")
+    else:
+        branch = opts.branch or ci_env.detect(run.env, run.root).branch
+        if branch and plan.get("branch") and branch != plan["branch"]:
+            raise Refused("refused", 1, f"the plan was made for branch {plan['branch']!r}, but this "
+                                        f"build is on {branch!r}: {again} on this branch (or pass the "
+                                        "same --branch to both phases)")
+        expected = run.cfg.target_for(plan.get("branch"))
+        where = (f"the target {run.cfg.path.name} [tool.pytest-astro.deploy.branches] gives branch "
+                 f"{plan.get('branch')!r} at this commit")
+    want = expected.to_dict() if expected is not None else {"kind": "none"}
+    if want != recorded:
+        raise Refused("refused", 1, f"the plan's target ({_describe(recorded)}) is not {where} "
+                                    f"({_describe(want)}): the plan was changed after the check, "
+                                    f"or the options differ; {again}")
+
+
+def _describe(target: dict) -> str:
+    if target.get("kind") == "none":
+        return "none"
+    return deploy_settings.Target(deployment=target.get("deployment_id"), bucket=target.get("bucket"),
+                                  command=target.get("command")).describe()
 
 
 def deploy(run: Run, plan: dict) -> int:

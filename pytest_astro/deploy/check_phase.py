@@ -90,6 +90,7 @@ def check(run: Run, with_deploy: bool) -> tuple[int, dict]:
     suite_cmd = suite.build_command(cfg.suite, [*cfg.suite_args, *opts.suite_args], report_path)
     plan = {"project": str(root), "project_in_repo": context.in_repo(root), "branch": branch,
             "commit": sha, "commit_subject": subject, "target": target.to_dict(),
+            "target_source": target.source,
             "deploy_type": decision.type, "decision": decision.to_dict(),
             "description": description, "wait_seconds": wait_seconds,
             "dags_folder": context.dags_rel(run), "allowed": False}
