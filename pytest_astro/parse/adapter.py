@@ -106,10 +106,36 @@ class _Adapter:
         bag._log = _Silent()
         return bag
 
-    def parse_file(self, bag, path: str) -> tuple[list, list[str]]:
-        """Import ``path`` the way Airflow's DAG processor does; (DAGs, import error texts)."""
-        dags = bag.process_file(path, only_if_updated=False, safe_mode=False)
-        return dags, [str(v) for v in bag.import_errors.values()]
+    def parse_file(self, bag, path: str) -> tuple[list, list[tuple[str, Any]]]:
+        """Import ``path`` the way Airflow's DAG processor does: (the DAGs it bagged, every error it
+        recorded as ``(text, the DAG it refused or None)``, in the order it recorded them).
+
+        A DagBag keeps one error text per file: of several DAGs it refuses in one file (a cycle in
+        one, a bad cron in another) the last one it bagged, in the order of a set of the module's
+        DAGs, which varies between processes. Every refusal is returned here, with its DAG: the one
+        the bag was validating (both versions validate each DAG, then bag it) when it recorded it.
+        """
+        refusals: list[tuple[str, Any]] = []
+        bagging: list[Any] = [None]
+
+        class Recorded(dict):
+            def __setitem__(self, key, value):
+                refusals.append((str(value), bagging[0]))
+                super().__setitem__(key, value)
+
+        real_validate = self.DAG.validate
+
+        def validate(dag, *args, **kwargs):
+            bagging[0] = dag
+            return real_validate(dag, *args, **kwargs)
+
+        bag.import_errors = Recorded(bag.import_errors)
+        self.DAG.validate = validate
+        try:
+            dags = bag.process_file(path, only_if_updated=False, safe_mode=False)
+        finally:
+            self.DAG.validate = real_validate
+        return dags, refusals
 
     # ---------------------------------------------------------------- variables and connections
 

@@ -54,6 +54,7 @@ class _Current:
         self.imported_names: list[str] = []
         self.dag_lines: dict[int, int] = {}
         self.dag_id_lines: dict[str, int] = {}  # to place errors Airflow reports by dag_id (a cycle)
+        self.dags_made: dict[int, int] = {}  # id(dag) -> the order the DAGs were made in
         self.warnings: list[str] = []
         self.started = 0.0
         self.out_path = ""  # where fds 1 and 2 point while the file is parsed
@@ -64,6 +65,12 @@ class _Current:
         self.target = target
         self.real_target = os.path.realpath(target)
         self.started = time.perf_counter()
+
+
+def _error_order(error: ParseError) -> tuple:
+    """Errors of one file by line (those without one last), then by text: the order Airflow records
+    them in varies between processes."""
+    return error.line is None, error.line or 0, error.type, error.message
 
 
 def _on_alarm(signum, frame):
@@ -178,6 +185,7 @@ class Child:
         real_dag_init = ad.DAG.__init__  # policies.sandbox.prepare()'s recorder, which this wraps
 
         def dag_init(dag, *args, **kwargs):
+            cur.dags_made.setdefault(id(dag), len(cur.dags_made))
             line = stack_line_in(cur.target, sys._getframe(1))
             if line:
                 cur.dag_lines.setdefault(id(dag), line)
@@ -246,19 +254,20 @@ class Child:
         signal.setitimer(signal.ITIMER_REAL, limits.timeout)
         try:
             bag = ad.new_dagbag(target)
-            dags, error_texts = ad.parse_file(bag, target)
+            dags, refusals = ad.parse_file(bag, target)
             signal.setitimer(signal.ITIMER_REAL, 0)
             ours = True
             errors = [from_exception(paths, target, exc, limits) for exc in cur.captured[:1]]
-            if not errors:
-                errors = [from_text(paths, target, text, cur.dag_id_lines) for text in error_texts]
+            if not errors:  # every DAG Airflow refused, each at its own line
+                errors = sorted((from_text(paths, target, text, cur.dag_id_lines, cur.dag_lines.get(id(dag)))
+                                 for text, dag in refusals), key=_error_order)
             # the pool watches resident memory while the file runs; a peak between two of its looks
             # (or where it cannot look: macOS) is caught here, once the import is over
             peak = maxrss(resource.getrusage(resource.RUSAGE_SELF))
             if peak > peak_before and limits.over(peak):
                 errors = [limits.memory_error(peak, at_file(paths, target))]
             summaries = []
-            for dag in dags:
+            for dag in self._kept(dags):
                 dag_id = getattr(dag, "dag_id", None)
                 summary = ad.summarize(dag, paths.rel(target), cur.dag_lines.get(id(dag)))
                 summary["checks"] = inspect_dag(dag, ad, self.request.policy_options,
@@ -276,6 +285,30 @@ class Child:
             else:
                 self._finish([from_exception(paths, target, exc, limits)], [])
         return failed
+
+    def _kept(self, dags: list) -> list:
+        """The DAGs Airflow bagged, one per dag_id, by source line (then dag_id): a stable order.
+
+        A dag_id made twice in the file is bagged twice: the second replaces the first in the bag,
+        but which one comes second follows the order of a set, which varies between processes. The
+        last one made is kept here, and a warning says so.
+        """
+        cur, rel = self.cur, self.paths.rel(self.cur.target)
+        made: dict[str, list] = {}
+        for dag in sorted(dags, key=lambda d: cur.dags_made.get(id(d), -1)):
+            made.setdefault(dag.dag_id, []).append(dag)
+        for dag_id, same in made.items():
+            if len(same) > 1:
+                lines = [cur.dag_lines.get(id(d)) for d in same]
+                where = f"{rel}:{lines[-1]}" if lines[-1] else rel
+                at = ", ".join(str(n) for n in lines if n) or "no line in this file"
+                cur.warnings.append(
+                    f"{where}: dag_id {dag_id!r} is made {len(same)} times in this file (lines {at}): Airflow "
+                    "keeps one of them, not always the same one; pytest-astro checks the last one made. Give "
+                    "each DAG its own dag_id")
+        kept = [same[-1] for same in made.values()]
+        return sorted(kept, key=lambda d: (cur.dag_lines.get(id(d)) is None, cur.dag_lines.get(id(d)) or 0,
+                                           d.dag_id))
 
     def _finish(self, errors: list[ParseError], dags: list[dict]) -> None:
         """Send the file's verdict (once): a ``Result``, or a ``Rerun`` for a failure that followed

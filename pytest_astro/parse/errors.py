@@ -69,14 +69,17 @@ def from_exception(paths: ProjectPaths, target: str, exc: BaseException, limits:
     return error
 
 
-def from_text(paths: ProjectPaths, target: str, text: str, dag_id_lines: dict[str, int]) -> ParseError:
-    """An error Airflow recorded about a DAG it refused (a cycle, a cluster policy), placed at the
-    line where that DAG was created when the message names its dag_id."""
+def from_text(paths: ProjectPaths, target: str, text: str, dag_id_lines: dict[str, int],
+              line: int | None = None) -> ParseError:
+    """An error Airflow recorded about a DAG it refused (a cycle, a bad schedule, a cluster policy),
+    placed at ``line`` (where that DAG was made) if known, else at the line where the DAG its message
+    names was made."""
     last = text.strip().splitlines()[-1] if text.strip() else text
     m = re.match(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Violation|Warning)?):\s*(.*)$", last)
     type_, message = (m.group(1).rsplit(".", 1)[-1], m.group(2)) if m else ("ImportError", last)
-    named = [dag_id for dag_id in dag_id_lines if re.search(rf"\b{re.escape(dag_id)}\b", message)]
-    line = dag_id_lines[max(named, key=len)] if named else None
+    if line is None:
+        named = [dag_id for dag_id in dag_id_lines if re.search(rf"\b{re.escape(dag_id)}\b", message)]
+        line = dag_id_lines[max(named, key=len)] if named else None
     return ParseError(kind="dag", type=type_, message=message, file=paths.rel(target), line=line)
 
 
