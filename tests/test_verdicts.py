@@ -319,3 +319,143 @@ def test_dag_code_and_users_tests_see_the_runtimes_paths(pytester):
     new = sorted(str(p.relative_to(pytester.path)) for p in set(pytester.path.rglob("*")) - before
                  if not ignored & set(p.parts))
     assert new == [], new  # no airflow.cfg, logs/ or airflow.db in the project
+
+
+# --------------------------------------------------------------------------------------------
+# Several DAGs in one file
+
+REFUSED_TWICE = f'''
+from datetime import datetime
+from {SDK} import DAG
+from airflow.providers.standard.operators.empty import EmptyOperator
+
+with DAG("cyclic", start_date=datetime(2024, 1, 1), schedule=None):
+    a = EmptyOperator(task_id="a")
+    a >> EmptyOperator(task_id="b") >> a
+
+with DAG("bad_cron", start_date=datetime(2024, 1, 1), schedule="not a cron expression"):
+    EmptyOperator(task_id="t")
+
+with DAG("cyclic_too", start_date=datetime(2024, 1, 1), schedule=None):
+    a = EmptyOperator(task_id="a")
+    a >> a
+
+with DAG("bad_cron_too", start_date=datetime(2024, 1, 1), schedule="not a cron expression"):
+    EmptyOperator(task_id="t")
+'''
+
+#: DAGs at lines 5 to 10 whose ids are not in line order, then three made on one line (13)
+MANY = f'''
+from datetime import datetime
+from {SDK} import DAG
+from airflow.providers.standard.operators.empty import EmptyOperator
+
+zulu = DAG("zulu", start_date=datetime(2024, 1, 1), schedule=None)
+alpha = DAG("alpha", start_date=datetime(2024, 1, 1), schedule=None)
+mike = DAG("mike", start_date=datetime(2024, 1, 1), schedule=None)
+bravo = DAG("bravo", start_date=datetime(2024, 1, 1), schedule=None)
+yankee = DAG("yankee", start_date=datetime(2024, 1, 1), schedule=None)
+charlie = DAG("charlie", start_date=datetime(2024, 1, 1), schedule=None)
+
+for n in (3, 1, 2):
+    globals()[f"loop_{{n}}"] = DAG(f"loop_{{n}}", start_date=datetime(2024, 1, 1), schedule=None)
+'''
+
+
+def test_every_dag_airflow_refuses_is_reported_and_dags_come_in_line_order(tmp_path):
+    """Before: of two DAGs Airflow refuses in one file, one was reported (the one a stock DagBag
+    happened to record last), and a file's DAGs came in the order of a set, which varies between
+    processes."""
+    copies = {f"dags/refused_{i}.py": REFUSED_TWICE for i in range(4)}  # each its own module: its own order
+    _write(tmp_path, {**copies, "dags/many.py": MANY})
+    result = run_cli("parse", "--no-cache", "--format", "json", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    import json
+
+    files = {f["file"]: f for f in json.loads(result.stdout)["files"]}
+    for name in copies:
+        assert [(e["type"], e["line"]) for e in files[name]["errors"]] == [
+            ("AirflowDagCycleException", 5), ("AirflowTimetableInvalid", 9), ("AirflowDagCycleException", 12),
+            ("AirflowTimetableInvalid", 16)], files[name]["errors"]
+    assert [(d["dag_id"], d["line"]) for d in files["dags/many.py"]["dags"]] == [
+        ("zulu", 5), ("alpha", 6), ("mike", 7), ("bravo", 8), ("yankee", 9), ("charlie", 10),
+        ("loop_1", 13), ("loop_2", 13), ("loop_3", 13)]
+    # as the terminal shows them: every refusal, each at its DAG's line
+    result = run_cli("parse", "--no-cache", "dags/refused_0.py", cwd=tmp_path)
+    cycle = f"AirflowDagCycleException: Cycle detected in {'Dag' if AIRFLOW_MAJOR >= 3 else 'DAG'}"
+    cron = "AirflowTimetableInvalid: Exactly 5, 6 or 7 columns has to be specified for iterator expression."
+    assert result.stdout.splitlines() == [
+        f"dags/refused_0.py:5: {cycle}: cyclic. Faulty task: b", f"dags/refused_0.py:9: {cron}",
+        f"dags/refused_0.py:12: {cycle}: cyclic_too. Faulty task: a", f"dags/refused_0.py:16: {cron}",
+    ], result.stdout
+
+
+TWICE = f'''
+from datetime import datetime
+from {SDK} import DAG
+from airflow.providers.standard.operators.empty import EmptyOperator
+
+with DAG("twice", start_date=datetime(2024, 1, 1), schedule=None, default_args={{"retries": 2}}):
+    EmptyOperator(task_id="first")
+
+with DAG("twice", start_date=datetime(2024, 1, 1), schedule=None, default_args={{"retries": 2}}):
+    EmptyOperator(task_id="second")
+'''
+
+
+def test_a_dag_id_made_twice_in_a_file_is_checked_once(pytester):
+    """Before: both DAGs were checked and reported (each policy finding twice); a DagBag keeps one
+    of them, which one varies between processes. The last one made is checked, with a warning."""
+    _write(pytester.path, {"dags/twice.py": TWICE})
+    result = pytester.runpytest("--astro-dags", "--astro-report", "report.json", "-W", "default")
+    result.assert_outcomes(failed=1)
+    # no tags (DAG002): one finding, at the line of the second DAG
+    findings = [line for line in result.stdout.lines if line.startswith("dags/twice.py:") and "DAG002" in line]
+    assert [line.split(" DAG002")[0] for line in findings] == ["dags/twice.py:8:"], result.stdout.str()
+    result.stdout.fnmatch_lines(["*AstroParseWarning: dags/twice.py:8: dag_id 'twice' is made 2 times in this "
+                                 "file (lines 5, 8): Airflow keeps one of them, not always the same one; "
+                                 "pytest-astro checks the last one made*"])
+    import json
+
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert [(d["dag_id"], d["line"], d["task_ids"]) for f in report["files"] for d in f["dags"]] == [
+        ("twice", 8, ["second"])]
+
+
+# --------------------------------------------------------------------------------------------
+# Users' tests: DagBag.get_dag without a database
+
+GET_DAG_TEST = '''
+import pytest
+
+
+def test_get_dag_answers_from_the_bag(dagbag):
+    assert dagbag.get_dag("answered") is dagbag.dags["answered"]
+    assert dagbag.get_dag("not_a_dag") is None
+
+
+def test_get_dag_on_a_bag_of_the_users_own():
+    from airflow.models import DagBag
+
+    bag = DagBag(include_examples=False)
+    assert bag.get_dag("answered").dag_id == "answered"
+
+
+@pytest.mark.astro_db
+def test_marked_get_dag_asks_the_database(dagbag):
+    # allowed to connect to a database with no tables: stock's own query runs, and fails there
+    with pytest.raises(Exception, match="no such table"):
+        dagbag.get_dag("answered")
+'''
+
+
+def test_get_dag_in_users_tests_answers_without_the_database(pytester):
+    """Before: ``dagbag.get_dag(...)`` failed with MetadataDatabaseAccess (stock asks the database
+    whether the DAG expired)."""
+    _write(pytester.path, {"dags/answered.py": GOOD.format(dag_id="answered"), "tests/test_get.py": GET_DAG_TEST})
+    # a subprocess: these tests import Airflow into the pytest process
+    result = pytester.runpytest_subprocess("--astro-dags", "-v", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*test_get_dag_answers_from_the_bag PASSED*",
+                                 "*test_get_dag_on_a_bag_of_the_users_own PASSED*",
+                                 "*test_marked_get_dag_asks_the_database PASSED*"])
+    result.assert_outcomes(passed=4)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.differential.oracles import BAG_LEVEL, Outcome
+from tests.differential.oracles import Outcome
 
 
 Match = Callable[[str, Outcome], bool]
@@ -28,12 +28,7 @@ class Known:
     internal: Match = never  # (an internal error's line, the outcome) -> explained by this entry
 
 
-KNOWN = (
-    # several DAGs refused in one file: stock records one of them (in a varying order), we the first
-    Known("test_every_dag_airflow_refuses_is_reported", "verdicts",
-          disagreement=lambda line, o: line.startswith("parse (exception class)") and not o.stock["ok"]
-          and o.stock["error"] in BAG_LEVEL and set(o.ours["errors"]) <= BAG_LEVEL),
-)
+KNOWN: tuple[Known, ...] = ()
 
 
 def triage(outcome: Outcome) -> tuple[list[str], list[str], set[str]]:

@@ -33,10 +33,6 @@ from tests.differential.grammar import Case
 WORKER = Path(__file__).with_name("stock_worker.py")
 #: lint findings that say Airflow refuses the file (docs/lint-rules.md): each must be a stock import error
 REFUSAL_CODES = ("AST000", "AST203")
-#: errors Airflow records per DAG after importing the file: of several in one file, stock keeps one,
-#: picked in an order that varies between runs (a set of the module's DAGs)
-BAG_LEVEL = {"AirflowDagCycleException", "AirflowTimetableInvalid", "AirflowClusterPolicyViolation",
-             "AirflowDagInconsistent", "ParamValidationError", "AirflowDagDuplicatedIdException"}
 RUNTIME = {True: "astrocrpublic.azurecr.io/runtime:3.1-1", False: "quay.io/astronomer/astro-runtime:12.9.0"}
 PYPROJECT = '[tool.pytest-astro.policies]\nselect = ["ALL"]\n'
 
@@ -114,7 +110,7 @@ def run_ours(project: Path, python: str = sys.executable) -> tuple[dict[str, dic
         verdicts[result["file"]] = {
             "ok": not errors, "errors": [e["type"] for e in errors],
             "text": "; ".join(f"{e['type']}: {e['message']}" for e in errors)[:1000],
-            # a dag_id made twice in one file: we report each DAG, Airflow keeps one of them
+            # one list of task ids per DAG reported with that dag_id (there must be one)
             "dags": {d["dag_id"]: [sorted(x["task_ids"]) for x in result["dags"] if x["dag_id"] == d["dag_id"]]
                      for d in result["dags"]},
         }
@@ -193,15 +189,34 @@ def verdict_text(v: dict) -> str:
     return "passes, DAGs " + (", ".join(parts) or "none")
 
 
+def refused(verdict: dict) -> list[str]:
+    """The exception classes of every error stock recorded on the file, sorted (a DagBag keeps only
+    the last: of several DAGs it refuses in one file, the one it bagged last in a varying order)."""
+    if verdict["ok"]:
+        return []
+    return sorted(verdict.get("refusals") or [verdict["error"]])
+
+
 def compare(stock: dict, ours: dict) -> str | None:
-    """Why ``ours`` disagrees with ``stock`` (None: they agree)."""
+    """Why ``ours`` disagrees with ``stock`` (None: they agree).
+
+    A failing file: our errors include the class stock kept, and are exactly the errors stock
+    recorded on the way (every DAG it refused, whichever it kept). A passing file: the same
+    dag_ids, each reported once, with the task ids of a DAG stock bagged under that dag_id (of a
+    dag_id made twice in one file, stock keeps either DAG, in a varying order).
+    """
     if stock["ok"] != ours["ok"]:
         return "passed/failed"
     if not stock["ok"]:
-        return None if stock["error"] in ours["errors"] else "exception class"
+        if stock["error"] not in ours["errors"]:
+            return "exception class"
+        return None if sorted(ours["errors"]) == refused(stock) else "refused DAGs"
     if set(stock["dags"]) != set(ours["dags"]):
         return "dag_ids"
-    if any(tasks not in ours["dags"][dag_id] for dag_id, tasks in stock["dags"].items()):
+    if any(len(reported) != 1 for reported in ours["dags"].values()):
+        return "a dag_id reported twice"
+    made = stock.get("made") or {dag_id: [tasks] for dag_id, tasks in stock["dags"].items()}
+    if any(ours["dags"][dag_id][0] not in made.get(dag_id, []) for dag_id in stock["dags"]):
         return "task ids"
     return None
 
@@ -242,7 +257,8 @@ def run_batch(cases: list[Case], workdir: Path, home: Path, python: str = sys.ex
         outcome = Outcome(path.name, case.constructs(), s, o, internal=internal.get(rel, []))
         why = compare(s, o)
         if why:
-            outcome.disagreements.append(f"parse ({why}): stock {verdict_text(s)}; ours {verdict_text(o)}")
+            classes = f" (stock recorded {refused(s)}, ours {sorted(o['errors'])})" if why == "refused DAGs" else ""
+            outcome.disagreements.append(f"parse ({why}): stock {verdict_text(s)}; ours {verdict_text(o)}{classes}")
         for f in findings:
             refusal = f["code"] in REFUSAL_CODES or "Airflow refuses" in f["message"]
             if Path(f["path"]).name == path.name and refusal and s["ok"]:
@@ -251,8 +267,7 @@ def run_batch(cases: list[Case], workdir: Path, home: Path, python: str = sys.ex
         fixed_path = fixed / "dags" / path.name
         if fixed_path in changed:
             after = stock[str(fixed_path)]
-            both_bag_level = {after["error"], s["error"]} <= BAG_LEVEL
-            if after["ok"] != s["ok"] or (after["error"] != s["error"] and not both_bag_level):
+            if after["ok"] != s["ok"] or refused(after) != refused(s):
                 outcome.disagreements.append(f"lint --fix changed the stock verdict: before {verdict_text(s)}; "
                                              f"after {verdict_text(after)}")
         outcomes.append(outcome)
