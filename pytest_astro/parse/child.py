@@ -301,14 +301,17 @@ class Child:
             if len(same) > 1:
                 lines = [cur.dag_lines.get(id(d)) for d in same]
                 where = f"{rel}:{lines[-1]}" if lines[-1] else rel
-                at = ", ".join(str(n) for n in lines if n) or "no line in this file"
-                cur.warnings.append(
-                    f"{where}: dag_id {dag_id!r} is made {len(same)} times in this file (lines {at}): Airflow "
-                    "keeps one of them, not always the same one; pytest-astro checks the last one made. Give "
-                    "each DAG its own dag_id")
-        kept = [same[-1] for same in made.values()]
-        return sorted(kept, key=lambda d: (cur.dag_lines.get(id(d)) is None, cur.dag_lines.get(id(d)) or 0,
-                                           d.dag_id))
+                at = ", ".join(str(n) for n in lines if n)
+                cur.warnings.append(f"{where}: dag_id {dag_id!r} is made {len(same)} times in this file"
+                                    + (f" (lines {at})" if at else "") + ": Airflow keeps one of them, not "
+                                    "always the same one; pytest-astro checks the last one made. Give each "
+                                    "DAG its own dag_id")
+
+        def by_line(dag) -> tuple:
+            line = cur.dag_lines.get(id(dag))
+            return line is None, line or 0, dag.dag_id
+
+        return sorted((same[-1] for same in made.values()), key=by_line)
 
     def _finish(self, errors: list[ParseError], dags: list[dict]) -> None:
         """Send the file's verdict (once): a ``Result``, or a ``Rerun`` for a failure that followed
