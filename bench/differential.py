@@ -41,6 +41,8 @@ class Tally:
         self.files, self.by_construct, self.disagreeing = 0, Counter(), Counter()
         self.internal_by_construct, self.known = Counter(), Counter()
         self.n_disagreeing = self.n_internal = self.fixed = 0
+        # where stock's pick varies: several DAGs refused in one file, a dag_id bagged twice
+        self.several_refused = self.bagged_twice = self.passing = 0
         self.run_errors: list[str] = []
 
     def add(self, result, batch: list, indices: list[int]) -> None:
@@ -49,6 +51,9 @@ class Tally:
         self.run_errors += result.internal
         self.by_construct.update(result.counts())
         for case, index, outcome in zip(batch, indices, result.outcomes):
+            self.passing += bool(outcome.stock["ok"])
+            self.several_refused += len(outcome.stock.get("refusals", [])) > 1
+            self.bagged_twice += any(len(dags) > 1 for dags in outcome.stock.get("made", {}).values())
             disagreements, internal, known = triage(outcome)
             self.known.update(known)
             if disagreements:
@@ -66,7 +71,9 @@ class Tally:
                     Path(self.keep, f"seed{self.seed}_case{index}.py").write_bytes(case.render())
 
     def print(self, major: int) -> None:
-        print(f"\nfiles compared: {self.files} (Airflow {major}.x, seed {self.seed})")
+        print(f"\nfiles compared: {self.files} (Airflow {major}.x, seed {self.seed}), {self.passing} passing on stock")
+        print(f"files where stock refused several DAGs: {self.several_refused}; where it bagged a dag_id "
+              f"twice: {self.bagged_twice}")
         print(f"{'construct':40} {'files':>7} {'disagree':>9} {'internal':>9}")
         for construct, count in sorted(self.by_construct.items()):
             print(f"{construct:40} {count:7} {self.disagreeing.get(construct, 0):9} "

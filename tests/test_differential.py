@@ -207,6 +207,17 @@ with DAG(dag_id="twice", schedule=None, start_date=datetime(2024, 1, 1)):
     EmptyOperator(task_id="second")
 '''
 
+SAME_TASK_ID_IN_A_GROUP_WITH_DAG_ARG = b'''from datetime import datetime
+from airflow import DAG
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.utils.task_group import TaskGroup
+
+dag = DAG(dag_id="grouped", schedule=None, start_date=datetime(2024, 1, 1))
+EmptyOperator(task_id="x", dag=dag)
+with TaskGroup(group_id="g", dag=dag):
+    EmptyOperator(task_id="x", dag=dag)
+'''
+
 GOOD = b'''from datetime import datetime
 from airflow import DAG
 from airflow.providers.standard.operators.empty import EmptyOperator
@@ -221,7 +232,7 @@ DUPLICATE = GOOD.replace(b'task_id="b"', b'task_id="a"')
 FILES = {"latin1": LATIN1, "same_task_id_in_two_dags": SAME_TASK_ID_IN_TWO_DAGS,
          "same_taskflow_id_twice": SAME_TASKFLOW_ID_TWICE, "long_chain": LONG_CHAIN,
          "cycle_then_bad_cron": CYCLE_THEN_BAD_CRON, "dag_id_twice": DAG_ID_TWICE, "good": GOOD,
-         "duplicate": DUPLICATE}
+         "duplicate": DUPLICATE, "same_task_id_in_a_group_with_dag_arg": SAME_TASK_ID_IN_A_GROUP_WITH_DAG_ARG}
 
 
 @pytest.fixture(scope="module")
@@ -268,6 +279,11 @@ def fixed(test_file: str, field: str):
     fixed("same_taskflow_id_twice", "disagreements"),
     # no_cycles failed with RecursionError on a chain of 3,000 tasks (recursive depth-first search)
     fixed("long_chain", "internal"),
+    # AST203 ignores the group of a task made with dag= inside `with TaskGroup(..., dag=dag)`: its id
+    # is g.x, not x (bench/differential.py, seed 1, cases 582 and 968 on Airflow 3)
+    routed("same_task_id_in_a_group_with_dag_arg", "disagreements", "lint (helper `lintfast`)",
+           "AST203 says Airflow refuses a file that stock parses: the same task_id in and out of a "
+           "TaskGroup whose tasks pass dag="),
 ])
 def test_routed_regression(regressions: dict[str, Outcome], test_file: str, field: str):
     """No disagreement (verdicts, lint claims, --fix) or internal error of ours on the file."""
