@@ -257,6 +257,11 @@ class _Adapter:
     def serialize_round_trip(self, dag) -> dict[str, Any]:
         """Serialize ``dag`` as the DAG processor does before the scheduler sees it, through JSON, and
         back (no database): {"ok": True} or {"ok": False, "error": "Type: message"}."""
+        return self.round_trip(dag)[0]
+
+    def round_trip(self, dag) -> tuple[dict[str, Any], Any]:
+        """``serialize_round_trip(dag)``, and the DAG as the scheduler gets it back (None when the
+        round trip failed)."""
         import json
 
         if MAJOR >= 3:
@@ -265,23 +270,28 @@ class _Adapter:
             from airflow.serialization.serialized_objects import SerializedDAG as Serializer
         try:
             data = json.loads(json.dumps(Serializer.to_dict(dag)))
-            Serializer.from_dict(data)
+            scheduled = Serializer.from_dict(data)
         except Exception as exc:
-            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        return {"ok": True}
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}, None
+        return {"ok": True}, scheduled
 
-    def next_run(self, dag, after) -> dict[str, Any]:
+    def next_run(self, dag, after, scheduled=None) -> dict[str, Any]:
         """When a time-scheduled ``dag``'s timetable runs it next, at or after ``after`` (an aware
         datetime), without a database: ``{"periodic": False}`` for manual, once and asset schedules;
         else ``{"periodic": True, "next": ISO start of the next run's interval or None, "end_date":
-        ISO or None, "error": "Type: message" when the timetable raised}``."""
+        ISO or None, "error": "Type: message" when the timetable raised}``. ``scheduled``: the DAG
+        as ``round_trip`` gave it back, whose timetable is the scheduler's (on Airflow 3 the same
+        as converting the DAG's own, which is then not done again)."""
         from airflow.timetables.base import TimeRestriction
 
         timetable = dag.timetable
         if MAJOR >= 3:
             from airflow.serialization.encoders import coerce_to_core_timetable
 
-            timetable = coerce_to_core_timetable(timetable)
+            # the deserialized DAG's timetable is decode(encode(dag.timetable)) through JSON, which is
+            # what coerce_to_core_timetable computes (without the JSON step)
+            core = getattr(scheduled, "timetable", None) if scheduled is not None else None
+            timetable = core if core is not None else coerce_to_core_timetable(timetable)
         if not getattr(timetable, "periodic", False):
             return {"periodic": False}
         import pendulum

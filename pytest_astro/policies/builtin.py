@@ -160,11 +160,22 @@ class Serializes(Policy):
         return [] if result.get("ok") else [Violation(f"serialization failed: {result.get('error')}")]
 
 
+#: a name of ``_DYNAMIC_CALLS`` as a whole word: an ASCII source without one calls none of them
+_DYNAMIC_NAME = re.compile(r"\b(?:%s)\b" % "|".join(sorted(_DYNAMIC_CALLS)))
+
+
 @lru_cache(maxsize=256)
 def _module_ast(path: str, mtime: float) -> tuple[ast.Module | None, dict[int, list[ast.Call]]]:
-    """The file's syntax tree, and its calls by line (walked once per file, not once per DAG)."""
+    """The file's syntax tree, and its calls by line (walked once per file, not once per DAG);
+    ``(None, {})`` when it cannot be read or parsed, or cannot call any of ``_DYNAMIC_CALLS``."""
     try:
-        tree = ast.parse(read_source(path))
+        source = read_source(path)
+        # Parsing is most of this check's cost, and most files never name now(), today()...: a
+        # call's name is a whole identifier in the source (non-ASCII sources are parsed: Python
+        # folds identifiers with NFKC, so other spellings can name the same function)
+        if source.isascii() and not _DYNAMIC_NAME.search(source):
+            return None, {}
+        tree = ast.parse(source)
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return None, {}
     calls: dict[int, list[ast.Call]] = {}

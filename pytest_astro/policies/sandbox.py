@@ -193,12 +193,19 @@ def inspect_dag(dag: Any, adapter: Any, options: dict, source: tuple[str, int | 
               "mapped": may_select(options, "DAG112", "unbounded_mapping"),
               "snapshot": bool(options.get(SNAPSHOTS_REQUEST_KEY)) and may_select(options, "DAG010", "snapshot"),
               "start_date_static": source is not None and may_select(options, "DAG007", "start_date")}
+    scheduled: list[Any] = [None]  # the DAG as the serialization round trip gave it back
+
+    def serialize() -> dict[str, Any]:
+        verdict, scheduled[0] = adapter.round_trip(dag)
+        return verdict
+
     for key, compute in (("start_date", lambda: _start_date(constructed)),
                          ("conn_ids", lambda: _conn_ids(dag)),
                          ("task_pools", lambda: {t.task_id: str(t.pool) for t in dag.tasks if getattr(t, "pool", None)}),
-                         ("serialize", lambda: adapter.serialize_round_trip(dag)),
+                         ("serialize", serialize),
                          ("start_date_static", lambda: static_start_date(*source)),
-                         ("next_run", lambda: {**adapter.next_run(dag, _parse_time()), "after": _parse_time().isoformat()}),
+                         ("next_run", lambda: {**adapter.next_run(dag, _parse_time(), scheduled[0]),
+                                               "after": _parse_time().isoformat()}),
                          ("mapped", lambda: adapter.mapped_tasks(dag)),
                          ("snapshot", lambda: adapter.snapshot(dag, _STATE.get("root") or os.getcwd()))):
         if not wanted.get(key, True):
