@@ -218,6 +218,16 @@ class FileResult:
         result.__dict__["_json"] = (text, result._shape())
         return result
 
+    def cache_key(self) -> str | None:
+        """What the parse cache knows this result by (its file's bytes, the result's JSON text and
+        what it was parsed under), while the result is as the cache read or stored it; else None."""
+        kept = self.__dict__.get("_cache_key")
+        return kept[0] if kept is not None and kept[1] == self._shape() else None
+
+    def keep_cache_key(self, key: str) -> None:
+        """Set by the parse cache when it reads or stores this result (``cache_key``)."""
+        self.__dict__["_cache_key"] = (key, self._shape())
+
     def fail(self, error: ParseError) -> None:
         """Turn the verdict into a failure (e.g. a dag_id also defined in another file)."""
         self.ok = False

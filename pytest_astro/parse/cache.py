@@ -56,10 +56,12 @@ def cache_dir(project: Project) -> Path:
 
 
 def clear(project: Project) -> None:
-    """Forget every cached parse result of ``project`` (``pytest --cache-clear``)."""
+    """Forget every cached parse result of ``project``, and the findings cached with them (``pytest
+    --cache-clear``)."""
     import shutil
 
     shutil.rmtree(cache_dir(project), ignore_errors=True)
+    shutil.rmtree(cache_dir(project).parent / "findings", ignore_errors=True)  # policies/findings_cache.py
 
 
 # Version of the entry layout: two lines, the key (the DAG file, what its result depends on, and for
@@ -107,6 +109,12 @@ def environment_key(project: Project) -> str:
         "format": ENTRY_FORMAT,
     }
     return _digest(json.dumps(payload, sort_keys=True).encode())
+
+
+def _result_key(env_key: str, digest: str, body_digest: str) -> str:
+    """A cached result's identity (``FileResult.cache_key``): what it was parsed under, its file's
+    bytes and its JSON text, which the findings of pytest-astro's policies depend on."""
+    return _digest(f"{env_key} {digest} {body_digest}".encode())
 
 
 class ParseCache:
@@ -158,7 +166,9 @@ class ParseCache:
                 # decoded when first used, so checked whole now (a file cut short, a partial restore)
                 if _digest(body) != data.get("body"):
                     return None
-                return FileResult.from_cache(body.decode(), data["file"], list(data["imported"]), outline)
+                result = FileResult.from_cache(body.decode(), data["file"], list(data["imported"]), outline)
+                result.keep_cache_key(_result_key(self.env_key, data["digest"], data["body"]))
+                return result
             result = FileResult.from_json(body.decode())
         except (KeyError, TypeError, ValueError):  # UnicodeDecodeError is a ValueError
             return None
@@ -178,6 +188,7 @@ class ParseCache:
         outline = result.outline()
         if outline is not None:
             key.update(outline=outline, body=_digest(body.encode()))
+            result.keep_cache_key(_result_key(self.env_key, digest, key["body"]))
         text = json.dumps(key) + "\n" + body + "\n"
         try:
             if not self._made:

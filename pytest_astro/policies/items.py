@@ -23,6 +23,7 @@ import pytest
 from pytest_astro.config import ConfigError
 from pytest_astro.policies.api import PolicyContext, Violation, validate_policy
 from pytest_astro.policies.options import PolicyConfig, inline_exemptions
+from pytest_astro.policies.snapshots import UPDATE_OPTION
 from pytest_astro.results import INTERNAL_NOTICE, DagSummary, FileResult
 from pytest_astro.user_errors import usage_error
 
@@ -157,7 +158,16 @@ class PolicyRun:
         self._values: tuple[set[str], set[str]] | None = None
         self._all_dags: dict[str, list[DagSummary]] | None = None
         self._all_dags_key: tuple | None = None
+        self._places: dict[str, list[list]] | None = None
+        self._places_key: tuple | None = None
         self._origins: dict[type, str] = {}
+        # what policies/findings_cache.py may keep per file: our own policies, unless a check_dag
+        # hook may add to any policy's violations; DAG010 reads the snapshot folder when there is one
+        self.snapshots = settings.snapshots_path.is_dir() or bool(config.getoption(UPDATE_OPTION, default=False))
+        self.cached_codes = set() if self.check_dag_hooks else {
+            p.code for p in self.policy_config.selected if is_ours(p) and not (p.code == "DAG010" and self.snapshots)}
+        self.live = [p for p in self.policy_config.selected if p.code not in self.cached_codes]
+        self._findings: Any = None  # FindingsCache, or False when nothing is cached (findings_cache)
 
     @property
     def runs_user_code(self) -> bool:
@@ -178,6 +188,48 @@ class PolicyRun:
                         where[dag.dag_id].append(dag)
             self._all_dags, self._all_dags_key = where, key
         return self._all_dags
+
+    def dag_places(self) -> dict[str, list[list]]:
+        """Where each dag_id is defined, ``[[file, line], ...]`` over the parsed files that imported
+        (what ``all_dags`` holds), from the results' outlines: DAG004's cross-file input."""
+        results = self.astro.results or {}
+        key = (id(results), len(results))
+        if self._places_key != key:
+            where: dict[str, list[list]] = defaultdict(list)
+            for result in results.values():
+                if result.ok:
+                    for dag_id, file, line in result.dag_refs():
+                        where[dag_id].append([file, line])
+            self._places, self._places_key = where, key
+        return self._places
+
+    @property
+    def findings_cache(self):
+        """The project's ``FindingsCache`` for this run's policy setup (None when nothing is cached:
+        see ``cached_codes``); saved when the session finishes."""
+        if self._findings is None:
+            self._findings = False
+            if self.cached_codes:
+                from pytest_astro.policies.findings_cache import FindingsCache, run_key
+
+                pools, connections = self.values()
+                modules = [type(p).__module__ for p in self.policy_config.selected if p.code in self.cached_codes]
+                key = run_key(self.policy_config, sorted(self.cached_codes), self.known, pools, connections,
+                              self.snapshots, modules)
+                self._findings = FindingsCache(self.astro.project.root, key)
+                self.config.pluginmanager.register(_SaveFindings(self._findings))
+        return self._findings or None
+
+    def file_key(self, result: FileResult) -> str | None:
+        """The key of ``result``'s findings in the cache (None: not cacheable, see findings_cache)."""
+        from pytest_astro.policies.findings_cache import file_key
+
+        cache_key = result.cache_key()
+        if cache_key is None or not result.ok:
+            return None
+        places = self.dag_places()
+        duplicates = [[dag_id, places[dag_id]] for dag_id, _, _ in result.dag_refs() if len(places.get(dag_id, ())) > 1]
+        return file_key(cache_key, duplicates)
 
     def values(self) -> tuple[set[str], set[str]]:
         """(pools, connection ids) the project defines."""
@@ -204,6 +256,16 @@ class PolicyRun:
         return name if is_ours(policy) else f"{name} (from {self.origin(policy)})"
 
 
+class _SaveFindings:
+    """Writes the findings cache once the session is over."""
+
+    def __init__(self, cache: Any):
+        self.cache = cache
+
+    def pytest_sessionfinish(self) -> None:
+        self.cache.save()
+
+
 def _decorator_lines(lines: list[str], dag_line: int) -> list[int]:
     """For ``my_dag()`` on the DAG's line: the lines of ``@dag(...)`` above ``def my_dag``."""
     m = re.match(r"\s*(?:\w+\s*=\s*)?(\w+)\(", lines[dag_line - 1]) if 0 < dag_line <= len(lines) else None
@@ -227,11 +289,18 @@ def _where(dag: DagSummary) -> str:
 class _Checker:
     """Checks the DAGs of one file; each component's exception is recorded, never raised."""
 
-    def __init__(self, run: PolicyRun, result: FileResult):
+    def __init__(self, run: PolicyRun, result: FileResult, stored: list | None = None):
         self.run, self.result = run, result
         self.out = FileFindings()
         self._lines: dict[str, list[str]] = {}
         self._contexts: dict[str, PolicyContext] = {}
+        # the cached findings of run.cached_codes, by (DAG index, code); None: they are checked now
+        self.stored: dict[tuple[int, str], list[Finding]] | None = None
+        if stored is not None:
+            self.stored = defaultdict(list)
+            for index, *fields in stored:
+                self.stored[index, fields[2]].append(Finding(*fields))
+        self.record: list[list] = []  # what is checked now of run.cached_codes, to store: [index, *fields]
 
     def guarded(self, component: str, dag: str, ours: bool, func, *args):
         try:
@@ -259,24 +328,36 @@ class _Checker:
             context = self._contexts[policy.code] = self.run.context(policy, self.result)
         return context
 
-    def dag(self, dag: DagSummary) -> None:
+    def add(self, index: int, finding: Finding, cached: bool) -> None:
+        self.out.findings.append(finding)
+        if cached:
+            self.record.append([index, *vars(finding).values()])
+
+    def dag(self, dag: DagSummary, index: int) -> None:
+        """Check the file's ``index``-th DAG: the cached findings where there are (``stored``)."""
+        run, stored = self.run, self.stored
         inline = self.guarded("the inline exemption reader", _where(dag), True, self.inline, dag) or []
-        for ex in inline:
-            unknown = [c for c in ex.codes if not any(k.startswith(c) for k in self.run.known)]
+        if stored is not None:
+            self.out.findings += stored.get((index, EXEMPTION_RULE), [])
+        for ex in inline if stored is None else ():
+            unknown = [c for c in ex.codes if not any(k.startswith(c) for k in run.known)]
             if ex.error or unknown:
                 message = (f"`# pytest-astro: ignore[...]` {ex.error}" if ex.error else
                            f"`# pytest-astro: ignore[...]` names unknown code(s) {', '.join(unknown)}; known codes: "
-                           f"{', '.join(sorted(self.run.known))}")
-                self.out.findings.append(Finding(dag.file, ex.line, EXEMPTION_RULE, "exemption", dag.dag_id, message))
+                           f"{', '.join(sorted(run.known))}")
+                self.add(index, Finding(dag.file, ex.line, EXEMPTION_RULE, "exemption", dag.dag_id, message), True)
         usable = [ex for ex in inline if not ex.error]
-        for policy in self.run.policy_config.selected:
+        for policy in run.policy_config.selected:
             if policy.code == "DAG900" and "cluster_policy" not in dag.checks:
                 continue  # the project has no airflow_local_settings.py
             if not self.result.ok and policy.code in FOLLOW_FROM_PARSE:
                 continue  # the file's parse failure (a duplicate dag_id, a cycle) says it already
-            violations = self.policy(policy, dag)
-            for v in violations:
-                self.out.findings.append(self.finding(policy, dag, v, usable))
+            cached = policy.code in run.cached_codes
+            if stored is not None and cached:
+                self.out.findings += stored.get((index, policy.code), [])
+                continue
+            for v in self.policy(policy, dag):
+                self.add(index, self.finding(policy, dag, v, usable), cached)
 
     def policy(self, policy: Any, dag: DagSummary) -> list[Violation]:
         run = self.run
@@ -313,12 +394,19 @@ def file_findings(run: PolicyRun, result: FileResult) -> FileFindings:
     """The findings of the selected policies on every DAG of ``result``: the DAGs a file defined
     (a file with a duplicate dag_id or a cyclic DAG defines the others), but what its parse
     failure reports already (``FOLLOW_FROM_PARSE``); a file that did not import defines none."""
-    checker = _Checker(run, result)
     if not run.policy_config.selected:
-        return checker.out
+        return FileFindings()
+    cache = run.findings_cache
+    key = run.file_key(result) if cache is not None else None
+    stored = cache.get(result.file, key) if key is not None else None
+    if stored is not None and not run.live:  # nothing to check: a cached result's DAGs stay undecoded
+        return FileFindings(findings=[Finding(*fields) for _, *fields in stored])
+    checker = _Checker(run, result, stored)
     dags = checker.guarded("the parse cache (reading the file's DAGs)", result.file, True, lambda: result.dags) or []
-    for dag in dags:
-        checker.dag(dag)
+    for index, dag in enumerate(dags):
+        checker.dag(dag, index)
+    if key is not None and stored is None and not checker.out.errors:
+        cache.put(result.file, key, checker.record)
     return checker.out
 
 
