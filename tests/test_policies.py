@@ -557,3 +557,114 @@ def test_cron_descriptions_are_memoized_without_changing_them(tmp_path):
                             "from airflow.timetables import _cron; print(_cron.ExpressionDescriptor._pytest_astro_memo)"],
                            capture_output=True, text=True, env=env)
     assert probe.stdout.strip() == "True", probe.stderr
+
+
+def _tamper(root: Path) -> int:
+    """Mark every cached finding's message (``TAMPERED``): a run that shows it read the cache."""
+    path = root / ".pytest_cache" / "pytest-astro" / "findings" / "index.json"
+    data = json.loads(path.read_text())
+    marked = 0
+    for _, stored in data["files"].values():
+        for finding in stored:
+            finding[6] = "TAMPERED " + finding[6]  # [index, file, line, code, name, dag_id, message, ...]
+            marked += 1
+    path.write_text(json.dumps(data))
+    return marked
+
+
+def test_findings_cache_is_never_stale(pytester, write_files):
+    """A file's findings come from the cache only while nothing they depend on changed: the policy
+    options, select/ignore, the exemptions, a team's policy in conftest.py, the file itself."""
+    write_files(pytester.path, {
+        "pyproject.toml": """
+            [tool.pytest-astro.policies.tags]
+            min = 1
+        """,
+        "dags/untagged.py": dag_file("untagged", tags=None),
+        "dags/tagged.py": dag_file("tagged"),
+    })
+
+    def run(*args):
+        result = pytester.runpytest("--astro-dags", "-v", *args)
+        return result, result.stdout.str()
+
+    result, out = run()
+    assert outcomes(result) == {"dags/untagged.py::astro": "FAILED", "dags/tagged.py::astro": "PASSED"}, out
+    assert "DAG002 untagged: the DAG has 0 tag(s), at least 1 required" in out
+    assert _tamper(pytester.path) == 1
+    # nothing changed: the findings are the cached ones (the mark shows), the verdicts the same
+    result, out = run()
+    assert "DAG002 untagged: TAMPERED the DAG has 0 tag(s)" in out, out
+    assert outcomes(result) == {"dags/untagged.py::astro": "FAILED", "dags/tagged.py::astro": "PASSED"}
+
+    # an option of the policy
+    write_files(pytester.path, {"pyproject.toml": "[tool.pytest-astro.policies.tags]\nmin = 2\n"})
+    result, out = run()
+    assert "TAMPERED" not in out and "at least 2 required" in out, out
+    assert outcomes(result)["dags/tagged.py::astro"] == "FAILED"  # one tag of two
+
+    # the selection
+    _tamper(pytester.path)
+    write_files(pytester.path, {"pyproject.toml": "[tool.pytest-astro.policies]\nignore = ['DAG002']\n"})
+    result, out = run()
+    assert "TAMPERED" not in out and "DAG002" not in out, out
+    assert set(outcomes(result).values()) == {"PASSED"}
+
+    # an exemption in pyproject.toml (its line is part of what a finding says)
+    write_files(pytester.path, {"pyproject.toml": """
+        [[tool.pytest-astro.policies.exempt]]
+        dags = ["untagged"]
+        codes = ["DAG002"]
+        reason = "tagged later"
+    """})
+    run()
+    _tamper(pytester.path)
+    write_files(pytester.path, {"pyproject.toml": """
+        # a line more: the exemption moved
+        [[tool.pytest-astro.policies.exempt]]
+        dags = ["untagged"]
+        codes = ["DAG002"]
+        reason = "tagged later"
+    """})
+    result, out = run("-rA")
+    assert "TAMPERED" not in out and "[exempt at *pyproject.toml:2: tagged later]" not in out, out
+    result.stdout.fnmatch_lines(["*DAG002 untagged: the DAG has 0 tag(s)* [[]exempt at *pyproject.toml:2: tagged later[]]*"])
+
+    # a team's policy in conftest.py: it runs (never cached), and the cached findings are made again
+    write_files(pytester.path, {"pyproject.toml": "", "conftest.py": """
+        from pytest_astro.policies import Policy, Violation
+
+        class NoUntagged(Policy):
+            code, name, default = "TEAM001", "no_untagged", True
+            description = hint = "no 'untagged' in a dag_id"
+
+            def check(self, dag, context):
+                return [Violation("named untagged")] if "untagged" in dag.dag_id else []
+
+        def pytest_astro_dag_policies(config):
+            return [NoUntagged()]
+    """})
+    run()
+    _tamper(pytester.path)
+    (pytester.path / "conftest.py").write_text((pytester.path / "conftest.py").read_text().replace(
+        "named untagged", "NAMED untagged"))
+    result, out = run()
+    # the team policy's change shows; ours come from the cache (the policies' codes are the same)
+    assert "TEAM001 untagged: NAMED untagged" in out and "DAG002 untagged: TAMPERED" in out, out
+    (pytester.path / "conftest.py").unlink()
+    result, out = run()
+    assert "TAMPERED" not in out and "TEAM001" not in out and "DAG002 untagged: the DAG has 0 tag(s)" in out, out
+
+    # the file itself: an inline exemption added
+    _tamper(pytester.path)
+    path = pytester.path / "dags/untagged.py"
+    path.write_text("\n".join(line + "  # pytest-astro: ignore[DAG002] tagged later"
+                              if line.startswith("with DAG('untagged'") else line
+                              for line in path.read_text().split("\n")))
+    result, out = run()
+    assert "TAMPERED" not in out, out
+    assert outcomes(result)["dags/untagged.py::astro"] == "PASSED", out
+    # --cache-clear forgets the findings with the results
+    _tamper(pytester.path)
+    result, out = run("--cache-clear", "-rA")
+    assert "TAMPERED" not in out and "[exempt at dags/untagged.py:16: tagged later]" in out, out
