@@ -134,6 +134,9 @@ class AstroSession:
         # session): users' tests run in the same database-free sandbox as the parse (inprocess.py).
         inprocess.activate(self.project, values, ensure=self.ensure_results)
         dbguard.use_test_message()
+        if (self._dag_files and self._selected != set() and not config.getoption("collectonly", False)
+                and getattr(config, "workerinput", None) is None and not config.getoption("numprocesses", None)):
+            self.engine.prestart()  # with no parse cache, `import airflow` runs while pytest collects
 
     # ---------------------------------------------------------------------------------- collection
 

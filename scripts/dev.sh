@@ -31,7 +31,7 @@ AIRFLOW_TESTS=(tests/test_plugin.py tests/test_parse_cli.py tests/test_sandbox.p
                tests/test_xdist.py tests/test_versions.py tests/test_ci_reports.py tests/test_deploy_e2e.py
                tests/test_isolation.py tests/test_direct.py tests/test_verdicts.py tests/test_sharding.py tests/test_lint_airflow.py
                tests/test_netguard.py tests/test_task_fixtures.py tests/test_run_policies.py tests/test_snapshots.py
-               tests/test_differential.py)
+               tests/test_differential.py tests/test_schema.py)
 
 # ensure_venv VERSION: sets $venv to a ready virtualenv with that Airflow and this checkout installed.
 ensure_venv() {

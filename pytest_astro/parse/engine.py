@@ -8,6 +8,7 @@ cannot be opened, and reads plain JSON results back.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_astro.parse import coverage_support
-from pytest_astro.parse.cache import ParseCache
+from pytest_astro.parse.cache import ParseCache, cache_dir
 from pytest_astro.parse.environment import sandbox_env
 from pytest_astro.project import Project
 from pytest_astro.results import FileResult, ParseError, RunStats
@@ -46,6 +47,26 @@ class ParseEngine:
     # started it
     stats: RunStats = field(default_factory=RunStats)
     values: ProjectValues | None = None  # variables, connections and pools served to the sandbox
+    _early: _Sandbox | None = field(default=None, repr=False)  # started by prestart, for the next parse
+
+    def prestart(self) -> None:
+        """Start the sandbox now when the next parse will parse every file (no parse cache yet: a
+        fresh clone, a CI job without a restored cache, ``--astro-no-cache``, a measured run), so
+        that ``import airflow`` runs while pytest collects. A sandbox no parse asks for is stopped
+        when the process exits."""
+        settings = self.project.settings
+        if self._early is not None or (settings.cache and not coverage_support.active()
+                                       and cache_dir(self.project).is_dir()):
+            return
+        if self.values is None:
+            self.values = load_values(settings)
+        sandbox = _Sandbox(self.project, self.python)
+        try:
+            sandbox.start()
+        except EngineError:  # said again, as a usage error, by the parse that needs it
+            return
+        self._early = sandbox
+        atexit.register(sandbox.__exit__, None, None, None)
 
     def parse(self, files: Iterable[Path]) -> dict[str, FileResult]:
         """Verdicts for ``files`` (absolute DAG file paths), keyed by path relative to the project;
@@ -61,7 +82,8 @@ class ParseEngine:
         cache = ParseCache(self.project, extra_key=self.values.digest()) if use_cache else None
         results: dict[str, FileResult] = {}
         todo: list[Path] = []
-        with _Sandbox(self.project, self.python) as sandbox:
+        early, self._early = self._early, None
+        with early or _Sandbox(self.project, self.python) as sandbox:
             for path in files:
                 hit = cache.get(path) if cache else None
                 if hit is not None:
@@ -218,6 +240,7 @@ class _Sandbox:
             self._stderr.close()
         if self._home is not None:
             self._home.cleanup()
+        self.proc = self._stderr = self._home = None  # done: a second call (at exit) does nothing
 
 
 def _mark_duplicates(results: dict[str, FileResult]) -> None:
