@@ -156,10 +156,7 @@ class PolicyRun:
         self.check_dag_hooks = [impl for impl in reversed(config.hook.pytest_astro_check_dag.get_hookimpls())
                                 if not (getattr(impl, "hookwrapper", False) or getattr(impl, "wrapper", False))]
         self._values: tuple[set[str], set[str]] | None = None
-        self._all_dags: dict[str, list[DagSummary]] | None = None
-        self._all_dags_key: tuple | None = None
-        self._places: dict[str, list[list]] | None = None
-        self._places_key: tuple | None = None
+        self._of_results: dict[str, tuple[tuple, Any]] = {}  # name -> (the results' identity, value)
         self._origins: dict[type, str] = {}
         # what policies/findings_cache.py may keep per file: our own policies, unless a check_dag
         # hook may add to any policy's violations; DAG010 reads the snapshot folder when there is one
@@ -176,32 +173,39 @@ class PolicyRun:
         the file's item may then skip pytest's capture (direct_run.py)."""
         return bool(self.check_dag_hooks) or not all(is_ours(p) for p in self.policy_config.selected)
 
-    def all_dags(self) -> dict[str, list[DagSummary]]:
-        """Every parsed DAG by dag_id; rebuilt only when the results change (asked once per file)."""
+    def _project_wide(self, name: str, build) -> Any:
+        """``build(results)`` over every file's result; built again only when the results change."""
         results = self.astro.results or {}
         key = (id(results), len(results))
-        if self._all_dags_key != key:
+        kept = self._of_results.get(name)
+        if kept is None or kept[0] != key:
+            kept = self._of_results[name] = (key, build(results))
+        return kept[1]
+
+    def all_dags(self) -> dict[str, list[DagSummary]]:
+        """Every parsed DAG by dag_id (asked once per file)."""
+        def build(results):
             where: dict[str, list[DagSummary]] = defaultdict(list)
             for result in results.values():
                 if result.ok:
                     for dag in result.dags:
                         where[dag.dag_id].append(dag)
-            self._all_dags, self._all_dags_key = where, key
-        return self._all_dags
+            return where
+
+        return self._project_wide("all_dags", build)
 
     def dag_places(self) -> dict[str, list[list]]:
         """Where each dag_id is defined, ``[[file, line], ...]`` over the parsed files that imported
         (what ``all_dags`` holds), from the results' outlines: DAG004's cross-file input."""
-        results = self.astro.results or {}
-        key = (id(results), len(results))
-        if self._places_key != key:
+        def build(results):
             where: dict[str, list[list]] = defaultdict(list)
             for result in results.values():
                 if result.ok:
                     for dag_id, file, line in result.dag_refs():
                         where[dag_id].append([file, line])
-            self._places, self._places_key = where, key
-        return self._places
+            return where
+
+        return self._project_wide("dag_places", build)
 
     @property
     def findings_cache(self):
