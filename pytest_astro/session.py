@@ -134,8 +134,10 @@ class AstroSession:
         # session): users' tests run in the same database-free sandbox as the parse (inprocess.py).
         inprocess.activate(self.project, values, ensure=self.ensure_results)
         dbguard.use_test_message()
+        dags = self.project.dags_path  # collected (its items need a parse), and not by xdist workers
         if (self._dag_files and self._selected != set() and not config.getoption("collectonly", False)
-                and getattr(config, "workerinput", None) is None and not config.getoption("numprocesses", None)):
+                and getattr(config, "workerinput", None) is None and not config.getoption("numprocesses", None)
+                and any(p == dags or p in dags.parents or dags in p.parents for p in self._requested_paths())):
             self.engine.prestart()  # with no parse cache, `import airflow` runs while pytest collects
 
     # ---------------------------------------------------------------------------------- collection
