@@ -3,7 +3,8 @@ and every refusal is Airflow's, with Airflow's message.
 
 Runs in a subprocess (this process must not import Airflow): real serialized DAGs, then thousands of
 variants of them that the schema refuses (a value of another type, a tuple where the schema wants an
-array, ``1`` for ``true``, an unknown or a missing key, a colour that breaks its pattern...).
+array, ``1`` for ``true``, an unknown or a missing key, a colour that breaks its pattern, an item
+twice...).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ SCRIPT = textwrap.dedent('''
     def variants(value):
         out = [None, 1, 1.5, True, "x", "red", "#abc\\n", [], {}, {"zz_unknown": 1}]
         if isinstance(value, list):
-            out += [tuple(value), value + [object()]]
+            out += [tuple(value), value + [object()], value + value[:1], value + [[]], value + [{}]]
         if isinstance(value, dict):
             out += [{**value, "zz_unknown": 1}] + [{k: v for k, v in value.items() if k != drop} for drop in value]
         if value is True:
@@ -120,7 +121,7 @@ def test_the_compiled_schema_refuses_what_airflow_refuses_with_airflows_message(
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = json.loads(proc.stdout.strip().splitlines()[-1])
     # enough refusals to mean something, none accepted by the compiled form, every verdict Airflow's
-    assert counts["refused"] > 500 and counts["checked"] > counts["refused"], counts
+    assert counts["refused"] > 300 and counts["checked"] > counts["refused"], counts
     assert counts["lenient"] == 0 and counts["differ"] == 0, counts
 
 
@@ -136,5 +137,5 @@ def test_a_lenient_compiled_form_is_not_used():
     with pytest.raises(fastjsonschema.JsonSchemaException):
         compile_schema({"type": "array"})(("a",))
     # keywords whose reading was not compared with jsonschema's: no compiled form
-    assert compile_schema({"properties": {"a": {"uniqueItems": True}}}) is None
+    assert compile_schema({"properties": {"a": {"not": {"type": "string"}}}}) is None
     assert compile_schema({"properties": {"a": {"type": "string", "minimum": 1}}}) is None

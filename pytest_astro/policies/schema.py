@@ -26,11 +26,13 @@ from typing import Any
 #: keywords either Draft 7 implementation acts on whose meanings were not compared: a schema that uses
 #: one gets no compiled form. The compared ones: type, properties, additionalProperties, required,
 #: anyOf, allOf, items, minItems, maxItems, minProperties, maxProperties, const and enum (of scalars),
-#: pattern, the numeric bounds (beside a numeric type), dependencies (lists of names), $ref,
-#: definitions; any other key ("$comment", a misspelt keyword) is ignored by both.
+#: pattern, the numeric bounds (beside a numeric type), dependencies (lists of names), uniqueItems
+#: (fastjsonschema tells True from 1 as jsonschema does; items it cannot hash raise, and then
+#: Airflow's validator decides), $ref, definitions; any other key ("$comment", a misspelt keyword)
+#: is ignored by both.
 _UNCHECKED = frozenset({
     "additionalItems", "contains", "format", "if", "then", "else", "maxLength", "minLength", "multipleOf", "not",
-    "oneOf", "patternProperties", "propertyNames", "uniqueItems", "contentEncoding", "contentMediaType",
+    "oneOf", "patternProperties", "propertyNames", "contentEncoding", "contentMediaType",
 })
 #: bounds that jsonschema applies to any numbers.Number and fastjsonschema to int/float/Decimal only:
 #: used only beside a "type" that makes fastjsonschema refuse the other numbers
