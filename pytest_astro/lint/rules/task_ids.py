@@ -149,6 +149,10 @@ class DuplicateTaskId(Rule):
         # Airflow 3: with no DAG in context (no dag=, no `with DAG`), the task joins neither the DAG nor the group.
         Valid(_AF2 + _DAG + "with TaskGroup('g', dag=dag):\n    EmptyOperator(task_id='x')\n"
               "    EmptyOperator(task_id='x')\n"),
+        # tg no longer names the group g when the second task is made.
+        Valid(_AF2 + _DAG + "tg = TaskGroup('g', dag=dag)\nEmptyOperator(task_id='x', task_group=tg, dag=dag)\n"
+              "tg = TaskGroup('h', dag=dag) if dag.tags else dag.task_group\n"
+              "EmptyOperator(task_id='x', task_group=tg, dag=dag)\n"),
         # A function may be called inside a task group: its tasks' ids are not known.
         Valid(_AF2 + _DAG + "def more():\n    return EmptyOperator(task_id='x', dag=dag)\n\n"
               "EmptyOperator(task_id='x', dag=dag)\nwith TaskGroup('g', dag=dag):\n    more()\n"),
@@ -264,7 +268,14 @@ class DuplicateTaskId(Rule):
                 frame = Frame("dag", dag_scope(*self.dags[expr.value]))
             elif isinstance(expr, cst.Name) and expr.value in self.groups:
                 frame = Frame("group", self.groups[expr.value])
+            elif isinstance(name, cst.Name):
+                self._unbind(name.value)
         return frame
+
+    def _unbind(self, name: str) -> None:
+        """The name now holds something else: what it named before no longer applies."""
+        self.dags.pop(name, None)
+        self.groups.pop(name, None)
 
     def _bind_dag(self, name: str, key: object) -> None:
         self.dags[name] = (key, len(self.frames))
@@ -289,6 +300,9 @@ class DuplicateTaskId(Rule):
             scope = self._group_scope(node.value, node.value)
             for name in names:
                 self._bind_group(name, scope)
+        else:
+            for name in names:
+                self._unbind(name)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         depth = len(self.frames)
