@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_astro.lint.rules import BY_CODE
 from tests.test_lint import run_cli
 
 
@@ -255,16 +256,25 @@ try:
     from airflow.dag_processing.dagbag import DagBag
 except ImportError:
     from airflow.models.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[1])
-print(json.dumps({"errors": sorted(os.path.relpath(p, sys.argv[1]) for p in bag.import_errors),
-                  "dags": len(bag.dag_ids)}))
+folder, each = sys.argv[1], sys.argv[2:] == ["--each"]
+# --each: one DagBag per file, as if each were alone in the dags folder (the same dag_id in two files is fine)
+paths = sorted(os.path.join(folder, name) for name in os.listdir(folder)) if each else [folder]
+errors, dags = {}, 0
+for path in paths:
+    bag = DagBag(dag_folder=path)
+    errors.update(bag.import_errors)
+    dags += len(bag.dag_ids)
+print(json.dumps({"errors": sorted(os.path.relpath(p, folder) for p in errors), "dags": dags,
+                  # the exception class of each error: the traceback's last line is "module.Class: message"
+                  "classes": {os.path.relpath(p, folder): text.strip().splitlines()[-1].split(":")[0].split(".")[-1]
+                              for p, text in errors.items()}}))
 '''
 
 
-def _dagbag(folder: Path) -> dict:
+def _dagbag(folder: Path, *args: str) -> dict:
     env = {**os.environ, "AIRFLOW_HOME": str(folder.parent / "airflow_home"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__UNIT_TEST_MODE": "True"}
-    proc = subprocess.run([sys.executable, "-c", _DAGBAG, str(folder)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", _DAGBAG, str(folder), *args], capture_output=True, text=True,
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -279,3 +289,31 @@ def test_fix_leaves_every_file_parsing_with_stock_airflow(examples: Path, write_
     after = _dagbag(examples / "dags")
     assert set(after["errors"]) <= set(before["errors"]), f"--fix broke: {set(after['errors']) - set(before['errors'])}"
     assert after["dags"] >= before["dags"]
+
+
+def _for_this_airflow(code: str) -> str:
+    """A rule example (written for Airflow 3's ``airflow.sdk``) as this Airflow version imports it."""
+    if MAJOR >= 3:
+        return code
+    homes = {"DAG": "airflow", "TaskGroup": "airflow.utils.task_group"}  # the rest: airflow.decorators
+    code = re.sub(r"^@dag$", "@dag()", code, flags=re.M)  # Airflow 2's @dag takes no bare form
+    return re.sub(r"^from airflow\.sdk import (.+)$", lambda m: "\n".join(
+        f"from {homes.get(name.strip(), 'airflow.decorators')} import {name.strip()}" for name in m[1].split(",")),
+        code, flags=re.M)
+
+
+def test_duplicate_task_id_examples_are_stock_airflow_verdicts(tmp_path: Path) -> None:
+    """AST203 says "Airflow refuses the file": stock Airflow refuses each of its INVALID examples with
+    DuplicateTaskIdFound, and none of its VALID ones (on the Airflow version they target)."""
+    rule = BY_CODE["AST203"]
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    for i, example in enumerate(rule.INVALID):
+        (dags / f"invalid_{i}.py").write_text(_for_this_airflow(example.code))
+    for i, example in enumerate(rule.VALID):
+        if example.target_airflow == MAJOR:
+            (dags / f"valid_{i}.py").write_text(_for_this_airflow(example.code))
+    classes = _dagbag(dags, "--each")["classes"]
+    refused = {f"invalid_{i}.py": "DuplicateTaskIdFound" for i in range(len(rule.INVALID))}
+    assert {name: cls for name, cls in classes.items() if name.startswith("invalid_")} == refused
+    assert {name: cls for name, cls in classes.items() if name.startswith("valid_")} == {}

@@ -76,10 +76,11 @@ class SourceFacts:
 
     @cached_property
     def task_id_may_repeat(self) -> bool:
-        """A literal ``task_id="..."`` appears twice, or inside a ``for``/``while`` loop."""
+        """A literal ``task_id="..."`` appears twice, inside a ``for``/``while`` loop, or with a dot
+        (``g.x`` is the id of task ``x`` in task group ``g``)."""
         seen: set[str] = set()
         for value, in_loop in _task_id_literals(self.tree):
-            if in_loop or value in seen:
+            if in_loop or value in seen or "." in value:
                 return True
             seen.add(value)
         return False
