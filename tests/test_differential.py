@@ -281,9 +281,7 @@ def fixed(test_file: str, field: str):
     fixed("long_chain", "internal"),
     # AST203 ignores the group of a task made with dag= inside `with TaskGroup(..., dag=dag)`: its id
     # is g.x, not x (bench/differential.py, seed 1, cases 582 and 968 on Airflow 3)
-    routed("same_task_id_in_a_group_with_dag_arg", "disagreements", "lint (helper `lintfast`)",
-           "AST203 says Airflow refuses a file that stock parses: the same task_id in and out of a "
-           "TaskGroup whose tasks pass dag="),
+    fixed("same_task_id_in_a_group_with_dag_arg", "disagreements"),
 ])
 def test_routed_regression(regressions: dict[str, Outcome], test_file: str, field: str):
     """No disagreement (verdicts, lint claims, --fix) or internal error of ours on the file."""

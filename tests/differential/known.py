@@ -28,13 +28,7 @@ class Known:
     internal: Match = never  # (an internal error's line, the outcome) -> explained by this entry
 
 
-KNOWN: tuple[Known, ...] = (
-    # AST203 on a task id used in and out of a TaskGroup whose tasks pass dag= (the group's prefix is
-    # ignored): a lint claim that Airflow refuses a file stock parses
-    Known("test_routed_regression[same_task_id_in_a_group_with_dag_arg-disagreements]", "lintfast",
-          disagreement=lambda line, o: line.startswith("lint AST203 ") and o.stock["ok"]
-          and {"task_group", "style:dag_arg"} <= set(o.constructs)),
-)
+KNOWN: tuple[Known, ...] = ()  # nothing known: every disagreement fails the run
 
 
 def triage(outcome: Outcome) -> tuple[list[str], list[str], set[str]]:
