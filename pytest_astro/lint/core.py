@@ -17,14 +17,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from pytest_astro.lint.prefilter import SourceFacts
-    from pytest_astro.lint.walker import Walker
 
 class _LazyLibcst:
-    """``libcst`` imported on first use: a fully cached run never pays its ~0.3 s import."""
+    """``libcst`` imported on first use: a fully cached run never imports it."""
 
     def __getattr__(self, name: str) -> Any:
         import libcst
@@ -106,6 +105,20 @@ class _Report:
     unsafe: bool = False  # the replacement may change behaviour: applied only with --unsafe-fixes
 
 
+class WalkState(Protocol):
+    """What a rule reads of the walker that visits it (``lint.walker.Walker``, which imports the
+    rules: this keeps the import one-way)."""
+
+    module: cst.Module
+    stack: list[cst.CSTNode]  # the ancestors of the node being visited, outermost first
+    parse_time: bool  # the node runs when the module is imported
+    version_guard: int  # > 0 inside a version-fallback branch
+
+    def call_name(self, call: cst.Call) -> str: ...
+
+    def ancestors(self) -> Iterable[cst.CSTNode]: ...
+
+
 class Rule:
     """Base class of every lint rule. Subclasses set the class attributes and visit methods."""
 
@@ -119,7 +132,7 @@ class Rule:
     #: Other files of the examples' project, relative to the example DAG file's folder (template files)
     FILES: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, ctx: FileContext, walker: Walker):
+    def __init__(self, ctx: FileContext, walker: WalkState):
         self.ctx = ctx
         self.walker = walker
         self.reports: list[_Report] = []
@@ -278,7 +291,7 @@ class ImportedNames:
 class ImportTrackingRule(Rule):
     """A rule that resolves names through the module's imports (``self.imported``)."""
 
-    def __init__(self, ctx: FileContext, walker: Walker):
+    def __init__(self, ctx: FileContext, walker: WalkState):
         super().__init__(ctx, walker)
         self.imported = ImportedNames()
 

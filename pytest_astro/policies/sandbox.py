@@ -155,7 +155,7 @@ def _conn_ids(dag: Any) -> dict[str, list[str]]:
 def may_select(options: dict, code: str, name: str) -> bool:
     """Whether the policy ``code`` (``name``) can be selected by this ``[tool.pytest-astro.policies]``
     table: what only one policy reads is computed only then (the serialization round trip of DAG006
-    is the costliest check, ~7 ms a DAG)."""
+    is the costliest check)."""
     def codes(key: str) -> list[str]:
         value = options.get(key) or []
         return [value] if isinstance(value, str) else [str(v) for v in value]
