@@ -62,7 +62,9 @@ def failed_text(result: FileResult) -> str:
 
 
 def _patch_dagbag(module) -> None:
-    cls = getattr(module, "DagBag", None)
+    # the module's own namespace: Airflow 3's deprecated airflow.models.dagbag hands DagBag out
+    # through a module __getattr__ that warns (the class is patched where it is defined)
+    cls = vars(module).get("DagBag")
     if cls is None or getattr(cls, "_pytest_astro_patched", False):
         return
     init = cls.__init__

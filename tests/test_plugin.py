@@ -334,3 +334,23 @@ def test_items_are_made_without_parsing(pytester, write_files):
     result = pytester.runpytest("--astro-dags", "--astro-no-cache", "-v", "-k", "other")
     assert "dags/other.py::astro PASSED" in result.stdout.str() and "etl.py::astro" not in result.stdout.str()
     assert not marker.exists()  # -k read etl.py's dag_id without parsing it (selection.py), and deselected it
+
+
+def test_the_deprecated_dagbag_module_gets_no_warning_of_ours(copy_example, pytester):
+    """Airflow 3 hands DagBag out of airflow.models.dagbag through a module __getattr__ that warns:
+    patching DagBag on import must not ask it there (the demo showed our inprocess.py warning)."""
+    copy_example(EXAMPLE)
+    pytester.makepyfile(test_old_path='''
+import sys
+import warnings
+
+
+def test_old_path(dagbag):
+    sys.modules.pop("airflow.models.dagbag", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import airflow.models.dagbag  # noqa: F401
+    assert [str(w.message) for w in caught if "pytest_astro" in w.filename] == []
+''')
+    result = pytester.runpytest("--astro-dags", "test_old_path.py")
+    result.assert_outcomes(passed=1)
