@@ -155,7 +155,6 @@ SETTINGS_HELP = {
 }
 
 
-
 def _coerce(values: dict, source: str) -> dict:
     out: dict[str, Any] = {}
     for key, value in values.items():

@@ -235,4 +235,3 @@ def build_dagbag():
     for path in files:
         bag.process_file(str(path), only_if_updated=False, safe_mode=False)
     return bag
-

@@ -142,7 +142,7 @@ class AstroTasks:
             "ts": when.isoformat(), "ts_nodash": when.strftime("%Y%m%dT%H%M%S"),
             "ts_nodash_with_tz": when.isoformat().replace("-", "").replace(":", ""),
             "params": _params(task, params, conf),
-                "inlets": list(getattr(task, "inlets", []) or []),
+            "inlets": list(getattr(task, "inlets", []) or []),
             "outlets": list(getattr(task, "outlets", []) or []), "map_index_template": None,
             "expanded_ti_count": None,
             **adapter().context_extras(when),

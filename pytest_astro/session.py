@@ -37,7 +37,6 @@ from pytest_astro.user_errors import usage_error, user_message
 from pytest_astro.values import load_values
 
 
-
 def _ini_or_option(config: pytest.Config, name: str):
     value = config.getoption(name, default=None)
     if value is None:

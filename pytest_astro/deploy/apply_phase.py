@@ -83,18 +83,13 @@ def verify_target(run: Run, plan: dict) -> None:
 
 
 def _describe(target: dict) -> str:
-    if target.get("kind") == "none":
-        return "none"
-    return deploy_settings.Target(deployment=target.get("deployment_id"), bucket=target.get("bucket"),
-                                  command=target.get("command")).describe()
+    return "none" if target.get("kind") == "none" else deploy_settings.Target.from_dict(target).describe()
 
 
 def deploy(run: Run, plan: dict) -> int:
     """Deploy what ``plan`` allows (after :func:`_verify`); the exit status, with the record
     written."""
-    target = deploy_settings.Target(deployment=plan["target"].get("deployment_id"),
-                                    bucket=plan["target"].get("bucket"),
-                                  command=plan["target"].get("command"))
+    target = deploy_settings.Target.from_dict(plan["target"])
     deploy_type, root = plan["deploy_type"], run.root
     wait_seconds = plan.get("wait_seconds") if run.opts.wait is None else (
         (run.opts.wait_seconds or run.cfg.wait_seconds) if run.opts.wait else None)

@@ -57,7 +57,7 @@ class S3Store:
         self.client = boto3.client("s3",
                                    config=Config(retries={"total_max_attempts": 1},
                                                  connect_timeout=10,
-                                                       read_timeout=60))
+                                                 read_timeout=60))
 
     def list(self, prefix: str) -> dict[str, str | None]:
         out: dict[str, str | None] = {}

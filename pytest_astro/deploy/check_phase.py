@@ -20,8 +20,7 @@ def _resolve_target(run: Run, ctx: ci_env.CIContext, branch: str | None) -> depl
     opts, cfg = run.opts, run.cfg
     if opts.deployment_id or opts.bucket or opts.command:
         return deploy_settings.Target(deployment=opts.deployment_id, bucket=opts.bucket,
-                                      command=opts.command,
-                                    source="command line")
+                                      command=opts.command, source="command line")
     if ctx.event == ci_env.PULL_REQUEST and not opts.dry_run:
         run.say(f"pytest-astro deploy: this is a pull-request build ({ctx.provider}); the gate "
                 "deploys pushes to environment branches only. Nothing deployed (run `pytest "
@@ -37,7 +36,7 @@ def _resolve_target(run: Run, ctx: ci_env.CIContext, branch: str | None) -> depl
         run.say(f"pytest-astro deploy: {why} in {cfg.path} [tool.pytest-astro.deploy.branches] "
                 f"(mapped: {mapped}). Nothing "
                 "deployed." + (" Failing because unmapped-branch = \"fail\"." if fail else
-                                        " Add the branch there, or pass --deployment-id."))
+                               " Add the branch there, or pass --deployment-id."))
         raise Refused("skipped", 1 if fail else 0, why)
     return target
 

@@ -186,7 +186,7 @@ def is_dag(run: Run) -> Callable[[Path], bool]:
 
 
 def deploy_line(run: Run, target, deploy_type: str, description: str,
-                 wait_seconds: int | None = None) -> tuple[str, str | None]:
+                wait_seconds: int | None = None) -> tuple[str, str | None]:
     """What the deploy step will run, and the problem that would stop it (preflight)."""
     problem, env, cfg = None, run.env, run.cfg
     if target.kind == "astro":

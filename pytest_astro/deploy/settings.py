@@ -75,6 +75,11 @@ class Target:
         cmd = self.command if isinstance(self.command, str) else shlex.join(self.command or [])
         return f"command `{cmd}`"
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Target:
+        """The target ``to_dict`` wrote (a plan's)."""
+        return cls(deployment=data.get("deployment_id"), bucket=data.get("bucket"), command=data.get("command"))
+
     def to_dict(self) -> dict:
         out = {"kind": self.kind}
         if self.deployment:
@@ -216,6 +221,7 @@ def wait_seconds(value, where: str) -> int:
         raise ConfigError(f"{where}: expected a wait time in seconds or as 10m / 1h30m / 300s, got "
                           f"{value!r}")
     return seconds
+
 
 def check_bucket_url(url, where: str) -> str:
     if not isinstance(url, str) or not re.fullmatch(r"(s3|gs)://[a-z0-9][a-z0-9._-]{1,220}(/.*)?",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 if TYPE_CHECKING:
     from pytest_astro.lint.prefilter import SourceFacts
 
+
 class _LazyLibcst:
     """``libcst`` imported on first use: a fully cached run never imports it."""
 
@@ -188,6 +189,7 @@ class Rule:
                 "fix": fix, "airflow3": cls.AIRFLOW3, "files": dict(cls.FILES)}
 
 # -- names ---------------------------------------------------------------------------------------
+
 
 def dotted(node: cst.CSTNode | None) -> str:
     """``a.b.c`` for Name/Attribute chains (``""`` for anything else, e.g. calls)."""

@@ -31,8 +31,8 @@ def render(findings: Sequence[Finding], fmt: str, base: Path | None = None) -> s
 def problems(findings: Sequence[Finding]) -> list[ci_reports.Problem]:
     """Findings as the shared report writers' problems."""
     return [ci_reports.Problem(path=f.path, line=f.line, col=f.col, end_line=f.end_line or None,
-                              end_col=f.end_col or None, rule=f.code, title=f.code,
-                              message=f"{f.code} {f.message}", failure_class="lint") for f in findings]
+                               end_col=f.end_col or None, rule=f.code, title=f.code,
+                               message=f"{f.code} {f.message}", failure_class="lint") for f in findings]
 
 
 def sarif_rules() -> list[dict]:

@@ -119,7 +119,7 @@ class ParseEngine:
         assert self.values is not None
         return Request(
             files=[str(f) for f in files], timeout=settings.timeout,
-                       memory_limit=settings.memory_limit,
+            memory_limit=settings.memory_limit,
             address_space_limit=settings.address_space_limit,
             workers=min(settings.worker_count(), len(files)), preload=preload,
             policy_options=settings.sandbox_policy_options(), variables=self.values.variables,

@@ -13,7 +13,7 @@ import os
 import re
 from functools import lru_cache
 
-from pytest_astro.policies.api import Policy, PolicyContext, Violation
+from pytest_astro.policies.api import Policy, Violation
 from pytest_astro.results import DagSummary
 from pytest_astro.source import read_source
 

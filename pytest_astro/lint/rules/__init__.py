@@ -6,9 +6,10 @@ from pytest_astro.lint.core import Rule
 from pytest_astro.lint.rules import (airflow3, airflow3_context, airflow3_methods, airflow3_values, dag, parse_time,
                                      task_ids)
 
-ALL_RULES: list[type[Rule]] = sorted([*parse_time.RULES, *dag.RULES, *airflow3.RULES, *airflow3_context.RULES,
-                                    *airflow3_methods.RULES, *airflow3_values.RULES, *task_ids.RULES],
-                                   key=lambda r: r.CODE)
+ALL_RULES: list[type[Rule]] = sorted(
+    [*parse_time.RULES, *dag.RULES, *airflow3.RULES, *airflow3_context.RULES, *airflow3_methods.RULES,
+     *airflow3_values.RULES, *task_ids.RULES],
+    key=lambda r: r.CODE)
 BY_CODE: dict[str, type[Rule]] = {rule.CODE: rule for rule in ALL_RULES}
 
 assert len(BY_CODE) == len(ALL_RULES), "duplicate rule code"
