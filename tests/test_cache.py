@@ -184,23 +184,28 @@ def test_a_damaged_entry_is_parsed_again(pytester, project):
     """An entry cut short, with bytes that are not UTF-8, without its result, or empty (a full disk, a
     cache restored in part) is a miss: the file is parsed again, never an error or a stale verdict."""
     run(pytester)
-    entries = sorted((project / ".pytest_cache" / "pytest-astro" / "parse").glob("*.json"))
+    folder = project / ".pytest_cache" / "pytest-astro" / "parse"
+    [pack] = folder.glob("pack-*.jsonl")  # one file for the run, an entry per line
+    entries = pack.read_bytes().splitlines()
     assert len(entries) == len(ALL)
     damages = [
-        lambda key, body: key + b"\n" + body[: len(body) // 2],
-        lambda key, body: key + b"\n" + body.replace(b'"ok": true', b'"ok": "\xff\xfe"'),
-        lambda key, body: key + b"\n",
+        lambda key, body: key + b"\t" + body[: len(body) // 2],
+        lambda key, body: key + b"\t" + body.replace(b'"ok": true', b'"ok": "\xff\xfe"'),
+        lambda key, body: key + b"\t",
         lambda key, body: b"",
     ]
+    damaged = []
     for entry, damage in zip(entries, damages):
-        key, _, body = entry.read_bytes().partition(b"\n")
+        key, _, body = entry.partition(b"\t")
         assert b'"ok": true' in body
-        entry.write_bytes(damage(key, body))
+        damaged.append(damage(key, body))
+    pack.write_bytes(b"\n".join(damaged) + b"\n")
     result, parsed, failed = run(pytester)
     result.assert_outcomes(passed=len(ALL))
     assert parsed == ALL and failed == []
-    result, parsed, failed = run(pytester)  # and the entries are whole again
+    result, parsed, failed = run(pytester)  # and the entries are whole again, in one pack
     assert parsed == [] and failed == []
+    assert len(list(folder.glob("pack-*.jsonl"))) == 1
 
 
 def test_a_cached_result_is_the_stored_one(tmp_path):
@@ -214,7 +219,8 @@ def test_a_cached_result_is_the_stored_one(tmp_path):
                         warnings=["dags/two.py:3: placeholder"], imported=[],
                         dags=[DagSummary(dag_id="a", file="dags/two.py", line=3, tags=["x"], retries=2),
                               DagSummary(dag_id="b", file="include/factory.py", line=9, task_ids=["t"])])
-    ParseCache(project).put(dag_file, stored)
+    with ParseCache(project) as cache:
+        cache.put(dag_file, stored)
     got = ParseCache(project).get(dag_file)
     assert got is not None and got.cached
     assert got.dag_refs() == [("a", "dags/two.py", 3), ("b", "include/factory.py", 9)]
@@ -226,6 +232,57 @@ def test_a_cached_result_is_the_stored_one(tmp_path):
     # a result with errors (a syntax error, the only failure kept) is read whole
     stored.ok, stored.dags = False, []
     stored.errors = [ParseError(kind="syntax", type="SyntaxError", message="bad", file="dags/two.py", line=1)]
-    ParseCache(project).put(dag_file, stored)
+    with ParseCache(project) as cache:
+        cache.put(dag_file, stored)
     assert ParseCache(project).get(dag_file) == FileResult(
         **{**{k: v for k, v in vars(stored).items() if not k.startswith("_")}, "cached": True})
+
+
+def test_each_run_that_stores_leaves_one_pack_and_loses_no_entry(tmp_path):
+    """Results live in one pack per run that stored any: it carries on the entries it read and did
+    not replace (of DAG files that still exist) and removes the packs they were in. A pack still
+    being written is invisible to other processes (an xdist worker), which never remove it."""
+    (tmp_path / "dags").mkdir()
+    files = {name: tmp_path / "dags" / f"{name}.py" for name in ("a", "b", "c")}
+    for path in files.values():
+        path.write_text("# airflow dag\n")
+    project = Project(load_settings(tmp_path))
+    folder = tmp_path / ".pytest_cache" / "pytest-astro" / "parse"
+
+    def result(name: str, seconds: float) -> FileResult:
+        return FileResult(file=f"dags/{name}.py", ok=True, seconds=seconds,
+                          dags=[DagSummary(dag_id=name, file=f"dags/{name}.py", line=1)])
+
+    def seconds() -> dict[str, float | None]:
+        cache = ParseCache(project)
+        return {name: getattr(cache.get(path), "seconds", None) for name, path in files.items()}
+
+    with ParseCache(project) as cache:
+        for name in files:
+            cache.put(files[name], result(name, 1.0))
+        assert list(folder.iterdir())[0].name.startswith("tmp-")  # not done yet
+        assert seconds() == {"a": None, "b": None, "c": None}
+    assert len(list(folder.glob("pack-*.jsonl"))) == 1
+    assert seconds() == {"a": 1.0, "b": 1.0, "c": 1.0}
+    with ParseCache(project) as cache:  # one file parsed again: the others carried on
+        cache.put(files["b"], result("b", 2.0))
+    assert len(list(folder.glob("pack-*.jsonl"))) == 1
+    assert seconds() == {"a": 1.0, "b": 2.0, "c": 1.0}
+    # two processes at once: each pack keeps what it stored; the next run that stores folds both
+    first, second = ParseCache(project), ParseCache(project)
+    first.put(files["a"], result("a", 3.0))
+    second.put(files["c"], result("c", 3.0))
+    first.close()
+    second.close()
+    assert seconds() == {"a": 3.0, "b": 2.0, "c": 3.0}
+    files["c"].unlink()  # a DAG file removed: its entry goes with the next pack
+    with ParseCache(project) as cache:
+        cache.put(files["b"], result("b", 4.0))
+    [pack] = folder.glob("pack-*.jsonl")
+    assert sorted(json.loads(line.partition(b"\t")[0])["file"] for line in pack.read_bytes().splitlines()
+                  if b"\t" in line) == [
+        "dags/a.py", "dags/b.py"]
+    assert seconds() == {"a": 3.0, "b": 4.0, "c": None}
+    with ParseCache(project) as cache:  # nothing stored: nothing written
+        assert cache.get(files["a"]) is not None
+    assert list(folder.glob("*")) == [pack]

@@ -240,14 +240,14 @@ def test_a_death_caused_by_our_own_code_is_an_internal_error_naming_the_componen
 # ---------------------------------------------------------------------------------------------- the pool
 
 
-def stand_in_child(files, out_paths, fault_path, result_fd, limits):
+def stand_in_child(files, out_path, fault_path, result_fd, limits):
     """What a child does, by file name: ``ok``, ``fail`` (a failure), ``exit`` (os._exit(3) at
     import), ``hang``, ``hog`` (allocates 400 MiB and waits), ``bug`` (our own code raises)."""
     send = Writer(result_fd).send
     faulthandler.register(signal.SIGUSR1, file=open(fault_path, "w"), all_threads=False)  # as a real child does
     for index, path in enumerate(files):
         name = os.path.basename(path)
-        with open(out_paths[index], "w") as out:
+        with open(out_path, "w") as out:
             out.write(f"printed by {name}")
         if name.startswith("exit"):
             os._exit(3)

@@ -17,6 +17,7 @@ import json
 import os
 import site
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,30 +65,69 @@ def clear(project: Project) -> None:
     shutil.rmtree(cache_dir(project).parent / "findings", ignore_errors=True)  # policies/findings_cache.py
 
 
-# Version of the entry layout: two lines, the key (the DAG file, what its result depends on, and for
-# a result without errors its outline and the digest of the next line) as JSON, then the result as
-# JSON (as reports write it, so a cached result is written out without encoding it again)
-ENTRY_FORMAT = 4
+# Version of the entry layout: one line per entry, the key (the DAG file, what its result depends
+# on, and for a result without errors its outline and the digest of the result's text) as JSON, a
+# tab, then the result as JSON (as reports write it, so a cached result is written out without
+# encoding it again). JSON text holds no raw tab or newline.
+ENTRY_FORMAT = 5
+
+#: Entries live in packs, ``pack-<time>-<pid>.jsonl``, one per run that parsed something: creating
+#: a file costs more than parsing a small DAG file on some file systems (~0.5 ms on a CI VM), and a
+#: warm run reads one file instead of one per DAG file. Later packs win; each run that writes folds
+#: the entries it read into its own pack, after its own (below ``CARRIED``), and removes the packs
+#: it read; an entry carried on never replaces one stored by a run, which may have written its pack
+#: while this one ran (an xdist worker). A pack is written as
+#: ``tmp-<name>`` and renamed when complete: another process (an xdist worker) never reads, nor
+#: removes, a pack still being written.
+PACK_PREFIX, PACK_SUFFIX, TMP_PREFIX = "pack-", ".jsonl", "tmp-"
+CARRIED = b"# carried on"
+#: a pack left unfinished this long ago (a run that was killed) is removed by the next that writes
+STALE_TMP_SECONDS = 3600
 
 
-def _read_entry(entry: str | Path) -> tuple[dict, bytes] | None:
-    """An entry's key and its result line (not decoded); None when it is unreadable."""
+def _read_packs(folder: Path) -> tuple[dict[str, tuple[dict, bytes, bytes]], list[str]]:
+    """Every readable entry under ``folder`` by DAG file (``key["file"]``): its key, its result's
+    text and its whole line, the last one stored winning (one carried on never replaces one stored);
+    and the packs read. A damaged line (cut short, not JSON) is skipped: a miss."""
+    entries: dict[str, tuple[dict, bytes, bytes]] = {}
     try:
-        with open(entry, "rb") as fh:  # bytes: a text-mode file costs ~6 µs more per entry
-            key, _, body = fh.read().rstrip(b"\n").partition(b"\n")
-        data = json.loads(key)
-    except (OSError, ValueError):
-        return None
-    return (data, body) if isinstance(data, dict) else None
+        names = sorted(n for n in os.listdir(folder) if n.startswith(PACK_PREFIX) and n.endswith(PACK_SUFFIX))
+    except OSError:
+        return entries, []
+    read = []
+    stored: set[str] = set()  # the DAG files with an entry a run stored (not carried on)
+    for name in names:
+        try:
+            with open(os.path.join(folder, name), "rb") as fh:
+                data = fh.read()
+        except OSError:  # removed by another run that folded it into its own pack
+            continue
+        read.append(name)
+        carried = False
+        for line in data.split(b"\n"):
+            if line == CARRIED:
+                carried = True
+            key_text, tab, body = line.partition(b"\t")
+            if not tab:
+                continue
+            try:
+                key = json.loads(key_text)
+            except ValueError:
+                continue
+            if isinstance(key, dict) and isinstance(key.get("file"), str):
+                if not (carried and key["file"] in stored):
+                    entries[key["file"]] = (key, body, line)
+                if not carried:
+                    stored.add(key["file"])
+    return entries, read
 
 
 def recorded_imports(project: Project) -> Iterator[tuple[str, list[str]]]:
     """(DAG file, the project files its last cached parse imported or read) of every entry: what
     ``--astro-changed`` knows of dependencies that no import statement shows (a YAML config)."""
-    for entry in cache_dir(project).glob("*.json"):
-        read = _read_entry(entry)
-        if read is not None and isinstance(read[0].get("file"), str):
-            yield read[0]["file"], list(read[0].get("imported") or {})
+    entries, _ = _read_packs(cache_dir(project))
+    for file, (key, _, _) in entries.items():
+        yield file, list(key.get("imported") or {})
 
 
 def environment_key(project: Project) -> str:
@@ -118,7 +158,10 @@ def _result_key(env_key: str, digest: str, body_digest: str) -> str:
 
 
 class ParseCache:
-    """One file per DAG file under ``<project>/.pytest_cache/pytest-astro/parse/``."""
+    """The cached results of one project, in packs under ``<project>/.pytest_cache/pytest-astro/parse/``.
+
+    ``put`` appends to this instance's own pack; ``close`` (or leaving ``with``) completes it with
+    the entries read that it did not replace and removes the packs they came from."""
 
     def __init__(self, project: Project, extra_key: str = ""):
         self.project = project
@@ -130,8 +173,17 @@ class ParseCache:
         # digest of the content seen before (so the next run parses it again, never the reverse).
         self._digests: dict[Path, str | None] = dict(project.take_content_digests())
         self._by_rel: dict[str, str | None] = {}  # the same, for the project files results name
-        self._dir = str(self.dir) + os.sep
-        self._made = False  # the cache folder exists
+        self._entries: dict[str, tuple[dict, bytes, bytes]] | None = None  # read on first use
+        self._read: list[str] = []  # the packs they came from
+        self._out = None  # this instance's pack, once something is put
+        self._out_path = ""
+        self._put: set[str] = set()  # the DAG files put
+
+    def __enter__(self) -> ParseCache:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def _digest_of(self, path: Path) -> str | None:
         try:
@@ -147,14 +199,16 @@ class ParseCache:
             digest = self._by_rel[rel] = self._digest_of(self.project.root / rel)
             return digest
 
-    def _entry(self, path: Path) -> str:
-        return self._dir + _digest(self.project.relative(path).encode())[:32] + ".json"
+    def _loaded(self) -> dict[str, tuple[dict, bytes, bytes]]:
+        if self._entries is None:
+            self._entries, self._read = _read_packs(self.dir)
+        return self._entries
 
     def get(self, path: Path) -> FileResult | None:
-        read = _read_entry(self._entry(path))
+        read = self._loaded().get(self.project.relative(path))
         if read is None:
             return None
-        data, body = read
+        data, body, _ = read
         if data.get("env") != self.env_key or data.get("digest") != self._digest_of(path):
             return None
         for rel, digest in data.get("imported", {}).items():
@@ -189,18 +243,59 @@ class ParseCache:
         if outline is not None:
             key.update(outline=outline, body=_digest(body.encode()))
             result.keep_cache_key(_result_key(self.env_key, digest, key["body"]))
-        text = json.dumps(key) + "\n" + body + "\n"
-        try:
-            if not self._made:
+        self._write((json.dumps(key) + "\t" + body + "\n").encode())
+        self._put.add(result.file)
+
+    def _write(self, line: bytes) -> None:
+        if self._out is None:
+            self._loaded()  # what this pack will replace: the packs as they were before it
+            try:
                 self.dir.mkdir(parents=True, exist_ok=True)
                 gitignore = self.project.root / ".pytest_cache" / ".gitignore"
                 if not gitignore.exists():
                     gitignore.write_text("# Created by pytest-astro automatically.\n*\n")
-                self._made = True
-            entry = self._entry(path)
-            tmp = f"{entry}.{os.getpid()}.tmp"  # two processes (xdist workers) never share one
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, entry)
+                self._out_path = str(self.dir / f"{PACK_PREFIX}{time.time_ns():020d}-{os.getpid()}{PACK_SUFFIX}")
+                self._out = open(self._tmp_path(), "xb")
+            except OSError:
+                self._out = False  # a read-only checkout still works, just without a cache
+        if self._out:
+            try:
+                self._out.write(line)
+            except OSError:
+                pass
+
+    def _tmp_path(self) -> str:
+        folder, name = os.path.split(self._out_path)
+        return os.path.join(folder, TMP_PREFIX + name)
+
+    def close(self) -> None:
+        """Complete this instance's pack (if anything was put): the entries read that were not put
+        again follow, for DAG files that still exist; then the packs read (and entries of the layout
+        before packs) are removed. Nothing put: nothing changes."""
+        out, self._out = self._out, None
+        if not out:
+            return
+        try:
+            carried = [line for file, (_, _, line) in (self._entries or {}).items()
+                       if file not in self._put and (self.project.root / file).is_file()]
+            if carried:
+                out.write(CARRIED + b"\n" + b"\n".join(carried) + b"\n")
+            out.close()
+            os.replace(self._tmp_path(), self._out_path)
         except OSError:
-            pass  # a read-only checkout still works, just without a cache
+            return
+        stale = time.time() - STALE_TMP_SECONDS
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return
+        for name in names:
+            path = os.path.join(self.dir, name)
+            try:
+                # the packs read (now in this one); one file per DAG file, the layout before packs;
+                # a pack a killed run left unfinished
+                if (name in self._read or name.endswith(".json")
+                        or (name.startswith(TMP_PREFIX) and os.stat(path).st_mtime < stale)):
+                    os.unlink(path)
+            except OSError:
+                pass

@@ -36,11 +36,11 @@ from pytest_astro.results import DagSummary, FileResult, ParseError
 DETERMINISTIC = frozenset({"syntax", "timeout"})
 
 
-def run(paths: ProjectPaths, request: Request, files: list[str], out_paths: list[str], fault_path: str,
+def run(paths: ProjectPaths, request: Request, files: list[str], out_path: str, fault_path: str,
         result_fd: int, limits: Limits) -> NoReturn:
-    """Parse ``files`` (absolute paths) in order, each with its output in ``out_paths``, sending one
-    message per file on ``result_fd``; exit."""
-    Child(paths, request, limits, result_fd).run(files, out_paths, fault_path)
+    """Parse ``files`` (absolute paths) in order, each with its output in ``out_path`` (emptied
+    before each file), sending one message per file on ``result_fd``; exit."""
+    Child(paths, request, limits, result_fd).run(files, out_path, fault_path)
 
 
 class _Current:
@@ -57,11 +57,13 @@ class _Current:
         self.dags_made: dict[int, int] = {}  # id(dag) -> the order the DAGs were made in
         self.warnings: list[str] = []
         self.started = 0.0
-        self.out_path = ""  # where fds 1 and 2 point while the file is parsed
+        self.out_path = ""  # the file fds 1 and 2 point to while a file is parsed
         self.reported = False  # exactly one message per file: the pool counts them
 
     def reset(self, target: str) -> None:
+        out_path = self.out_path  # the child's, for every file
         self.__init__()
+        self.out_path = out_path
         self.target = target
         self.real_target = os.path.realpath(target)
         self.started = time.perf_counter()
@@ -94,13 +96,14 @@ class Child:
         self.real_signal = signal.signal
         self.fault_file = None
         self.hard_as = resource.RLIM_INFINITY
+        self.out_fd = -1  # the output file: fds 1 and 2 while a file is parsed, emptied for each
 
-    def run(self, files: list[str], out_paths: list[str], fault_path: str) -> NoReturn:
-        self._prepare_process(fault_path)
+    def run(self, files: list[str], out_path: str, fault_path: str) -> NoReturn:
+        self._prepare_process(fault_path, out_path)
         ad = self._install_hooks()
         snapshot = Snapshot(watched(ad))  # after our own hooks: those are meant to stay
-        for index, (target, out_path) in enumerate(zip(files, out_paths)):
-            self._begin(index, target, out_path)
+        for index, target in enumerate(files):
+            self._begin(index, target)
             if self._check(ad, target):
                 break
             reason = snapshot.restore(self.paths)
@@ -110,7 +113,7 @@ class Child:
         self._send(Stop("done"))
         self.real_exit(0)
 
-    def _prepare_process(self, fault_path: str) -> None:
+    def _prepare_process(self, fault_path: str, out_path: str) -> None:
         # The user's files are compiled afresh in every child, never cached: Python's staleness check
         # (mtime in seconds, size) would let a same-second, same-size edit reuse old bytecode.
         sys.dont_write_bytecode = True
@@ -119,6 +122,11 @@ class Child:
         except OSError:
             pass
         self.fault_file = open(fault_path, "w")
+        # One output file per child, emptied before each file (O_APPEND: what is written after the
+        # truncation starts at 0): creating a file costs more than parsing a small DAG file on some
+        # file systems
+        self.out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        self.cur.out_path = out_path
         # Airflow's warm-up parse left a Python-level SIGSEGV handler in the parent, which would turn
         # a segfault into an endless loop: restore the default so faulthandler can dump and re-raise.
         signal.signal(signal.SIGSEGV, signal.SIG_DFL)
@@ -218,21 +226,20 @@ class Child:
         self._send(Stop(f"{self.paths.rel(target)}: the file called os._exit"))
         self.real_exit(0)
 
-    def _begin(self, index: int, target: str, out_path: str) -> None:
+    def _begin(self, index: int, target: str) -> None:
         """Get ready for the next file: fresh per-file records, its output file, its limits."""
         from pytest_astro.policies.sandbox import reset_records
 
         self.index = index
         self.cur.reset(target)
-        self.cur.out_path = out_path
         reset_records()
         if index:  # the previous file may have installed handlers of its own for these
             self.real_signal(signal.SIGALRM, _on_alarm)
             faulthandler.register(signal.SIGUSR1, file=self.fault_file, all_threads=False)
-        out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(out_fd, 1)
-        os.dup2(out_fd, 2)
-        os.close(out_fd)
+        if index:
+            os.ftruncate(self.out_fd, 0)
+        os.dup2(self.out_fd, 1)
+        os.dup2(self.out_fd, 2)
         if self.limits.address_space > 0:  # opt-in: address space is not memory (see Limits)
             current = address_space()
             if current:

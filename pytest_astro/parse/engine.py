@@ -9,6 +9,7 @@ cannot be opened, and reads plain JSON results back.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import subprocess
@@ -83,7 +84,7 @@ class ParseEngine:
         results: dict[str, FileResult] = {}
         todo: list[Path] = []
         early, self._early = self._early, None
-        with early or _Sandbox(self.project, self.python) as sandbox:
+        with early or _Sandbox(self.project, self.python) as sandbox, cache or contextlib.nullcontext():
             for path in files:
                 hit = cache.get(path) if cache else None
                 if hit is not None:

@@ -89,7 +89,7 @@ class Job:
     pid: int
     fd: int  # read end of the child's message pipe
     fault_path: str  # faulthandler's output; <fault_path>.ours: a failure of our own child code
-    out_paths: list[str]  # where each file's output goes
+    out_path: str  # where the output of the file being parsed goes
     limits: Limits  # with the resident memory the child started with (the sandbox's) as baseline
     started: float
     deadline: float
@@ -117,13 +117,13 @@ class PoolStats:
     ended_early: list[str] = field(default_factory=list)
 
 
-StartChild = Callable[[list[str], list[str], str, int, Limits], None]
+StartChild = Callable[[list[str], str, str, int, Limits], None]
 
 
 class Pool:
     """Parse every file of ``queue`` with at most ``workers`` children at a time.
 
-    ``start_child(files, out_paths, fault_path, result_fd, limits)`` runs in the forked child and
+    ``start_child(files, out_path, fault_path, result_fd, limits)`` runs in the forked child and
     never returns; ``emit(message)`` sends a verdict (a ``Result``) on to the engine; ``tmp`` is a
     folder for the children's output and fault files."""
 
@@ -157,7 +157,7 @@ class Pool:
         self.stats.rechecked += solo
         n = self.stats.processes
         fault_path = os.path.join(self.tmp, f"{n}.fault")
-        out_paths = [os.path.join(self.tmp, f"{n}-{i}.out") for i in range(len(files))]
+        out_path = os.path.join(self.tmp, f"{n}.out")
         read_fd, write_fd = os.pipe()
         # the child starts with the sandbox's resident memory: the limit is on what it adds
         limits = replace(self.limits,
@@ -169,7 +169,7 @@ class Pool:
                 os.close(read_fd)
                 for job in self.running.values():
                     os.close(job.fd)
-                self.start_child(files, out_paths, fault_path, write_fd, limits)
+                self.start_child(files, out_path, fault_path, write_fd, limits)
             except BaseException as exc:  # our own code failed outside any one file's check
                 with open(fault_path + ".ours", "w") as fh:
                     json.dump(failure_of_ours(exc), fh)
@@ -177,7 +177,7 @@ class Pool:
                 _exit(BUG_STATUS)  # only reached if the child itself failed before reporting
         os.close(write_fd)
         now = time.monotonic()
-        self.running[read_fd] = Job(files, pid, read_fd, fault_path, out_paths, limits, started=now,
+        self.running[read_fd] = Job(files, pid, read_fd, fault_path, out_path, limits, started=now,
                                     deadline=now + self.per_file, solo=solo)
 
     def _wait(self) -> None:
@@ -248,7 +248,7 @@ class Pool:
                 self.emit(Result.of(self._death_result(job, status).to_dict()))
             else:  # an earlier file of the batch may have caused it: that file runs again, alone
                 self.queue.retry_alone(dead)
-        for path in [job.fault_path, job.fault_path + ".ours", *job.out_paths]:
+        for path in (job.fault_path, job.fault_path + ".ours", job.out_path):
             try:
                 os.unlink(path)
             except OSError:
@@ -270,7 +270,7 @@ class Pool:
                            over_memory=job.over_memory, fault=fault, ours=ours)
         return FileResult(file=self.paths.rel(job.current), ok=False, errors=[error],
                           seconds=time.monotonic() - job.started, peak_memory=job.peak,
-                          stdout=read_tail(job.out_paths[job.done]))
+                          stdout=read_tail(job.out_path))
 
     # ------------------------------------------------------------------ limits
 
