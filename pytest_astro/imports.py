@@ -7,6 +7,7 @@ affected by a change to a project module (``include/helpers.py``), and by the li
 from __future__ import annotations
 
 import ast
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,6 +27,11 @@ class Import:
     names: tuple[str, ...] = ()
 
 
+#: where statements are: an import is a statement, so only these lists are walked (not the
+#: expressions, most of a DAG file's nodes)
+_BODIES = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
 def read_imports(path: Path) -> list[Import]:
     """Absolute imports of a file, anywhere in it (module level or inside functions)."""
     try:
@@ -33,12 +39,19 @@ def read_imports(path: Path) -> list[Import]:
     except (SyntaxError, ValueError, OSError):
         return []
     found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found += [Import(alias.name, node.lineno) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            found.append(Import(node.module, node.lineno,
-                                tuple(a.name for a in node.names if a.name != "*")))
+    todo = [tree.body]
+    while todo:
+        for node in todo.pop():
+            kind = type(node)
+            if kind is ast.Import:
+                found += [Import(alias.name, node.lineno) for alias in node.names]
+            elif kind is ast.ImportFrom:
+                if node.module and not node.level:
+                    found.append(Import(node.module, node.lineno,
+                                        tuple(a.name for a in node.names if a.name != "*")))
+            else:
+                todo += [sub for sub in (getattr(node, f, None) for f in _BODIES) if sub]
+    found.sort(key=lambda imp: imp.line)
     return found
 
 
@@ -70,7 +83,20 @@ class ImportGraph:
 
     @cached_property
     def top_level_names(self) -> set[str]:
-        return {name.split(".")[0] for name in self.modules}
+        """A superset of the first components of the project's module names, from one listing of each
+        sys.path root (``modules`` walks the whole project)."""
+        names: set[str] = set()
+        for base in self.project.importable_roots():
+            try:
+                with os.scandir(base) as entries:
+                    for entry in entries:
+                        if entry.name.endswith(".py") and entry.name != "__init__.py":
+                            names.add(entry.name[:-3])
+                        elif entry.is_dir():
+                            names.add(entry.name)
+            except OSError:
+                continue
+        return names
 
     def imports(self, path: Path) -> list[Import]:
         path = path.resolve()
@@ -108,8 +134,8 @@ class ImportGraph:
         taken from them (``from airflow.sdk import dag`` resolves ``dag`` lazily: preload that
         too)."""
         found: dict[str, set[str]] = {}
-        for path in paths:
-            for imp in self.imports(path):
+        for path in paths:  # real paths (the engine's): not resolved again, not kept
+            for imp in self._cache.get(path) or read_imports(path):
                 if imp.module.split(".")[0] not in self.top_level_names:
                     found.setdefault(imp.module, set()).update(imp.names)
         return found

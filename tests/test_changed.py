@@ -154,3 +154,28 @@ def test_a_file_the_last_parse_read_affects_its_reader(pytester):
     result = pytester.runpytest("--astro-dags", "--astro-changed", "-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*--astro-changed: 1 affected by*", "dags/reads_yaml.py::astro PASSED*"])
+
+
+def test_imports_are_found_wherever_a_statement_can_be(tmp_path):
+    """The static import scan (``imports.read_imports``) walks statements only: an import in any
+    block (functions, classes, if/else, loops, with, try/except/else/finally, match) is found, in
+    line order, with the names taken; a relative import is not (it names no top-level module)."""
+    from pytest_astro.imports import Import, read_imports
+
+    path = tmp_path / "dag.py"
+    path.write_text(
+        "import a, b.c as d\n"
+        "def f():\n    import e\n    class K:\n        from f import g, h\n"
+        "if x:\n    import i\nelif y:\n    import j\nelse:\n    import k\n"
+        "for _ in z:\n    import l\nelse:\n    import m\n"
+        "while w:\n    import n\n"
+        "with v:\n    from o import *\n"
+        "try:\n    import p\nexcept E:\n    import q\nelse:\n    import r\nfinally:\n    import s\n"
+        "match t:\n    case 1:\n        import u\n"
+        "from . import rel\n"
+        "async def g():\n    async with x:\n        import aw\n    async for y in x:\n        import af\n"
+        "x = [__import__('not_a_statement')]\n")
+    found = read_imports(path)
+    assert [i.module for i in found] == ["a", "b.c", "e", "f", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r",
+                                         "s", "u", "aw", "af"]
+    assert found[3] == Import("f", 5, ("g", "h")) and found[10] == Import("o", 19, ())

@@ -117,24 +117,6 @@ class ParseTimeGraph(ImportGraph):
         self.memo: dict = {} if memo is None else memo
         self.memo_changed = False
 
-    @cached_property
-    def top_level_names(self) -> set[str]:
-        """A superset of the first components of the project's module names, from one listing of each
-        sys.path root: the full module index (a walk of the whole project) is built only when some
-        import names one of them."""
-        names: set[str] = set()
-        for base in self.project.importable_roots():
-            try:
-                with os.scandir(base) as entries:
-                    for entry in entries:
-                        if entry.name.endswith(".py") and entry.name != "__init__.py":
-                            names.add(entry.name[:-3])
-                        elif entry.is_dir():
-                            names.add(entry.name)
-            except OSError:
-                continue
-        return names
-
     def _module_name(self, path: Path) -> str | None:
         if not hasattr(self, "_names"):
             self._names = {file: name for name, file in self.modules.items()}
