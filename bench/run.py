@@ -39,9 +39,12 @@ Every approach gets compiled bytecode of the installed packages (``--bytecode wa
 ``--repeat N`` runs every approach N times, interleaved (one run of each, then again), and keeps
 each one's median run: on a shared 2-core VM single runs move by 10-25%.
 
-Wall time and peak memory of the whole process tree (sampled every 20 ms with psutil or /proc):
+Wall time, and peak memory of the whole process tree (sampled every 20 ms with psutil or /proc):
 RSS summed over the processes (counts pages shared by forked children once per child, so it
 overstates forked designs) and PSS (proportional set size: shared pages split between sharers).
+Memory is sampled in one more round, after the timed ones, whose times are not counted: reading a
+process's PSS makes the kernel walk its page tables, which every 20 ms for every process of the tree
+takes CPU from the command measured, the more the more processes it has.
 Prints a Markdown table with ratios against single-dagbag and writes JSON. Timings are never
 asserted anywhere; the machine's load is printed with them because it moves them.
 """
@@ -441,13 +444,18 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def measure(cmd: list[str], cwd: Path, env: dict) -> dict:
-    """Run ``cmd``; wall time, peak RSS/PSS of its process tree, exit status, stdout tail."""
+def measure(cmd: list[str], cwd: Path, env: dict, sample: bool = False) -> dict:
+    """Run ``cmd``; wall time, exit status, stdout tail; with ``sample``, the peak RSS/PSS of its
+    process tree too. Sampling is not done in timed runs: reading a process's PSS makes the kernel walk
+    its page tables, and every 20 ms for each process of the tree that is CPU taken from the command,
+    the more the more processes it has (a run of ours has four, single-dagbag one)."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = {"rss": 0, "pss": 0, "processes": 0}
     commands: set[str] = set()
     done = threading.Event()
+    if not sample:
+        done.set()
 
     def sample():
         while not done.is_set():
@@ -577,16 +585,23 @@ def run_size(n: int, workdir: Path, heavy: list[str], policies_off: bool = True,
     runs: dict[str, list[dict]] = {}
     ours = pytest_cmd + ["--astro-dags", "dags", "--astro-report", "report.json"]
 
+    memory: dict[str, dict] = {}  # the untimed round's runs, which sample the memory
+
     def row(name: str, cmd: list[str], parsed: bool = False) -> dict:
         if bytecode == "warm":  # the project's own bytecode never survives a run, as in a fresh checkout
             shutil.rmtree(workdir / "bytecode" / str(root.resolve()).lstrip(os.sep), ignore_errors=True)
-        result = measure(cmd, root, env)
+        result = measure(cmd, root, env, sample=not timed)
         if parsed:
             result["parsed"] = sum(_report_files(root / "report.json").values())
-        runs.setdefault(name, []).append(result)
+        if timed:
+            runs.setdefault(name, []).append(result)
+        else:
+            memory[name] = result
         return result
 
-    for rep in range(repeat):
+    # the timed rounds, then one more whose runs sample the memory (not timed: see measure)
+    for rep in range(repeat + 1):
+        timed = rep < repeat
         row("template", pytest_cmd + ["tests/dags/test_dag_example.py", "-p", "no:cacheprovider"])
         row("single-dagbag", pytest_cmd + ["tests/test_single_dagbag.py", "-p", "no:cacheprovider"])
         row("pytest-floor", pytest_cmd + ["tests/test_floor.py", "-p", "no:cacheprovider"])
@@ -627,7 +642,9 @@ def run_size(n: int, workdir: Path, heavy: list[str], policies_off: bool = True,
         rows[name]["runs"] = [r["seconds"] for r in results]
         for check in ("parsed_exactly_it", "parsed_exactly_importers"):
             if check in rows[name]:
-                rows[name][check] = all(r[check] for r in results)
+                rows[name][check] = all(r[check] for r in results + [memory.get(name, {check: True})])
+        for figure in ("peak_rss", "peak_pss", "processes", "sandbox_started"):
+            rows[name][figure] = memory[name][figure] if name in memory else 0
     if ablations:
         # naive isolation, a fresh interpreter per file (sampled, scaled to n files on all cores)
         sample = sorted((root / "dags").glob("*.py"))[:10]
