@@ -33,8 +33,11 @@ def test_dag_only_change_makes_a_dag_only_deploy_with_the_token_and_a_descriptio
     s = Scenario(tmp_path)
     s.change({"dags/etl.py": "# airflow dag\nfrom airflow.sdk import DAG\n"}, "tune the etl DAG")
     short = git(s.repo, "rev-parse", "--short", "HEAD")
-    proc = s.gate(env=github_push(s, s.first))
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    proc = s.gate(env=github_push(s, s.first, TMPDIR=str(tmp)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert list(tmp.iterdir()) == []  # the suite's report was read, then removed
     assert s.deploys() == [["deploy", "--dags", "--wait", f"--description={short} tune the etl DAG", "--", "clmain000"]]
     deploy_call = [c for c in s.astro_calls() if c["argv"][0] == "deploy"][0]
     assert deploy_call["env"]["ASTRO_API_TOKEN"] == TOKEN  # the CLI gets the token...
@@ -324,8 +327,11 @@ def test_a_token_that_is_not_a_jwt_is_masked_too(tmp_path):
 def test_dry_run_prints_the_plan_and_deploys_nothing(tmp_path):
     s = Scenario(tmp_path)
     s.change({"dags/etl.py": "# airflow dag\n"})
-    proc = s.gate("--dry-run", env=github_push(s, s.first, ASTRO_API_TOKEN=None))
+    tmp = tmp_path / "tmpdir"
+    tmp.mkdir()
+    proc = s.gate("--dry-run", env=github_push(s, s.first, ASTRO_API_TOKEN=None, TMPDIR=str(tmp)))
     assert proc.returncode == 0
+    assert list(tmp.iterdir()) == []
     for text in ("target:   Astro Deployment clmain000", "type:     dags", "suite:",
                  "deploy --dags --wait '--description=", "-- clmain000", "ASTRO_API_TOKEN is not set", "dry run"):
         assert text in proc.stdout, text

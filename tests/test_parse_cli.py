@@ -9,9 +9,13 @@ from tests.conftest import EXAMPLE, EXAMPLES, run_cli
 
 
 def test_broken_project_prints_one_line_per_failure(tmp_path):
-    shutil.copytree(EXAMPLES / "broken-project", tmp_path, dirs_exist_ok=True)
-    proc = run_cli("parse", cwd=tmp_path)
+    """... and leaves nothing in the temporary folder, though files crashed, exited and timed out."""
+    project, tmp = tmp_path / "project", tmp_path / "tmp"
+    tmp.mkdir()
+    shutil.copytree(EXAMPLES / "broken-project", project)
+    proc = run_cli("parse", cwd=project, env={"TMPDIR": str(tmp)})
     assert proc.returncode == 1, proc.stderr
+    assert list(tmp.iterdir()) == []
     lines = proc.stdout.splitlines()
     assert "dags/syntax_error.py:5: SyntaxError: invalid syntax. Perhaps you forgot a comma?" in lines
     assert "dags/sys_exit.py:7: SystemExit: the file called sys.exit(1) while being imported" in lines

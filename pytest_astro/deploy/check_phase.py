@@ -5,6 +5,7 @@ the plan. Stops early by raising ``Refused``.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -85,46 +86,52 @@ def check(run: Run, with_deploy: bool) -> tuple[int, dict]:
                                                if x) or "pytest-astro deploy"
     wait = cfg.wait if opts.wait is None else opts.wait
     wait_seconds = (opts.wait_seconds or cfg.wait_seconds) if wait else None
-    report_path = Path(tempfile.mkdtemp(prefix="pytest-astro-deploy-")) / "report.json"
-    suite_cmd = suite.build_command(cfg.suite, [*cfg.suite_args, *opts.suite_args], report_path)
-    plan = {"project": str(root), "project_in_repo": context.in_repo(root), "branch": branch,
-            "commit": sha, "commit_subject": subject, "target": target.to_dict(),
-            "target_source": target.source,
-            "deploy_type": decision.type, "decision": decision.to_dict(),
-            "description": description, "wait_seconds": wait_seconds,
-            "dags_folder": context.dags_rel(run), "allowed": False}
-    line, problem = _preflight(run, target, decision.type, description, with_deploy)
-    _say_plan(run, ctx, branch, short, subject, target, decision, suite_cmd, line, problem)
-    if opts.dry_run:
-        if target.kind == "bucket":
-            _dry_run_bucket(run, target)
-        run.say("pytest-astro deploy: dry run: nothing was run or deployed")
-        raise Refused("dry-run", 0, problem or "")
-    if problem:
-        raise Refused("failed", 1, problem)
-    dirty = context.dirty(run)
-    if dirty:
-        raise Refused("refused", 1, "tracked files differ from the commit HEAD "
-                                    f"({context.listing(dirty)}): the deploy would not be the "
-                                    "commit that is recorded. Commit them, or undo them (git "
-                                    "stash / git checkout -- FILE); a CI step that rewrites "
-                                    "tracked files must run before the commit")
-    kind = target.kind if target.kind != "astro" else decision.type
-    before = plans.shipped_files(root, run.settings.dags_path, kind, run.own_files())
-    if before.problems:
-        raise Refused("refused", 1, "the deploy would ship files from outside the "
-                                    "project", before.problems)
-    result = _run_suite(run, suite_cmd, report_path)
-    plan["suite"] = result.to_dict()
-    run.rec["suite"] = result.to_dict()
-    if result.leftovers:
-        run.say(f"pytest-astro deploy: warning: the suite left {len(result.leftovers)} process(es) "
-                f"running ({context.listing(result.leftovers)}): killed, so that none of the "
-                "project's code runs beside the deploy")
-    if not result.ok:
-        raise Refused("refused", 1, "; ".join(result.problems), [f"- {p}" for p in result.problems])
-    _accept(run, plan, result, before, kind)
-    return 0, plan
+    # the suite's report: read back, then removed with its folder, whatever the outcome
+    report_dir = tempfile.mkdtemp(prefix="pytest-astro-deploy-")
+    report_path = Path(report_dir) / "report.json"
+    try:
+        suite_cmd = suite.build_command(cfg.suite, [*cfg.suite_args, *opts.suite_args], report_path)
+        plan = {"project": str(root), "project_in_repo": context.in_repo(root), "branch": branch,
+                "commit": sha, "commit_subject": subject, "target": target.to_dict(),
+                "target_source": target.source,
+                "deploy_type": decision.type, "decision": decision.to_dict(),
+                "description": description, "wait_seconds": wait_seconds,
+                "dags_folder": context.dags_rel(run), "allowed": False}
+        line, problem = _preflight(run, target, decision.type, description, with_deploy)
+        _say_plan(run, ctx, branch, short, subject, target, decision, suite_cmd, line, problem)
+        if opts.dry_run:
+            if target.kind == "bucket":
+                _dry_run_bucket(run, target)
+            run.say("pytest-astro deploy: dry run: nothing was run or deployed")
+            raise Refused("dry-run", 0, problem or "")
+        if problem:
+            raise Refused("failed", 1, problem)
+        dirty = context.dirty(run)
+        if dirty:
+            raise Refused("refused", 1, "tracked files differ from the commit HEAD "
+                                        f"({context.listing(dirty)}): the deploy would not be the "
+                                        "commit that is recorded. Commit them, or undo them (git "
+                                        "stash / git checkout -- FILE); a CI step that rewrites "
+                                        "tracked files must run before the commit")
+        kind = target.kind if target.kind != "astro" else decision.type
+        before = plans.shipped_files(root, run.settings.dags_path, kind, run.own_files())
+        if before.problems:
+            raise Refused("refused", 1, "the deploy would ship files from outside the "
+                                        "project", before.problems)
+        result = _run_suite(run, suite_cmd, report_path)
+        plan["suite"] = result.to_dict()
+        run.rec["suite"] = result.to_dict()
+        if result.leftovers:
+            run.say(f"pytest-astro deploy: warning: the suite left {len(result.leftovers)} "
+                    f"process(es) running ({context.listing(result.leftovers)}): killed, so that "
+                    "none of the project's code runs beside the deploy")
+        if not result.ok:
+            raise Refused("refused", 1, "; ".join(result.problems),
+                          [f"- {p}" for p in result.problems])
+        _accept(run, plan, result, before, kind)
+        return 0, plan
+    finally:
+        shutil.rmtree(report_dir, ignore_errors=True)
 
 
 def _accept(run: Run, plan: dict, result: suite.SuiteResult, before: plans.Manifest,

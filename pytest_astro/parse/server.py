@@ -184,10 +184,10 @@ def serve(root: str, request: Request, channel: Writer) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     queue = Queue(request.files, workers, batching=request.isolation == "batch")
-    pool = Pool(paths, limits, workers, queue,
-                start_child=functools.partial(child.run, paths, request),
-                emit=channel.send, tmp=tempfile.mkdtemp(prefix="pytest-astro-parse-"))
-    stats = pool.run()
+    with tempfile.TemporaryDirectory(prefix="pytest-astro-parse-") as tmp:  # the children's output
+        pool = Pool(paths, limits, workers, queue,
+                    start_child=functools.partial(child.run, paths, request), emit=channel.send, tmp=tmp)
+        stats = pool.run()
     _TIMES["parsed"] = time.perf_counter()
     marks = list(_TIMES.items())
     timings = {name: round(t - previous, 3) for (name, t), (_, previous) in zip(marks[1:], marks)}
