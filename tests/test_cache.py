@@ -279,7 +279,7 @@ def test_each_run_that_stores_leaves_one_pack_and_loses_no_entry(tmp_path):
     with ParseCache(project) as cache:
         cache.put(files["b"], result("b", 4.0))
     [pack] = folder.glob("pack-*.jsonl")
-    assert sorted(json.loads(line.partition(b"\t")[0])["file"] for line in pack.read_bytes().splitlines()
+    assert sorted(json.loads(line.partition(b"\t")[0]) for line in pack.read_bytes().splitlines()
                   if b"\t" in line) == [
         "dags/a.py", "dags/b.py"]
     assert seconds() == {"a": 3.0, "b": 4.0, "c": None}

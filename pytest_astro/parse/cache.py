@@ -65,10 +65,11 @@ def clear(project: Project) -> None:
     shutil.rmtree(cache_dir(project).parent / "findings", ignore_errors=True)  # policies/findings_cache.py
 
 
-# Version of the entry layout: one line per entry, the key (the DAG file, what its result depends
-# on, and for a result without errors its outline and the digest of the result's text) as JSON, a
-# tab, then the result as JSON (as reports write it, so a cached result is written out without
-# encoding it again). JSON text holds no raw tab or newline.
+# Version of the entry layout: one line per entry, the DAG file (a JSON string), the key (what its
+# result depends on, and for a result without errors its outline and the digest of the result's
+# text) as JSON, then the result as JSON (as reports write it, so a cached result is written out
+# without encoding it again), separated by tabs (JSON text holds no raw tab or newline). The key is
+# decoded when the file's result is asked for, not when the pack is read.
 ENTRY_FORMAT = 5
 
 #: Entries live in packs, ``pack-<time>-<pid>.jsonl``, one per run that parsed something: creating
@@ -85,17 +86,28 @@ CARRIED = b"# carried on"
 STALE_TMP_SECONDS = 3600
 
 
-def _read_packs(folder: Path) -> tuple[dict[str, tuple[dict, bytes, bytes]], list[str]]:
-    """Every readable entry under ``folder`` by DAG file (``key["file"]``): its key, its result's
-    text and its whole line, the last one stored winning (one carried on never replaces one stored);
-    and the packs read. A damaged line (cut short, not JSON) is skipped: a miss."""
-    entries: dict[str, tuple[dict, bytes, bytes]] = {}
+#: an entry as read: the pack's bytes, and where in them its line starts, its key starts, its
+#: result's text starts and its line ends (sliced and decoded when the entry is used: reading a pack
+#: allocates no object per entry but its index, which keeps the garbage collector out of the run)
+Entry = tuple[bytes, int, int, int, int]
+
+
+def _file_text(rel: str) -> bytes:
+    """A DAG file as an entry names it."""
+    return json.dumps(rel).encode()
+
+
+def _read_packs(folder: Path) -> tuple[dict[bytes, Entry], list[str]]:
+    """Every entry under ``folder`` by DAG file (as ``_file_text`` writes it), the last one stored
+    winning (one carried on never replaces one stored); and the packs read. A line without its three
+    parts (cut short) is skipped; one with a damaged key or result is a miss when it is used."""
+    entries: dict[bytes, Entry] = {}
     try:
         names = sorted(n for n in os.listdir(folder) if n.startswith(PACK_PREFIX) and n.endswith(PACK_SUFFIX))
     except OSError:
         return entries, []
     read = []
-    stored: set[str] = set()  # the DAG files with an entry a run stored (not carried on)
+    stored: set[bytes] = set()  # the DAG files with an entry a run stored (not carried on)
     for name in names:
         try:
             with open(os.path.join(folder, name), "rb") as fh:
@@ -104,30 +116,41 @@ def _read_packs(folder: Path) -> tuple[dict[str, tuple[dict, bytes, bytes]], lis
             continue
         read.append(name)
         carried = False
-        for line in data.split(b"\n"):
-            if line == CARRIED:
-                carried = True
-            key_text, tab, body = line.partition(b"\t")
-            if not tab:
-                continue
-            try:
-                key = json.loads(key_text)
-            except ValueError:
-                continue
-            if isinstance(key, dict) and isinstance(key.get("file"), str):
-                if not (carried and key["file"] in stored):
-                    entries[key["file"]] = (key, body, line)
+        start, size = 0, len(data)
+        while start < size:
+            end = data.find(b"\n", start)
+            end = size if end < 0 else end
+            first = data.find(b"\t", start, end)
+            second = data.find(b"\t", first + 1, end) if first >= 0 else -1
+            if second < 0:
+                carried = carried or data[start:end] == CARRIED
+            else:
+                file = data[start:first]
+                if not (carried and file in stored):
+                    entries[file] = (data, start, first + 1, second + 1, end)
                 if not carried:
-                    stored.add(key["file"])
+                    stored.add(file)
+            start = end + 1
     return entries, read
+
+
+def _key(entry: Entry) -> dict | None:
+    data, _, key_start, body_start, _ = entry
+    try:
+        key = json.loads(data[key_start:body_start - 1])
+    except ValueError:
+        return None
+    return key if isinstance(key, dict) else None
 
 
 def recorded_imports(project: Project) -> Iterator[tuple[str, list[str]]]:
     """(DAG file, the project files its last cached parse imported or read) of every entry: what
     ``--astro-changed`` knows of dependencies that no import statement shows (a YAML config)."""
     entries, _ = _read_packs(cache_dir(project))
-    for file, (key, _, _) in entries.items():
-        yield file, list(key.get("imported") or {})
+    for entry in entries.values():
+        key = _key(entry)
+        if key is not None and isinstance(key.get("file"), str):
+            yield key["file"], list(key.get("imported") or {})
 
 
 def environment_key(project: Project) -> str:
@@ -173,11 +196,11 @@ class ParseCache:
         # digest of the content seen before (so the next run parses it again, never the reverse).
         self._digests: dict[Path, str | None] = dict(project.take_content_digests())
         self._by_rel: dict[str, str | None] = {}  # the same, for the project files results name
-        self._entries: dict[str, tuple[dict, bytes, bytes]] | None = None  # read on first use
+        self._entries: dict[bytes, Entry] | None = None  # read on first use
         self._read: list[str] = []  # the packs they came from
         self._out = None  # this instance's pack, once something is put
         self._out_path = ""
-        self._put: set[str] = set()  # the DAG files put
+        self._put: set[bytes] = set()  # the DAG files put (``_file_text``)
 
     def __enter__(self) -> ParseCache:
         return self
@@ -199,16 +222,19 @@ class ParseCache:
             digest = self._by_rel[rel] = self._digest_of(self.project.root / rel)
             return digest
 
-    def _loaded(self) -> dict[str, tuple[dict, bytes, bytes]]:
+    def _loaded(self) -> dict[bytes, Entry]:
         if self._entries is None:
             self._entries, self._read = _read_packs(self.dir)
         return self._entries
 
     def get(self, path: Path) -> FileResult | None:
-        read = self._loaded().get(self.project.relative(path))
-        if read is None:
+        rel = self.project.relative(path)
+        entry = self._loaded().get(_file_text(rel))
+        data = _key(entry) if entry is not None else None
+        if data is None or data.get("file") != rel:
             return None
-        data, body, _ = read
+        pack, _, _, body_start, end = entry
+        body = pack[body_start:end]
         if data.get("env") != self.env_key or data.get("digest") != self._digest_of(path):
             return None
         for rel, digest in data.get("imported", {}).items():
@@ -243,8 +269,8 @@ class ParseCache:
         if outline is not None:
             key.update(outline=outline, body=_digest(body.encode()))
             result.keep_cache_key(_result_key(self.env_key, digest, key["body"]))
-        self._write((json.dumps(key) + "\t" + body + "\n").encode())
-        self._put.add(result.file)
+        self._write(_file_text(result.file) + ("\t" + json.dumps(key) + "\t" + body + "\n").encode())
+        self._put.add(_file_text(result.file))
 
     def _write(self, line: bytes) -> None:
         if self._out is None:
@@ -264,6 +290,12 @@ class ParseCache:
             except OSError:
                 pass
 
+    def _exists(self, file: bytes) -> bool:
+        try:
+            return (self.project.root / json.loads(file)).is_file()
+        except (ValueError, TypeError):
+            return False
+
     def _tmp_path(self) -> str:
         folder, name = os.path.split(self._out_path)
         return os.path.join(folder, TMP_PREFIX + name)
@@ -276,8 +308,8 @@ class ParseCache:
         if not out:
             return
         try:
-            carried = [line for file, (_, _, line) in (self._entries or {}).items()
-                       if file not in self._put and (self.project.root / file).is_file()]
+            carried = [pack[start:end] for file, (pack, start, _, _, end) in (self._entries or {}).items()
+                       if file not in self._put and self._exists(file)]
             if carried:
                 out.write(CARRIED + b"\n" + b"\n".join(carried) + b"\n")
             out.close()
