@@ -33,9 +33,10 @@ _OPTIONS = [
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from pytest_astro import hookspecs
+    from pytest_astro import gcfreeze, hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
+    pluginmanager.register(gcfreeze, "astro-gcfreeze")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

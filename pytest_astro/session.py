@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_astro import dbguard, inprocess, xdist_batch
+from pytest_astro import dbguard, gcfreeze, inprocess, xdist_batch
 from pytest_astro.ci_reports_plugin import CIReports
 from pytest_astro.collectors import DagFile, NotATestModule
 from pytest_astro.config import ConfigError, Settings, find_project_root, load_settings
@@ -323,6 +323,8 @@ class AstroSession:
                                      False) and any(isinstance(i, DagFileItem)
                                                     for i in session.items):
             self._initial_batch(session.items)  # only the files of the items that will run
+            if all(isinstance(item, InDagFile) for item in session.items):
+                gcfreeze.freeze()  # no test of the user's runs in this process
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
         resolved = self.project.real(file_path)

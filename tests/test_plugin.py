@@ -137,6 +137,28 @@ def test_a_dags_package_is_not_imported_by_pytest(pytester, write_files):
     assert pids and str(os.getpid()) not in pids  # the sandbox imported the packages, pytest did not
 
 
+def test_a_run_of_dag_files_only_leaves_its_objects_out_of_garbage_collection(pytester, write_files):
+    """Only pytest-astro's items in the session: the objects alive after collection are frozen
+    (``gcfreeze``) while they run, and stay so when it ends (Python's collection at exit would walk
+    them all again). A session with a test of the user's never freezes, and one that starts in the
+    same process first undoes an earlier freeze."""
+    import gc
+
+    log = pytester.path / "freeze.log"
+    hook = ("import gc\ndef pytest_runtest_setup(item):\n"
+            f"    open({str(log)!r}, 'a').write(f'{{item.nodeid}} {{gc.get_freeze_count() > 0}}\\n')\n")
+    write_files(pytester.path, {"pyproject.toml": NO_POLICIES, "conftest.py": hook,
+                                "dags/etl.py": DAG.format(dag_id="etl"),
+                                "tests/test_x.py": "def test_x():\n    pass\n"})
+    pytester.runpytest("--astro-dags", "dags").assert_outcomes(passed=1)
+    assert log.read_text().splitlines() == ["dags/etl.py::astro True"]
+    assert gc.get_freeze_count() > 0
+    log.unlink()
+    pytester.runpytest("--astro-dags", "dags", "tests").assert_outcomes(passed=2)
+    assert log.read_text().splitlines() == ["dags/etl.py::astro False", "tests/test_x.py::test_x False"]
+    assert gc.get_freeze_count() == 0
+
+
 def test_a_conftest_applies_to_the_checks_under_its_folder(pytester, write_files):
     """A conftest.py's hooks run for the DAG checks under its folder, as for any test, and for no
     others. (Our nodes share their DAG file's hook proxy, which pytest would recompute at every
