@@ -444,8 +444,8 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def measure(cmd: list[str], cwd: Path, env: dict, sample: bool = False) -> dict:
-    """Run ``cmd``; wall time, exit status, stdout tail; with ``sample``, the peak RSS/PSS of its
+def measure(cmd: list[str], cwd: Path, env: dict, sample_memory: bool = False) -> dict:
+    """Run ``cmd``; wall time, exit status, stdout tail; with ``sample_memory``, the peak RSS/PSS of its
     process tree too. Sampling is not done in timed runs: reading a process's PSS makes the kernel walk
     its page tables, and every 20 ms for each process of the tree that is CPU taken from the command,
     the more the more processes it has (a run of ours has four, single-dagbag one)."""
@@ -454,7 +454,7 @@ def measure(cmd: list[str], cwd: Path, env: dict, sample: bool = False) -> dict:
     peak = {"rss": 0, "pss": 0, "processes": 0}
     commands: set[str] = set()
     done = threading.Event()
-    if not sample:
+    if not sample_memory:
         done.set()
 
     def sample():
@@ -590,7 +590,7 @@ def run_size(n: int, workdir: Path, heavy: list[str], policies_off: bool = True,
     def row(name: str, cmd: list[str], parsed: bool = False) -> dict:
         if bytecode == "warm":  # the project's own bytecode never survives a run, as in a fresh checkout
             shutil.rmtree(workdir / "bytecode" / str(root.resolve()).lstrip(os.sep), ignore_errors=True)
-        result = measure(cmd, root, env, sample=not timed)
+        result = measure(cmd, root, env, sample_memory=not timed)
         if parsed:
             result["parsed"] = sum(_report_files(root / "report.json").values())
         if timed:

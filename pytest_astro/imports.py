@@ -135,7 +135,7 @@ class ImportGraph:
         too)."""
         found: dict[str, set[str]] = {}
         for path in paths:  # real paths (the engine's): not resolved again, not kept
-            for imp in self._cache.get(path) or read_imports(path):
+            for imp in self._cache[path] if path in self._cache else read_imports(path):
                 if imp.module.split(".")[0] not in self.top_level_names:
                     found.setdefault(imp.module, set()).update(imp.names)
         return found

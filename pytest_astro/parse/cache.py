@@ -269,8 +269,9 @@ class ParseCache:
         if outline is not None:
             key.update(outline=outline, body=_digest(body.encode()))
             result.keep_cache_key(_result_key(self.env_key, digest, key["body"]))
-        self._write(_file_text(result.file) + ("\t" + json.dumps(key) + "\t" + body + "\n").encode())
-        self._put.add(_file_text(result.file))
+        file = _file_text(result.file)
+        self._write(file + ("\t" + json.dumps(key) + "\t" + body + "\n").encode())
+        self._put.add(file)
 
     def _write(self, line: bytes) -> None:
         if self._out is None:
@@ -280,7 +281,8 @@ class ParseCache:
                 gitignore = self.project.root / ".pytest_cache" / ".gitignore"
                 if not gitignore.exists():
                     gitignore.write_text("# Created by pytest-astro automatically.\n*\n")
-                self._out_path = str(self.dir / f"{PACK_PREFIX}{time.time_ns():020d}-{os.getpid()}{PACK_SUFFIX}")
+                name = f"{PACK_PREFIX}{time.time_ns():020d}-{os.getpid()}{PACK_SUFFIX}"
+                self._out_path = str(self.dir / name)
                 self._out = open(self._tmp_path(), "xb")
             except OSError:
                 self._out = False  # a read-only checkout still works, just without a cache
@@ -314,7 +316,12 @@ class ParseCache:
                 out.write(CARRIED + b"\n" + b"\n".join(carried) + b"\n")
             out.close()
             os.replace(self._tmp_path(), self._out_path)
-        except OSError:
+        except OSError:  # a full disk: no pack this time, and no half of one left behind
+            out.close()
+            try:
+                os.unlink(self._tmp_path())
+            except OSError:
+                pass
             return
         stale = time.time() - STALE_TMP_SECONDS
         try:

@@ -57,13 +57,10 @@ class _Current:
         self.dags_made: dict[int, int] = {}  # id(dag) -> the order the DAGs were made in
         self.warnings: list[str] = []
         self.started = 0.0
-        self.out_path = ""  # the file fds 1 and 2 point to while a file is parsed
         self.reported = False  # exactly one message per file: the pool counts them
 
     def reset(self, target: str) -> None:
-        out_path = self.out_path  # the child's, for every file
         self.__init__()
-        self.out_path = out_path
         self.target = target
         self.real_target = os.path.realpath(target)
         self.started = time.perf_counter()
@@ -96,7 +93,8 @@ class Child:
         self.real_signal = signal.signal
         self.fault_file = None
         self.hard_as = resource.RLIM_INFINITY
-        self.out_fd = -1  # the output file: fds 1 and 2 while a file is parsed, emptied for each
+        self.out_path = ""  # the output file: fds 1 and 2 while a file is parsed, emptied for each
+        self.out_fd = -1
 
     def run(self, files: list[str], out_path: str, fault_path: str) -> NoReturn:
         self._prepare_process(fault_path, out_path)
@@ -125,8 +123,8 @@ class Child:
         # One output file per child, emptied before each file (O_APPEND: what is written after the
         # truncation starts at 0): creating a file costs more than parsing a small DAG file on some
         # file systems
+        self.out_path = out_path
         self.out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-        self.cur.out_path = out_path
         # Airflow's warm-up parse left a Python-level SIGSEGV handler in the parent, which would turn
         # a segfault into an endless loop: restore the default so faulthandler can dump and re-raise.
         signal.signal(signal.SIGSEGV, signal.SIG_DFL)
@@ -233,10 +231,9 @@ class Child:
         self.index = index
         self.cur.reset(target)
         reset_records()
-        if index:  # the previous file may have installed handlers of its own for these
+        if index:  # the previous file may have installed handlers of its own for these, and printed
             self.real_signal(signal.SIGALRM, _on_alarm)
             faulthandler.register(signal.SIGUSR1, file=self.fault_file, all_threads=False)
-        if index:
             os.ftruncate(self.out_fd, 0)
         os.dup2(self.out_fd, 1)
         os.dup2(self.out_fd, 2)
@@ -336,7 +333,7 @@ class Child:
             result = FileResult(file=rel, ok=not errors, dags=[DagSummary(**d) for d in dags], errors=errors,
                                 warnings=cur.warnings, seconds=time.perf_counter() - cur.started,
                                 peak_memory=maxrss(resource.getrusage(resource.RUSAGE_SELF)),
-                                imported=self._imported(), stdout=read_tail(cur.out_path))
+                                imported=self._imported(), stdout=read_tail(self.out_path))
             self._send(Result.of(result.to_dict()))
         cur.reported = True  # only once sent: a failure before this reports the file again
 
